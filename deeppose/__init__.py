@@ -1,0 +1,1 @@
+"""DeepPose: a cascade of CNN joint regressors, built on the `caffe` runtime of this project."""
