@@ -1,0 +1,46 @@
+"""The base of every layer: a plain `torch.nn.Module` configured once from its LayerParameter."""
+import torch
+from torch.func import functional_call
+
+
+class Layer(torch.nn.Module):
+    """A Caffe layer.
+
+    `__init__(param, phase)` reads everything the layer needs from its LayerParameter into plain
+    attributes; `setup(bottom_shapes)` creates the layer's blobs (Caffe's LayerSetUp);
+    `forward(*bottoms)` returns the tuple of tops and never touches protobuf, so a built net can
+    be traced, compiled and exported. Class attributes describe the layer to the net.
+    """
+
+    num_bottoms = None  # exact number of bottoms, or None (then min_bottoms applies)
+    min_bottoms = 0
+    num_tops = None  # exact number of tops, or None (then min_tops applies)
+    min_tops = 0
+    loss_layer = False  # top 0 carries loss_weight 1 unless the prototxt says otherwise
+    no_grad_bottoms = ()  # bottoms Caffe never back-propagates to (labels, reference shapes)
+    host_source = False  # produces its tops from host data (Data layers), not from bottoms
+
+    def __init__(self, param, phase):
+        super().__init__()
+        self.name = param.name
+        self.phase = phase
+        self.blobs = torch.nn.ParameterList()
+
+    def setup(self, bottom_shapes):
+        """Create the layer's blobs for bottoms of these shapes (called once by the net)."""
+
+    def add_blob(self, tensor, learnable=True):
+        """Append a blob (a parameter); `learnable=False` for statistics updated in forward."""
+        self.blobs.append(torch.nn.Parameter(tensor, requires_grad=learnable))
+
+    def top_shapes(self, bottom_shapes):
+        """Shapes of the tops for bottoms of these shapes, computed on PyTorch's meta device."""
+        state = {n: torch.empty_like(t, device="meta") for n, t in
+                 list(self.named_parameters(remove_duplicate=False)) + list(self.named_buffers())}
+        bottoms = tuple(torch.empty(s, device="meta") for s in bottom_shapes)
+        with torch.no_grad():
+            tops = functional_call(self, state, bottoms)
+        return [tuple(t.shape) for t in tops]
+
+    def extra_repr(self):
+        return f"name={self.name!r}"

@@ -1,0 +1,41 @@
+"""InnerProduct: a fully connected layer over the axes from `axis` on."""
+import math
+
+import torch
+
+from .. import fillers
+from ..registry import register_layer
+from .base import Layer
+
+
+@register_layer("InnerProduct")
+class InnerProduct(Layer):
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.inner_product_param
+        if not p.HasField("num_output"):
+            raise ValueError("inner_product_param.num_output is required")
+        self.num_output = p.num_output
+        self.bias_term = p.bias_term
+        self.axis = p.axis
+        self.transpose = p.transpose
+        self._weight_filler, self._bias_filler = p.weight_filler, p.bias_filler
+
+    def setup(self, bottom_shapes):
+        shape = bottom_shapes[0]
+        self.axis = self.axis % len(shape)
+        k = math.prod(shape[self.axis:])
+        wshape = (k, self.num_output) if self.transpose else (self.num_output, k)
+        self.add_blob(fillers.fill(self._weight_filler, wshape))
+        if self.bias_term:
+            self.add_blob(fillers.fill(self._bias_filler, (self.num_output,)))
+
+    def forward(self, x):
+        x = x.flatten(self.axis)
+        w = self.blobs[0].t() if self.transpose else self.blobs[0]
+        if x.shape[-1] != w.shape[1]:
+            raise ValueError(f"input has {x.shape[-1]} features per item, the weights expect {w.shape[1]}")
+        return (torch.nn.functional.linear(x, w, self.blobs[1] if self.bias_term else None),)

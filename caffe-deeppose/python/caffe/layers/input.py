@@ -1,0 +1,23 @@
+"""Input: the net's input blobs, shaped as declared (the net fills them)."""
+from ..registry import register_layer
+from .base import Layer
+
+
+@register_layer("Input")
+class Input(Layer):
+    num_bottoms = 0
+    min_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        shapes = [tuple(int(d) for d in s.dim) for s in param.input_param.shape]
+        if len(shapes) not in (1, len(param.top)):
+            raise ValueError(f"input_param gives {len(shapes)} shapes for {len(param.top)} tops "
+                             "(give one shape for all, or one per top)")
+        self.shapes = shapes * len(param.top) if len(shapes) == 1 else shapes
+
+    def top_shapes(self, bottom_shapes):
+        return list(self.shapes)
+
+    def forward(self):
+        raise RuntimeError("Input tops are the net's input blobs; the net never calls forward on them")

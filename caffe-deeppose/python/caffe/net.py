@@ -1,0 +1,507 @@
+"""`caffe.Net`: a prototxt turned into a graph of layer modules, with pycaffe's interface.
+
+`NetModule` is the graph itself, a plain `torch.nn.Module` (it can be compiled or exported);
+`Net` wraps it with Caffe's blobs, params, forward/backward and weight files.
+"""
+import collections
+import os
+import re
+
+import numpy as np
+import torch
+
+from . import common, layers as _layers  # noqa: F401  (registers the built-in layers)
+from .blob import Blob, ParamBlob
+from .proto import caffe_pb2
+from .protoio import (ProtoFileError, blob_shape, blobproto_to_array, array_to_blobproto,
+                      parse_prototxt, read_binary_proto, write_binary_proto)
+from .registry import layer_class
+
+TRAIN = caffe_pb2.TRAIN
+TEST = caffe_pb2.TEST
+
+
+class NetError(ValueError):
+    """A net that cannot be built or loaded; the message names the file, layer and blob."""
+
+
+def _layer_lines(text):
+    """Line numbers (1-based) of the top-level `layer {` blocks of a prototxt text."""
+    lines, depth = [], 0
+    for number, line in enumerate(text.splitlines(), 1):
+        code = re.sub(r'"(\\.|[^"\\])*"|\'(\\.|[^\'\\])*\'|#.*', "", line)
+        if depth == 0 and re.match(r"\s*layer\s*\{?", code) and not re.match(r"\s*layers\b", code):
+            lines.append(number)
+        depth += code.count("{") - code.count("}")
+    return lines
+
+
+def _meets_rule(rule, state):
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    if any(s not in state.stage for s in rule.stage):
+        return False
+    return not any(s in state.stage for s in rule.not_stage)
+
+
+def _included(layer, state):
+    if layer.include:
+        return any(_meets_rule(r, state) for r in layer.include)
+    return not any(_meets_rule(r, state) for r in layer.exclude)
+
+
+def _upgrade_net_inputs(param):
+    """Net-level `input` + `input_shape`/`input_dim` become an Input layer named "input", as Caffe does."""
+    if not param.input:
+        return
+    if param.input_dim and len(param.input_dim) != 4 * len(param.input):
+        raise NetError(f"net {param.name!r}: {len(param.input)} inputs need {4 * len(param.input)} input_dim "
+                       f"values, got {len(param.input_dim)}")
+    if not param.input_dim and len(param.input_shape) not in (1, len(param.input)):
+        raise NetError(f"net {param.name!r}: {len(param.input)} inputs but {len(param.input_shape)} input_shape")
+    layer = caffe_pb2.LayerParameter(name="input", type="Input")
+    for i, name in enumerate(param.input):
+        layer.top.append(name)
+        shape = layer.input_param.shape.add()
+        if param.input_dim:
+            shape.dim.extend(param.input_dim[4 * i:4 * i + 4])
+        else:
+            shape.CopyFrom(param.input_shape[min(i, len(param.input_shape) - 1)])
+    layers = [layer] + list(param.layer)
+    del param.input[:], param.input_shape[:], param.input_dim[:], param.layer[:]
+    param.layer.extend(layers)
+
+
+class _Wiring:
+    """How one layer connects to the blobs: names, which bottoms are cut from the gradient."""
+
+    __slots__ = ("bottoms", "tops", "detach", "is_input")
+
+    def __init__(self, bottoms, tops, detach, is_input):
+        self.bottoms, self.tops, self.detach, self.is_input = bottoms, tops, detach, is_input
+
+
+class NetModule(torch.nn.Module):
+    """The layers of a net and their wiring, as a plain `torch.nn.Module`.
+
+    `forward(*inputs)` takes the net's input tensors (in `input_names` order) and returns the
+    output tensors (in `output_names` order); `run` is the same walk over a range of layers,
+    on a dict of named tensors.
+    """
+
+    def __init__(self, layers, wiring, input_names, output_names):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(layers)
+        self.wiring = wiring
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+
+    def run(self, env, start=0, end=None, on_top=None):
+        """Compute layers start..end (inclusive) reading and writing blobs in `env` by name;
+        `on_top(name, tensor)` sees every top as it is produced."""
+        end = len(self.layers) - 1 if end is None else end
+        for i in range(start, end + 1):
+            w = self.wiring[i]
+            if w.is_input:
+                continue
+            bottoms = [env[b].detach() if cut else env[b] for b, cut in zip(w.bottoms, w.detach)]
+            tops = self.layers[i](*bottoms)
+            for name, t in zip(w.tops, tops):
+                env[name] = t
+                if on_top is not None:
+                    on_top(name, t)
+        return env
+
+    def forward(self, *inputs):
+        env = self.run(dict(zip(self.input_names, inputs)))
+        return tuple(env[name] for name in self.output_names)
+
+
+class _LayerView:
+    """pycaffe's view of a layer: its type and its parameter blobs."""
+
+    def __init__(self, module, blobs):
+        self.type = module.type_name
+        self.blobs = blobs
+        self.module = module
+
+    def __repr__(self):
+        return f"<Layer {self.module.name!r} type={self.type}>"
+
+
+class Net:
+    """A Caffe net (pycaffe's `caffe.Net`).
+
+    `Net(prototxt, phase)`, `Net(prototxt, weights, phase)`, `Net(prototxt, phase, weights=...)`;
+    also `level=` and `stages=` for NetState rules.
+    """
+
+    def __init__(self, network_file, *args, phase=None, weights=None, level=0, stages=()):
+        if len(args) == 1:
+            phase = args[0]
+        elif len(args) == 2:
+            weights, phase = args
+        elif len(args) > 2:
+            raise TypeError("Net(network_file, [weights], phase)")
+        if phase not in (TRAIN, TEST):
+            raise TypeError("Net needs a phase: caffe.TRAIN or caffe.TEST")
+        network_file = os.fspath(network_file)
+        try:
+            with open(network_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ProtoFileError(f"{network_file}: cannot read: {e.strerror}") from None
+        param = parse_prototxt(text, caffe_pb2.NetParameter(), network_file)
+        self._build(param, phase, level, stages, network_file, _layer_lines(text))
+        if weights is not None:
+            self.copy_from(weights)
+
+    @classmethod
+    def from_param(cls, param, phase, source="<NetParameter>", level=0, stages=()):
+        """A net from a NetParameter message (a solver's `net_param`, a test's inline net)."""
+        net = cls.__new__(cls)
+        net._build(caffe_pb2.NetParameter.FromString(param.SerializeToString()), phase, level, stages,
+                   source, [])
+        return net
+
+    # -- construction ------------------------------------------------------------------------
+    def _build(self, param, phase, level, stages, source, layer_lines):
+        self._source = source
+        self.phase = phase
+        self._device = common.device()
+        n_explicit_inputs = 1 if param.input else 0
+        _upgrade_net_inputs(param)
+        state = caffe_pb2.NetState(phase=phase, level=level)
+        state.stage.extend(param.state.stage)
+        state.stage.extend(stages)
+        if param.state.HasField("level") and not level:
+            state.level = param.state.level
+        self._param = param
+        self.force_backward = param.force_backward
+        self.name = param.name
+        lines = [None] * n_explicit_inputs + list(layer_lines)
+
+        self.blobs = collections.OrderedDict()
+        self._blob_loss_weights = {}
+        self.params = collections.OrderedDict()
+        self._layer_params, modules, wiring, self._layer_names, self.layers = [], [], [], [], []
+        self.bottom_names, self.top_names = collections.OrderedDict(), collections.OrderedDict()
+        inputs = []
+        self._learnable, self._param_specs, owners = [], [], {}
+        for index, lp in enumerate(param.layer):
+            if not _included(lp, state):
+                continue
+            line = lines[index] if index < len(lines) and lines[index] else None
+            where = f"{source}:{line}" if line else source
+            place = f"{where}: layer {lp.name!r} (type {lp.type})"
+            cls = layer_class(lp.type, f"{where}: layer {lp.name!r}")
+            self._check_counts(cls, lp, place)
+            for b in lp.bottom:
+                if b not in self.blobs:
+                    raise NetError(f"{place}: bottom {b!r} is not produced by any earlier layer "
+                                   f"(known blobs: {', '.join(self.blobs) or 'none'})")
+            try:
+                module = cls(lp, phase)
+                bottom_shapes = [self.blobs[b].shape for b in lp.bottom]
+                module.setup(bottom_shapes)
+                top_shapes = module.top_shapes(bottom_shapes)
+            except (ValueError, RuntimeError, IndexError) as e:
+                shapes = ", ".join(f"{b} {tuple(self.blobs[b].shape)}" for b in lp.bottom)
+                raise NetError(f"{place}: {e}" + (f" (bottoms: {shapes})" if shapes else "")) from None
+            if len(top_shapes) != len(lp.top):
+                raise NetError(f"{place}: the layer makes {len(top_shapes)} tops, the prototxt names {len(lp.top)}")
+            module.to(self._device)
+            for name, shape in zip(lp.top, top_shapes):
+                if name in lp.bottom:  # in place
+                    self.blobs[name].reshape(shape)
+                else:
+                    if name in self.blobs:
+                        raise NetError(f"{place}: top {name!r} is produced twice (not in place)")
+                    self.blobs[name] = Blob(shape, self._device)
+            is_input = lp.type == "Input"
+            if is_input:
+                inputs.extend(lp.top)
+            for i, name in enumerate(lp.top):
+                default = 1.0 if (cls.loss_layer and i == 0) else 0.0
+                weight = lp.loss_weight[i] if i < len(lp.loss_weight) else default
+                if weight:
+                    self._blob_loss_weights[name] = weight
+                    self.blobs[name].set_diff(torch.full(self.blobs[name].shape, float(weight), device=self._device))
+            detach = []
+            for i in range(len(lp.bottom)):
+                pd = lp.propagate_down[i] if i < len(lp.propagate_down) else True
+                detach.append(not pd or i in cls.no_grad_bottoms)
+            self._share_and_register(module, lp, place, owners)
+            modules.append(module)
+            wiring.append(_Wiring(list(lp.bottom), list(lp.top), tuple(detach), is_input))
+            self._layer_names.append(lp.name)
+            self._layer_params.append(lp)
+            self.bottom_names[lp.name] = list(lp.bottom)
+            self.top_names[lp.name] = list(lp.top)
+            blobs = [ParamBlob(module, i) for i in range(len(module.blobs))]
+            if blobs:
+                self.params[lp.name] = blobs
+            self.layers.append(_LayerView(module, blobs))
+
+        produced_last = {}
+        for i, w in enumerate(wiring):
+            for t in w.tops:
+                produced_last[t] = i
+        outputs = [name for name in self.blobs  # not consumed after its last production
+                   if not any(name in w.bottoms for w in wiring[produced_last[name] + 1:])]
+        self.module = NetModule(modules, wiring, inputs, outputs)
+        self._inputs, self._outputs = inputs, outputs
+        self._needs_backward = bool(self._blob_loss_weights) or self.force_backward
+        self._live = {}
+        self._grad_src = {}
+
+    @staticmethod
+    def _check_counts(cls, lp, place):
+        for what, names, exact, minimum in (("bottom", lp.bottom, cls.num_bottoms, cls.min_bottoms),
+                                            ("top", lp.top, cls.num_tops, cls.min_tops)):
+            if exact is not None and len(names) != exact:
+                raise NetError(f"{place}: takes {exact} {what}(s), the prototxt gives {len(names)}")
+            if exact is None and len(names) < minimum:
+                raise NetError(f"{place}: takes at least {minimum} {what}(s), the prototxt gives {len(names)}")
+
+    def _share_and_register(self, module, lp, place, owners):
+        """Apply `param` specs: named sharing (shape checked), lr_mult 0 freezes; record learnables."""
+        for i, p in enumerate(module.blobs):
+            spec = lp.param[i] if i < len(lp.param) else caffe_pb2.ParamSpec()
+            if spec.name and spec.name in owners:
+                owner = owners[spec.name]
+                strict = spec.share_mode != caffe_pb2.ParamSpec.PERMISSIVE
+                if (tuple(owner.shape) != tuple(p.shape)) if strict else (owner.numel() != p.numel()):
+                    raise NetError(f"{place}: shared param {spec.name!r} has shape {tuple(owner.shape)} in its "
+                                   f"owner but {tuple(p.shape)} here")
+                module.blobs[i] = owner
+                continue
+            if spec.name:
+                owners[spec.name] = p
+            if p.requires_grad and spec.lr_mult == 0:
+                p.requires_grad_(False)
+            if p.requires_grad:
+                self._learnable.append(p)
+                self._param_specs.append((spec.lr_mult, spec.decay_mult))
+
+    # -- pycaffe properties --------------------------------------------------------------------
+    @property
+    def inputs(self):
+        return list(self._inputs)
+
+    @property
+    def outputs(self):
+        return list(self._outputs)
+
+    @property
+    def _blob_names(self):
+        return list(self.blobs)
+
+    @property
+    def blob_loss_weights(self):
+        return collections.OrderedDict((n, self._blob_loss_weights.get(n, 0.0)) for n in self.blobs)
+
+    @property
+    def learnable_params(self):
+        """The unique trainable torch Parameters, in Caffe's order."""
+        return list(self._learnable)
+
+    @property
+    def param_specs(self):
+        """(lr_mult, decay_mult) of each learnable param."""
+        return list(self._param_specs)
+
+    def layer_index(self, name):
+        try:
+            return self._layer_names.index(name)
+        except ValueError:
+            raise KeyError(f"net {self.name!r} has no layer {name!r}") from None
+
+    # -- computing ---------------------------------------------------------------------------------
+    def _forward_range(self, start, end):
+        """Forward layers start..end; returns the weighted loss (Caffe's Net::Forward)."""
+        grad = self._needs_backward and torch.is_grad_enabled()
+        env = {}
+        for i, w in enumerate(self.module.wiring):
+            if i > end:
+                break
+            for b in w.bottoms:
+                if b not in env:
+                    env[b] = self.blobs[b].data_tensor()
+            if w.is_input and i >= start:
+                for name in w.tops:
+                    t = self.blobs[name].data_tensor()
+                    env[name] = t.detach().requires_grad_() if grad and self.force_backward else t
+        for view in self.layers:  # parameters written through a host mirror (GPU) go back first
+            for blob in view.blobs:
+                blob._data.synced()
+        grad_src = {}
+
+        def on_top(name, t):
+            if t.requires_grad:
+                t.retain_grad()
+            grad_src.setdefault(name, t)
+
+        for i in range(start, end + 1):  # Input tops that need a gradient are their own source
+            w = self.module.wiring[i]
+            if w.is_input:
+                for name in w.tops:
+                    grad_src.setdefault(name, env[name])
+        with torch.set_grad_enabled(grad):
+            self.module.run(env, start, end, on_top)
+        for name, t in env.items():
+            self.blobs[name].set_data(t)
+        self._live, self._grad_src = env, grad_src
+        loss = 0.0
+        for name, weight in self._blob_loss_weights.items():
+            if name in grad_src:
+                loss += weight * float(env[name].detach().sum())
+        return loss
+
+    def forward(self, blobs=None, start=None, end=None, **kwargs):
+        """Set the input blobs given as keyword arrays, run layers start..end, return the outputs
+        (or the tops of `end`) and the extra `blobs` asked for, as numpy arrays."""
+        for name, value in kwargs.items():
+            if name not in self.blobs:
+                raise KeyError(f"forward: net {self.name!r} has no blob {name!r}")
+            value = np.asarray(value)
+            if value.shape[0] != self.blobs[name].shape[0]:
+                raise ValueError(f"forward: input {name!r} has batch {value.shape[0]}, the blob holds "
+                                 f"{self.blobs[name].shape[0]}; reshape the blob first")
+            self.blobs[name].data[...] = value
+        start_i = self.layer_index(start) if start is not None else 0
+        end_i = self.layer_index(end) if end is not None else len(self._layer_names) - 1
+        self._forward_range(start_i, end_i)
+        names = self.top_names[self._layer_names[end_i]] if end is not None else self._outputs
+        names = list(names) + [b for b in (blobs or []) if b not in names]
+        return {name: self.blobs[name].data for name in names}
+
+    def _backward(self):
+        """Caffe's Net::Backward: diffs flow from the loss tops (diff = loss_weight) and, with
+        force_backward, from every output blob's diff; param diffs accumulate."""
+        roots, grads, root_names = [], [], set()
+        for name in self._live:
+            if name in self._blob_loss_weights or (self.force_backward and name in self._outputs):
+                t = self._live[name]
+                if t.requires_grad:
+                    roots.append(t)
+                    grads.append(self.blobs[name].diff_tensor())
+                    root_names.add(name)
+        if not roots:
+            return
+        torch.autograd.backward(roots, grads)
+        for name, t in self._grad_src.items():
+            if name not in root_names:
+                g = t.grad
+                self.blobs[name].set_diff(g if g is not None else torch.zeros_like(t))
+
+    def backward(self, diffs=None, **kwargs):
+        """Back-propagate from the output diffs (set from keyword arrays first); returns the diffs
+        of the inputs and the extra blobs named in `diffs`."""
+        for name, value in kwargs.items():
+            if name not in self._outputs:
+                raise KeyError(f"backward: {name!r} is not an output of net {self.name!r}")
+            self.blobs[name].diff[...] = value
+        self._backward()
+        names = list(self._inputs) + [b for b in (diffs or []) if b not in self._inputs]
+        return {name: self.blobs[name].diff for name in names}
+
+    def forward_backward(self):
+        """One forward and backward pass over the whole net; returns the loss (the solvers' step)."""
+        loss = self._forward_range(0, len(self._layer_names) - 1)
+        self._backward()
+        return loss
+
+    def clear_param_diffs(self):
+        for p in self._learnable:
+            if p.grad is not None:
+                p.grad.zero_()
+
+    def forward_all(self, blobs=None, **kwargs):
+        """Forward every item of the keyword input arrays in batches of the net's batch size."""
+        outs = collections.defaultdict(list)
+        if not kwargs:
+            return {k: np.asarray(v).copy() for k, v in self.forward(blobs=blobs).items()}
+        total = len(next(iter(kwargs.values())))
+        batch = self.blobs[next(iter(kwargs))].shape[0]
+        for first in range(0, total, batch):
+            chunk = {}
+            for name, value in kwargs.items():
+                part = np.asarray(value[first:first + batch])
+                if len(part) < batch:  # pad the last batch like pycaffe, then drop the padding
+                    part = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
+                chunk[name] = part
+            for name, value in self.forward(blobs=blobs, **chunk).items():
+                outs[name].extend(np.array(value, copy=True)[:min(batch, total - first)])
+        return {name: np.asarray(v) for name, v in outs.items()}
+
+    def reshape(self):
+        """Propagate the input blobs' (new) shapes through every layer (Caffe's Net::Reshape)."""
+        for view, w in zip(self.layers, self.module.wiring):
+            if w.is_input:
+                continue
+            shapes = view.module.top_shapes([self.blobs[b].shape for b in w.bottoms])
+            for name, shape in zip(w.tops, shapes):
+                self.blobs[name].reshape(shape)
+
+    # -- weights ---------------------------------------------------------------------------------
+    def copy_from(self, path):
+        """Copy weights from a .caffemodel by layer name (layers not in this net are ignored)."""
+        path = os.fspath(path)
+        self.copy_from_param(read_binary_proto(path, caffe_pb2.NetParameter), path)
+
+    def copy_from_param(self, source, where="<NetParameter>"):
+        mine = {name: view for name, view in zip(self._layer_names, self.layers)}
+        for lp in source.layer:
+            view = mine.get(lp.name)
+            if view is None or not lp.blobs:
+                continue
+            if len(lp.blobs) != len(view.blobs):
+                raise NetError(f"{where}: layer {lp.name!r} has {len(lp.blobs)} blobs, the net's "
+                               f"{view.type} layer has {len(view.blobs)}")
+            for i, (bp, blob) in enumerate(zip(lp.blobs, view.blobs)):
+                target = tuple(blob.param.shape)
+                src = blob_shape(bp)
+                legacy = any(bp.HasField(f) for f in ("num", "channels", "height", "width"))
+                match = (src == (1,) * (4 - len(target)) + target) if legacy and len(target) <= 4 else src == target
+                if not match:
+                    raise NetError(f"{where}: cannot copy param {i} of layer {lp.name!r}: shape mismatch, "
+                                   f"source {src}, target {target}. To learn this layer from scratch instead, "
+                                   "rename it in the prototxt.")
+                values = torch.from_numpy(blobproto_to_array(bp).reshape(target))
+                with torch.no_grad():
+                    blob.param.copy_(values)
+
+    def to_proto(self):
+        """The net with its weights as a NetParameter (what `save` writes)."""
+        out = caffe_pb2.NetParameter()
+        out.CopyFrom(self._param)
+        del out.layer[:]
+        for lp, view in zip(self._layer_params, self.layers):
+            layer = out.layer.add()
+            layer.CopyFrom(lp)
+            del layer.blobs[:]
+            for blob in view.blobs:
+                layer.blobs.append(array_to_blobproto(blob.param.detach().cpu().numpy()))
+        return out
+
+    def save(self, path):
+        """Write the weights as a binary .caffemodel, atomically."""
+        write_binary_proto(path, self.to_proto())
+
+    def share_with(self, other):
+        """Use `other`'s parameter tensors for the layers of the same name (a solver's test nets)."""
+        theirs = dict(zip(other._layer_names, other.layers))
+        for name, view in zip(self._layer_names, self.layers):
+            src = theirs.get(name)
+            if src is None or not view.blobs:
+                continue
+            for i, p in enumerate(src.module.blobs):
+                if tuple(p.shape) != tuple(view.module.blobs[i].shape):
+                    raise NetError(f"cannot share layer {name!r} param {i}: shape {tuple(p.shape)} vs "
+                                   f"{tuple(view.module.blobs[i].shape)}")
+                view.module.blobs[i] = p

@@ -1,0 +1,153 @@
+"""The dataset description: everything about a dataset in one place, plus its annotation files.
+
+Every transform, metric, drawing and the synthetic renderer read a `DatasetDescription`;
+no other module writes down a joint count, an image size or a joint index.
+
+Coordinates are continuous pixel coordinates: pixel column ``i`` covers ``[i, i + 1)``, so
+its centre is at ``i + 0.5``. In this convention the seed's horizontal mirror ``x -> width - x``
+is exact (it maps the image edge 0 onto ``width``), and `flip_joints` keeps it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DatasetDescription:
+    """Joints, skeleton, flips and file layout of a 2-D pose dataset.
+
+    `flip_pairs` are ``(right, left)`` joint indices swapped by a horizontal mirror;
+    `torso_joints` are the two joints whose distance is the torso diameter (the PDJ
+    scale and the stage-2 crop scale); the stage-2 crop side is ``alpha`` x that diameter.
+    Paths are relative to `root` (the dataset directory).
+    """
+
+    name: str
+    size: tuple[int, int]  # (cols, rows)
+    joint_names: tuple[str, ...]
+    limbs: tuple[tuple[int, int], ...]
+    torso_joints: tuple[int, int]
+    flip_pairs: tuple[tuple[int, int], ...]
+    alpha: float
+    root: str
+    image_dir: str
+    train_annotations: str
+    test_annotations: str
+    image_name_format: str  # str.format pattern taking the image index
+
+    def __post_init__(self):
+        j = self.num_joints
+        pairs = list(self.limbs) + list(self.flip_pairs) + [self.torso_joints]
+        bad = [p for p in pairs if not all(0 <= i < j for i in p)]
+        if bad:
+            raise ValueError(f"{self.name}: joint indices out of range 0..{j - 1}: {bad}")
+        flipped = [i for p in self.flip_pairs for i in p]
+        if len(set(flipped)) != len(flipped):
+            raise ValueError(f"{self.name}: a joint appears in two flip pairs: {self.flip_pairs}")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def flip_permutation(self) -> np.ndarray:
+        """Index array p: joint i of a mirrored image is joint p[i] of the original."""
+        p = np.arange(self.num_joints)
+        for r, l in self.flip_pairs:
+            p[r], p[l] = l, r
+        return p
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    def image_name(self, index: int) -> str:
+        return self.image_name_format.format(index)
+
+
+K2HPD = DatasetDescription(
+    name="K2HPD",
+    size=(256, 212),
+    joint_names=(
+        "head", "neck", "spine_mid",
+        "right_shoulder", "right_elbow", "right_wrist",
+        "left_shoulder", "left_elbow", "left_wrist",
+        "right_hip", "right_knee", "right_ankle",
+        "left_hip", "left_knee", "left_ankle",
+    ),
+    limbs=((0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8), (9, 10), (10, 11), (12, 13), (13, 14)),
+    torso_joints=(3, 12),
+    flip_pairs=((3, 6), (4, 7), (5, 8), (9, 12), (10, 13), (11, 14)),
+    alpha=0.8,
+    root="data/K2HPD",
+    image_dir="depth_data/depth_images",
+    train_annotations="train_annos.txt",
+    test_annotations="test_annos.txt",
+    image_name_format="{:08d}.png",
+)
+
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def read_annotations(path, desc: DatasetDescription = K2HPD) -> list[tuple[str, np.ndarray]]:
+    """Read ``<file name> x1,y1,x2,y2,...`` lines into ``(name, joints (J, 2))`` pairs.
+
+    Leading NUL bytes (present in some K2HPD lines) are stripped, blank lines skipped, and
+    only the first 2*J numbers of a line are used (K2HPD lines carry more).
+    """
+    need = 2 * desc.num_joints
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.lstrip("\x00").strip()
+            if not line:
+                continue
+            name, _, rest = line.partition(" ")
+            fields = [v for v in _SEPARATORS.split(rest.strip()) if v][:need]
+            if len(fields) < need:
+                raise ValueError(f"{path}:{lineno}: {name!r} has {len(fields)} numbers, "
+                                 f"{need} needed for {desc.num_joints} joints")
+            try:
+                values = np.array([float(v) for v in fields])
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: {name!r}: non-numeric value ({e})") from None
+            items.append((name, values.reshape(desc.num_joints, 2)))
+    return items
+
+
+def write_annotations(path, items: Iterable[tuple[str, np.ndarray]], decimals: int = 3) -> None:
+    """Write ``(name, joints (J, 2))`` pairs as K2HPD lines ``<name> x1,y1,x2,y2,...``."""
+    with open(path, "w", encoding="utf-8") as f:
+        for name, joints in items:
+            coords = ",".join(f"{v:.{decimals}f}" for v in np.asarray(joints, float).ravel())
+            f.write(f"{name} {coords}\n")
+
+
+def flip_joints(joints: np.ndarray, width: float, desc: DatasetDescription = K2HPD) -> np.ndarray:
+    """Joints (..., J, 2) of the horizontally mirrored image: x -> width - x, left/right swapped."""
+    out = np.array(joints, dtype=float)[..., desc.flip_permutation, :]
+    out[..., 0] = width - out[..., 0]
+    return out
+
+
+def torso_diameter(joints: np.ndarray, desc: DatasetDescription = K2HPD) -> np.ndarray:
+    """Distance between the description's two torso joints, for joints (..., J, 2)."""
+    a, b = desc.torso_joints
+    joints = np.asarray(joints, dtype=float)
+    return np.linalg.norm(joints[..., a, :] - joints[..., b, :], axis=-1)
+
+
+def annotation_paths(root, desc: DatasetDescription = K2HPD) -> dict[str, Path]:
+    """The train and test annotation files of a dataset directory."""
+    root = Path(root)
+    return {"train": root / desc.train_annotations, "test": root / desc.test_annotations}

@@ -1,0 +1,26 @@
+"""Shared test fixtures: the golden set's location and the worst-error report."""
+import collections
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "golden")
+ROOT = os.path.dirname(HERE)
+
+# worst relative error per golden category, reported at the end of the run
+WORST = collections.defaultdict(lambda: (0.0, ""))
+
+
+def record_error(category, case, err):
+    if err >= WORST[category][0]:
+        WORST[category] = (err, case)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if WORST:
+        terminalreporter.section("golden conformance: worst error relative to the array's scale")
+        for category, (err, case) in sorted(WORST.items()):
+            terminalreporter.write_line(f"{category:10s} {err:.3g}  ({case})")
+
+
+sys.path.insert(0, ROOT)
