@@ -1,3 +1,8 @@
-"""Layer families; importing this package registers every built-in layer type."""
+"""Layer families, one module each; importing this package registers every built-in layer type."""
+import importlib
+import pkgutil
+
 from .base import Layer  # noqa: F401
-from . import input, inner_product, loss  # noqa: F401
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

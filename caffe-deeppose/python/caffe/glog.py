@@ -1,0 +1,31 @@
+"""Log lines in glog's format, as Caffe writes them to stderr, so that log-parsing habits keep
+working: `I1123 12:00:00.123456  4242 solver.cpp:218] Iteration 20 ..., loss = 0.53`."""
+import datetime
+import os
+import sys
+
+_LEVELS = {"I": 0, "W": 1, "E": 2, "F": 3}
+min_level = int(os.environ.get("GLOG_minloglevel", "0"))
+
+
+def log(severity, where, message, stream=None):
+    """Write one line; `severity` is I, W, E or F, `where` the source tag (e.g. "solver.cpp:218")."""
+    if _LEVELS[severity] < min_level:
+        return
+    now = datetime.datetime.now()
+    line = f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {os.getpid():>6d} {where}] {message}\n"
+    stream = stream or sys.stderr
+    stream.write(line)
+    stream.flush()
+
+
+def info(where, message):
+    log("I", where, message)
+
+
+def warning(where, message):
+    log("W", where, message)
+
+
+def error(where, message):
+    log("E", where, message)

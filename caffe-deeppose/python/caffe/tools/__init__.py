@@ -1,0 +1,1 @@
+"""Caffe's command-line tools (installed as console scripts by pyproject.toml)."""
