@@ -9,25 +9,13 @@ import numpy as np
 import pytest
 
 import caffe
-from conftest import GOLDEN, record_error
+from conftest import GOLDEN, RTOL, ATOL, compare
 
-RTOL, ATOL = 1e-4, 1e-5  # float results (the set's README); integer results must be exact
 EXACT_TYPES = {"ArgMax", "Accuracy", "Threshold"}
 # layers whose TRAIN output depends on Caffe's RNG: checked by their rule, not by value
 STOCHASTIC = {"Dropout"}
 
 LAYERS = json.load(open(os.path.join(GOLDEN, "layers", "index.json")))
-
-
-def compare(category, case, what, ours, ref, exact=False):
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    assert ours.shape == ref.shape, f"{case} {what}: shape {ours.shape}, Caffe {ref.shape}"
-    scale = max(np.abs(ref).max(initial=0.0), 1e-12)
-    record_error(category, f"{case} {what}", float(np.abs(ours - ref).max(initial=0.0) / scale))
-    if exact:
-        np.testing.assert_array_equal(ours, ref, err_msg=f"{case} {what}")
-    else:
-        np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL, err_msg=f"{case} {what}")
 
 
 def check_dropout(case, arrays, net):
