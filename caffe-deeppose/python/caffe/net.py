@@ -325,6 +325,7 @@ class Net:
     def _forward_range(self, start, end):
         """Forward layers start..end; returns the weighted loss (Caffe's Net::Forward)."""
         grad = self._needs_backward and torch.is_grad_enabled()
+        self._live, self._grad_src = {}, {}  # drop the previous pass's graph before building the next
         env = {}
         for i, w in enumerate(self.module.wiring):
             if i > end:
@@ -354,7 +355,7 @@ class Net:
         with torch.set_grad_enabled(grad):
             self.module.run(env, start, end, on_top)
         for name, t in env.items():
-            self.blobs[name].set_data(t)
+            self.blobs[name].set_data(t.detach())
         self._live, self._grad_src = env, grad_src
         loss = 0.0
         for name, weight in self._blob_loss_weights.items():
@@ -393,7 +394,9 @@ class Net:
                     root_names.add(name)
         if not roots:
             return
-        torch.autograd.backward(roots, grads)
+        for t in self._grad_src.values():  # blob diffs are overwritten, not accumulated
+            t.grad = None
+        torch.autograd.backward(roots, grads, retain_graph=True)  # Caffe may run Backward twice
         for name, t in self._grad_src.items():
             if name not in root_names:
                 g = t.grad
