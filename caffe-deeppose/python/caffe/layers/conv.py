@@ -1,0 +1,98 @@
+"""Convolution and Deconvolution over 1, 2 or 3 spatial axes (Caffe's BaseConvolutionLayer rules)."""
+import torch.nn.functional as F
+
+from .. import fillers
+from ..registry import register_layer
+from .base import Layer
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def _per_axis(p, name, n, default, short=None):
+    """One value per spatial axis from the repeated field `name` or from `short_h`/`short_w`, as Caffe
+    reads them (the repeated form gives one value for all axes or one per axis)."""
+    values, short = list(getattr(p, name)), short or name
+    if p.HasField(short + "_h") or p.HasField(short + "_w"):
+        if n != 2:
+            raise ValueError(f"{short}_h & {short}_w can only be used for 2-d convolution ({n} spatial axes)")
+        if values:
+            raise ValueError(f"give either {name} or {short}_h/{short}_w, not both")
+        return (getattr(p, short + "_h"), getattr(p, short + "_w"))
+    if not values:
+        if default is None:
+            raise ValueError(f"convolution_param.{name} is required")
+        return (default,) * n
+    if len(values) not in (1, n):
+        raise ValueError(f"{name} must be given once or once per spatial axis ({len(values)} values for "
+                         f"{n} spatial axes)")
+    return tuple(values) * n if len(values) == 1 else tuple(values)
+
+
+class _BaseConvolution(Layer):
+    """Shared set-up; `transposed` selects Deconvolution (weights (C_in, num_output / group, *k))."""
+
+    min_bottoms = 1
+    min_tops = 1
+    transposed = False
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.convolution_param
+        if len(param.top) != len(param.bottom):
+            raise ValueError(f"{self.type_name} makes one top per bottom: {len(param.bottom)} bottoms, "
+                             f"{len(param.top)} tops")
+        if p.num_output <= 0:
+            raise ValueError("convolution_param.num_output must be positive")
+        self.num_output, self.group, self.bias_term = p.num_output, p.group, p.bias_term
+        if self.group <= 0 or self.num_output % self.group:
+            raise ValueError(f"num_output {self.num_output} is not a multiple of group {self.group}")
+        self._param = p
+
+    def setup(self, bottom_shapes):
+        p, shape = self._param, bottom_shapes[0]
+        if any(tuple(s) != tuple(shape) for s in bottom_shapes[1:]):
+            raise ValueError(f"all bottoms must have the same shape: {[tuple(s) for s in bottom_shapes]}")
+        if not -len(shape) <= p.axis < len(shape) or p.axis % len(shape) != 1:
+            raise ValueError(f"convolution_param.axis {p.axis} is not supported: only axis 1 "
+                             "(channels after the batch axis)")
+        n = len(shape) - 2
+        if n not in _CONV:
+            raise ValueError(f"{n} spatial axes: only 1-d, 2-d and 3-d convolution are supported")
+        self.kernel = _per_axis(p, "kernel_size", n, None, "kernel")
+        self.stride = _per_axis(p, "stride", n, 1)
+        self.pad = _per_axis(p, "pad", n, 0)
+        dilation = list(p.dilation)
+        if len(dilation) not in (0, 1, n):
+            raise ValueError(f"dilation must be given once or once per spatial axis ({len(dilation)} values "
+                             f"for {n} spatial axes)")
+        self.dilation = tuple(dilation) * n if len(dilation) == 1 else tuple(dilation) or (1,) * n
+        if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.dilation) <= 0:
+            raise ValueError(f"kernel {self.kernel}, stride {self.stride} and dilation {self.dilation} "
+                             "must be positive")
+        channels = shape[1]
+        if channels % self.group:
+            raise ValueError(f"{channels} input channels are not a multiple of group {self.group}")
+        out, inp = (channels, self.num_output) if self.transposed else (self.num_output, channels)
+        self.add_blob(fillers.fill(p.weight_filler, (out, inp // self.group) + self.kernel))
+        if self.bias_term:
+            self.add_blob(fillers.fill(p.bias_filler, (self.num_output,)))
+        self._op = (_DECONV if self.transposed else _CONV)[n]
+        del self._param
+
+    def forward(self, *bottoms):
+        bias = self.blobs[1] if self.bias_term else None
+        return tuple(self._op(x, self.blobs[0], bias, stride=self.stride, padding=self.pad,
+                              dilation=self.dilation, groups=self.group) for x in bottoms)
+
+
+@register_layer("Convolution")
+class Convolution(_BaseConvolution):
+    """Cross-correlation; the output size rounds down: (in + 2 pad - dilation (k - 1) - 1) // stride + 1."""
+
+
+@register_layer("Deconvolution")
+class Deconvolution(_BaseConvolution):
+    """Transposed convolution: output = stride (in - 1) + dilation (k - 1) + 1 - 2 pad."""
+
+    transposed = True
