@@ -1,0 +1,237 @@
+"""Blob plumbing: Concat, Slice, Split, Flatten, Reshape, Crop, Tile, Silence."""
+import math
+
+import torch
+
+from ..registry import register_layer
+from .base import Layer
+
+
+def canonical_axis(axis, ndim, what="axis"):
+    """Caffe's CanonicalAxisIndex: a negative axis counts from the end; out of range is an error."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{what} {axis} is out of range for a {ndim}-axis blob")
+    return axis % ndim
+
+
+def check_same_shapes(bottoms, skip_axis=None):
+    """Every bottom has bottom 0's shape (except along `skip_axis`); a clear error otherwise."""
+    first = tuple(bottoms[0].shape)
+    for i, b in enumerate(bottoms[1:], 1):
+        same = b.dim() == len(first) and all(
+            a == c for j, (a, c) in enumerate(zip(first, b.shape)) if j != skip_axis)
+        if not same:
+            along = "" if skip_axis is None else f" except along axis {skip_axis}"
+            raise ValueError(f"bottoms must have the same shape{along}: bottom 0 is {first}, "
+                             f"bottom {i} is {tuple(b.shape)}")
+
+
+def _legacy_axis(p, axis_field, legacy_field, ndim):
+    """The axis of Concat/Slice: the legacy field (unsigned, no negatives) if set, else `axis`."""
+    if p.HasField(axis_field) and p.HasField(legacy_field):
+        raise ValueError(f"give either {axis_field} or {legacy_field}, not both")
+    if p.HasField(legacy_field):
+        value = getattr(p, legacy_field)
+        if value >= ndim:
+            raise ValueError(f"{legacy_field} {value} is out of range for a {ndim}-axis blob")
+        return value
+    return canonical_axis(getattr(p, axis_field), ndim)
+
+
+@register_layer("Concat")
+class Concat(Layer):
+    """Joins the bottoms along `axis` (legacy `concat_dim`)."""
+
+    min_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self._param = param.concat_param
+
+    def setup(self, bottom_shapes):
+        self.axis = _legacy_axis(self._param, "axis", "concat_dim", len(bottom_shapes[0]))
+
+    def forward(self, *bottoms):
+        check_same_shapes(bottoms, self.axis)
+        return (torch.cat(bottoms, self.axis),)
+
+
+@register_layer("Slice")
+class Slice(Layer):
+    """Cuts the bottom along `axis` (legacy `slice_dim`) at `slice_point`s, or into equal parts."""
+
+    num_bottoms = 1
+    min_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self._param = param.slice_param
+        self.points = list(self._param.slice_point)
+        self.num_tops_given = len(param.top)
+
+    def setup(self, bottom_shapes):
+        self.axis = _legacy_axis(self._param, "axis", "slice_dim", len(bottom_shapes[0]))
+
+    def _sizes(self, size):
+        n = self.num_tops_given
+        if not self.points:
+            if size % n:
+                raise ValueError(f"{n} tops do not evenly divide the slice axis {self.axis} of size {size}")
+            return [size // n] * n
+        if len(self.points) != n - 1:
+            raise ValueError(f"{len(self.points)} slice_point(s) need {len(self.points) + 1} tops, got {n}")
+        bounds = [0] + self.points + [size]
+        if any(b <= a for a, b in zip(bounds[:-2], bounds[1:-1])) or bounds[-2] > size:
+            raise ValueError(f"slice_point {self.points} must increase strictly within (0, {size}] "
+                             f"(axis {self.axis})")
+        return [b - a for a, b in zip(bounds, bounds[1:])]
+
+    def forward(self, x):
+        return tuple(torch.split(x, self._sizes(x.shape[self.axis]), self.axis))
+
+
+@register_layer("Split")
+class Split(Layer):
+    """Gives its bottom to several tops (sharing the data); the tops' gradients add up."""
+
+    num_bottoms = 1
+    min_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self.copies = len(param.top)
+
+    def forward(self, x):
+        return tuple(x.view_as(x) for _ in range(self.copies))
+
+
+@register_layer("Flatten")
+class Flatten(Layer):
+    """Merges the axes `axis`..`end_axis` (inclusive) into one."""
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self.axis, self.end_axis = param.flatten_param.axis, param.flatten_param.end_axis
+
+    def forward(self, x):
+        start = canonical_axis(self.axis, x.dim())
+        end = canonical_axis(self.end_axis, x.dim(), "end_axis")
+        if end < start:
+            raise ValueError(f"flatten_param.end_axis {self.end_axis} comes before axis {self.axis}")
+        return (x.flatten(start, end),)
+
+
+@register_layer("Reshape")
+class Reshape(Layer):
+    """Replaces the bottom axes [axis, axis + num_axes) by `shape`: 0 copies the bottom's dim, -1 is
+    inferred from the count."""
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.reshape_param
+        self.dims = [int(d) for d in p.shape.dim]
+        self.axis, self.num_axes = p.axis, p.num_axes
+        if self.dims.count(-1) > 1:
+            raise ValueError(f"reshape_param.shape {self.dims} has more than one -1")
+        if any(d < -1 for d in self.dims):
+            raise ValueError(f"reshape_param.shape {self.dims}: dims must be >= -1")
+        if self.num_axes < -1:
+            raise ValueError(f"reshape_param.num_axes {self.num_axes} must be >= 0, or -1 for all")
+
+    def top_shape(self, shape):
+        """The top's shape for a bottom of this shape (Caffe's rules)."""
+        ndim = len(shape)
+        start = self.axis if self.axis >= 0 else ndim + self.axis + 1
+        if not 0 <= start <= ndim:
+            raise ValueError(f"reshape_param.axis {self.axis} is out of range for a {ndim}-axis blob")
+        end = ndim if self.num_axes == -1 else start + self.num_axes
+        if end > ndim:
+            raise ValueError(f"reshape_param axis + num_axes = {end} is out of range for a {ndim}-axis blob")
+        new = list(self.dims)
+        for i, d in enumerate(new):
+            if d == 0:
+                if start + i >= ndim:
+                    raise ValueError(f"reshape_param.shape has a 0 at {i} but the bottom has no axis "
+                                     f"{start + i} to copy")
+                new[i] = shape[start + i]
+        if -1 in new:
+            known = math.prod(shape[:start]) * math.prod(shape[end:]) * math.prod(d for d in new if d != -1)
+            if known == 0 or math.prod(shape) % known:
+                raise ValueError(f"bottom count {math.prod(shape)} is not divisible by the product of the "
+                                 f"given dims ({known})")
+            new[new.index(-1)] = math.prod(shape) // known
+        top = tuple(shape[:start]) + tuple(new) + tuple(shape[end:])
+        if math.prod(top) != math.prod(shape):
+            raise ValueError(f"reshape to {top} changes the count ({math.prod(top)} vs {math.prod(shape)})")
+        return top
+
+    def forward(self, x):
+        return (x.reshape(self.top_shape(tuple(x.shape))),)
+
+
+@register_layer("Crop")
+class Crop(Layer):
+    """Crops bottom 0 to bottom 1's shape on the axes from `axis` on, starting at `offset` (one
+    value for every cropped axis, or one per axis). Bottom 1 only gives the shape."""
+
+    num_bottoms = 2
+    num_tops = 1
+    no_grad_bottoms = (1,)
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self.axis = param.crop_param.axis
+        self.offsets = list(param.crop_param.offset)
+
+    def forward(self, x, ref):
+        start = canonical_axis(self.axis, x.dim())
+        if ref.dim() != x.dim():
+            raise ValueError(f"the reference bottom has {ref.dim()} axes, bottom 0 has {x.dim()}")
+        cropped = x.dim() - start
+        if len(self.offsets) > 1 and len(self.offsets) != cropped:
+            raise ValueError(f"crop_param gives {len(self.offsets)} offsets for {cropped} cropped axes")
+        for i in range(start, x.dim()):
+            offset = self.offsets[0] if len(self.offsets) == 1 else (self.offsets[i - start] if self.offsets else 0)
+            size = ref.shape[i]
+            if offset + size > x.shape[i]:
+                raise ValueError(f"the crop of axis {i} is out of bounds: size {size} at offset {offset} "
+                                 f"in {x.shape[i]}")
+            x = x.narrow(i, offset, size)
+        return (x,)
+
+
+@register_layer("Tile")
+class Tile(Layer):
+    """Repeats the block of axes from `axis` on `tiles` times along `axis`."""
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self.axis, self.tiles = param.tile_param.axis, param.tile_param.tiles
+        if self.tiles < 1:
+            raise ValueError(f"tile_param.tiles must be at least 1, got {self.tiles}")
+
+    def forward(self, x):
+        reps = [1] * x.dim()
+        reps[canonical_axis(self.axis, x.dim())] = self.tiles
+        return (x.repeat(reps),)
+
+
+@register_layer("Silence")
+class Silence(Layer):
+    """Consumes its bottoms (so they are not net outputs); no tops."""
+
+    min_bottoms = 1
+    num_tops = 0
+
+    def forward(self, *bottoms):
+        return ()
