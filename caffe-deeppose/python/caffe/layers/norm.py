@@ -1,0 +1,128 @@
+"""Normalisation layers: LRN, BatchNorm (Caffe's running-sum statistics) and MVN."""
+import torch
+import torch.nn.functional as F
+
+from ..proto import caffe_pb2
+from ..registry import register_layer
+from .base import Layer
+
+_LRN = caffe_pb2.LRNParameter
+
+
+@register_layer("LRN")
+class LRN(Layer):
+    """ACROSS_CHANNELS: x (k + alpha / n sum over n channels of x^2)^-beta, zero channels past the ends.
+    WITHIN_CHANNEL: x (1 + alpha / n^2 sum over the n x n neighbourhood of x^2)^-beta, zero padding
+    counted in the n^2 (Caffe builds it from AVE pooling with pad (n - 1) / 2; k is not used)."""
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.lrn_param
+        if p.local_size % 2 == 0:
+            raise ValueError(f"lrn_param.local_size must be odd, got {p.local_size}")
+        if p.norm_region not in (_LRN.ACROSS_CHANNELS, _LRN.WITHIN_CHANNEL):
+            raise ValueError(f"unknown lrn_param.norm_region {p.norm_region}")
+        self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
+        self.across = p.norm_region == _LRN.ACROSS_CHANNELS
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError(f"LRN needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
+        if self.across:
+            return (F.local_response_norm(x, self.size, self.alpha, self.beta, self.k),)
+        mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2, count_include_pad=True)
+        return (x * (mean_square * self.alpha + 1).pow(-self.beta),)
+
+
+@register_layer("BatchNorm")
+class BatchNorm(Layer):
+    """Blobs: running mean sum, running variance sum, scale factor (not learnable).
+
+    TRAIN (unless use_global_stats): normalise with the batch mean and biased variance and add to
+    the blobs b0 = maf b0 + mean, b1 = maf b1 + m / (m - 1) var, b2 = maf b2 + 1 (m = count / C).
+    Global stats: mean = b0 / b2, var = b1 / b2 (both 0 when b2 == 0). No scale/shift (use Scale).
+    """
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.batch_norm_param
+        self.use_global_stats = p.use_global_stats if p.HasField("use_global_stats") else phase == caffe_pb2.TEST
+        self.moving_average_fraction, self.eps = p.moving_average_fraction, p.eps
+        if any(spec.lr_mult != 0 for spec in param.param[:3]):
+            raise ValueError("BatchNorm statistics cannot be learned: every param must have lr_mult 0")
+
+    def setup(self, bottom_shapes):
+        channels = bottom_shapes[0][1] if len(bottom_shapes[0]) > 1 else 1
+        for shape in ((channels,), (channels,), (1,)):
+            self.add_blob(torch.zeros(shape), learnable=False)
+
+    def forward(self, x):
+        shape = x.shape
+        if x.dim() == 1:
+            x = x.unsqueeze(1)
+        if x.shape[1] != self.blobs[0].shape[0]:
+            raise ValueError(f"BatchNorm: input has {x.shape[1]} channels, the blobs hold {self.blobs[0].shape[0]}")
+        mean_sum, var_sum, factor = self.blobs
+        if self.use_global_stats:
+            scale = torch.where(factor == 0, 0.0, 1.0 / factor)
+            y = F.batch_norm(x, mean_sum * scale, var_sum * scale, training=False, eps=self.eps)
+            return (y.reshape(shape),)
+        m = x.numel() // x.shape[1]
+        if m > 1:  # torch's running stats with momentum 1 are exactly the batch mean and m/(m-1) var
+            mean, unbiased_var = torch.zeros_like(mean_sum), torch.zeros_like(var_sum)
+            y = F.batch_norm(x, mean, unbiased_var, training=True, momentum=1.0, eps=self.eps)
+        else:  # one value per channel: it is its own mean, the variance is 0 and the output 0
+            mean, unbiased_var = x.detach().reshape(-1), torch.zeros_like(var_sum)
+            y = x - x
+        with torch.no_grad():
+            maf = self.moving_average_fraction
+            factor.mul_(maf).add_(1)
+            mean_sum.mul_(maf).add_(mean)
+            var_sum.mul_(maf).add_(unbiased_var)
+        return (y.reshape(shape),)
+
+
+class _MVNFunction(torch.autograd.Function):
+    """(x - mean) / (std + eps) over the rows of a 2-d view; backward as mvn_layer.cpp computes it:
+    (dy - mean(dy) - y mean(dy y)) / (std + eps), which is not the exact gradient when eps > 0."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        centred = x - x.mean(1, keepdim=True)
+        denominator = (centred * centred).mean(1, keepdim=True).sqrt() + eps
+        y = centred / denominator
+        ctx.save_for_backward(y, denominator)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        y, denominator = ctx.saved_tensors
+        dx = dy - dy.mean(1, keepdim=True) - y * (dy * y).mean(1, keepdim=True)
+        return dx / denominator, None
+
+
+@register_layer("MVN")
+class MVN(Layer):
+    """Mean (and variance) normalisation per (num, channel), or per num with across_channels."""
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.mvn_param
+        self.normalize_variance, self.across_channels, self.eps = p.normalize_variance, p.across_channels, p.eps
+
+    def forward(self, x):
+        rows = x.reshape(x.shape[0] if self.across_channels or x.dim() < 2 else x.shape[0] * x.shape[1], -1)
+        if self.normalize_variance:
+            y = _MVNFunction.apply(rows, self.eps)
+        else:
+            y = rows - rows.mean(1, keepdim=True)
+        return (y.reshape(x.shape),)

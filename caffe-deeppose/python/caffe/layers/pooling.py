@@ -1,0 +1,171 @@
+"""Pooling over (N, C, H, W): MAX (with its optional mask top), AVE and STOCHASTIC, by Caffe's rules.
+
+Output size (CEIL, the default): ceil((in + 2 pad - k) / stride) + 1, minus 1 if the last window
+would start in the padding (only when there is padding); FLOOR rounds down. AVE divides by the window
+clipped to [-pad, in + pad); MAX windows see only real cells and the first maximum (row-major) wins.
+torch's pooling follows the same rules whenever its output size equals Caffe's and pad <= k / 2;
+otherwise (no padding with stride > kernel, or large padding) an exact path pads explicitly.
+"""
+import torch
+import torch.nn.functional as F
+
+from ..proto import caffe_pb2
+from ..registry import register_layer
+from .base import Layer
+
+_P = caffe_pb2.PoolingParameter
+_FLT_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _hw(p, name, short):
+    """(h, w) from the scalar field `name` or from both `short_h` and `short_w`."""
+    has_h, has_w = p.HasField(short + "_h"), p.HasField(short + "_w")
+    if has_h or has_w:
+        if p.HasField(name) or not (has_h and has_w):
+            raise ValueError(f"pooling_param: give {name}, or both {short}_h and {short}_w")
+        return getattr(p, short + "_h"), getattr(p, short + "_w")
+    return getattr(p, name), getattr(p, name)
+
+
+def _pooled_size(size, k, pad, stride, ceil, padded):
+    """Caffe's output size along one axis (`padded`: the layer has padding on some axis)."""
+    span = size + 2 * pad - k
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if padded and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _torch_size(size, k, pad, stride, ceil):
+    """torch's output size along one axis for the same window (None where torch refuses it)."""
+    if 2 * pad > k or size + 2 * pad < k:
+        return None
+    out = (size + 2 * pad - k + (stride - 1 if ceil else 0)) // stride + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _window_lengths(size, k, pad, stride, out, device):
+    """AVE divisor along one axis: each window clipped to [-pad, size + pad)."""
+    start = torch.arange(out, device=device) * stride - pad
+    return torch.clamp(start + k, max=size + pad) - start
+
+
+@register_layer("Pooling")
+class Pooling(Layer):
+    num_bottoms = 1
+    min_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.pooling_param
+        self.method = p.pool
+        if self.method not in (_P.MAX, _P.AVE, _P.STOCHASTIC):
+            raise ValueError(f"unknown pooling method {self.method}")
+        max_tops = 2 if self.method == _P.MAX else 1
+        if len(param.top) > max_tops:
+            raise ValueError(f"{_P.PoolMethod.Name(self.method)} pooling makes at most {max_tops} top(s) "
+                             "(only MAX has the mask top)")
+        self.with_mask = len(param.top) == 2
+        self.global_pooling = p.global_pooling
+        self.ceil = p.round_mode == _P.CEIL
+        has_kernel = p.HasField("kernel_size") or p.HasField("kernel_h") or p.HasField("kernel_w")
+        if self.global_pooling and has_kernel:
+            raise ValueError("pooling_param: with global_pooling the kernel size cannot be given")
+        if not self.global_pooling and not has_kernel:
+            raise ValueError("pooling_param: kernel_size (or kernel_h and kernel_w) is required")
+        self.kernel = None if self.global_pooling else _hw(p, "kernel_size", "kernel")
+        self.pad = _hw(p, "pad", "pad")
+        self.stride = _hw(p, "stride", "stride")
+        if self.kernel is not None and min(self.kernel) <= 0:
+            raise ValueError(f"pooling_param: kernel {self.kernel} must be positive")
+        if min(self.stride) <= 0:
+            raise ValueError(f"pooling_param: stride {self.stride} must be positive")
+        if self.global_pooling and (self.pad != (0, 0) or self.stride != (1, 1)):
+            raise ValueError("pooling_param: global_pooling needs pad 0 and stride 1")
+        if self.pad != (0, 0):
+            if self.method == _P.STOCHASTIC:
+                raise ValueError("pooling_param: padding is implemented only for MAX and AVE pooling")
+            if self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]:
+                raise ValueError(f"pooling_param: pad {self.pad} must be smaller than kernel {self.kernel}")
+        self._plans = {}  # (H, W) -> (kernel, output size, whether torch's pooling matches Caffe)
+        self._divisors = {}  # (H, W, device) -> AVE divisor map for the exact path
+
+    def _plan(self, h, w):
+        plan = self._plans.get((h, w))
+        if plan is None:
+            k = (h, w) if self.global_pooling else self.kernel
+            padded = self.pad != (0, 0)
+            out = tuple(_pooled_size(n, k[i], self.pad[i], self.stride[i], self.ceil, padded)
+                        for i, n in enumerate((h, w)))
+            if min(out) <= 0:
+                raise ValueError(f"pooling window {k} does not fit the {h}x{w} input")
+            native = out == tuple(_torch_size(n, k[i], self.pad[i], self.stride[i], self.ceil)
+                                  for i, n in enumerate((h, w)))
+            plan = self._plans[(h, w)] = (k, out, native)
+        return plan
+
+    def _pad_to_windows(self, x, k, out, pad, value):
+        """x padded (or cropped) so that `out` windows of `k` with stride and no padding cover it."""
+        (h, w), (sh, sw) = x.shape[2:], self.stride
+        right_h = (out[0] - 1) * sh + k[0] - h - pad[0]
+        right_w = (out[1] - 1) * sw + k[1] - w - pad[1]
+        return F.pad(x, (pad[1], right_w, pad[0], right_h), value=value)
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError(f"Pooling needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
+        k, out, native = self._plan(x.shape[2], x.shape[3])
+        if self.method == _P.MAX:
+            return self._max(x, k, out, native)
+        if self.method == _P.AVE:
+            return (self._ave(x, k, out, native),)
+        return (self._stochastic(x, k, out),)
+
+    def _max(self, x, k, out, native):
+        if native:
+            if not self.with_mask:
+                return (F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil),)
+            top, index = F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil, return_indices=True)
+            return top, index.to(x.dtype)
+        # Caffe starts each window at -FLT_MAX and takes strictly greater values: -FLT_MAX padding
+        # gives the same value, and a maximum found in the padding is Caffe's "no index" (-1).
+        xp = self._pad_to_windows(x, k, out, self.pad, -_FLT_MAX)
+        top, index = F.max_pool2d(xp, k, self.stride, return_indices=True)
+        if not self.with_mask:
+            return (top,)
+        (h, w), wp = x.shape[2:], xp.shape[3]
+        row, col = index // wp - self.pad[0], index % wp - self.pad[1]
+        inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
+        return top, torch.where(inside, row * w + col, -1).to(x.dtype)
+
+    def _ave(self, x, k, out, native):
+        if native:
+            return F.avg_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil, count_include_pad=True)
+        sums = F.avg_pool2d(self._pad_to_windows(x, k, out, self.pad, 0.0), k, self.stride, divisor_override=1)
+        return sums / self._divisor_map(x, k, out)
+
+    def _divisor_map(self, x, k, out):
+        key = (x.shape[2], x.shape[3], x.device)
+        d = self._divisors.get(key)
+        if d is None:
+            rows, cols = (_window_lengths(x.shape[2 + i], k[i], self.pad[i], self.stride[i], out[i], x.device)
+                          for i in (0, 1))
+            d = self._divisors[key] = torch.outer(rows, cols).to(x.dtype)
+        return d
+
+    def _stochastic(self, x, k, out):
+        """TRAIN: one cell per window, drawn with probability value / window sum (Caffe's GPU kernel);
+        TEST: the probability-weighted average sum(x^2) / sum(x), 0 where the sum is not positive."""
+        xp = self._pad_to_windows(x, k, out, (0, 0), 0.0)
+        if self.phase == caffe_pb2.TEST:
+            sums = F.avg_pool2d(xp, k, self.stride, divisor_override=1)
+            squares = F.avg_pool2d(xp * xp, k, self.stride, divisor_override=1)
+            positive = sums > 0
+            return torch.where(positive, squares / torch.where(positive, sums, 1.0), 0.0)
+        windows = xp.unfold(2, k[0], self.stride[0]).unfold(3, k[1], self.stride[1]).flatten(4)
+        cumsum = windows.cumsum(-1)
+        threshold = torch.rand(cumsum.shape[:-1] + (1,), device=x.device, dtype=x.dtype) * cumsum[..., -1:]
+        pick = (cumsum >= threshold).to(torch.uint8).argmax(-1, keepdim=True)  # the first cell reaching it
+        return windows.gather(-1, pick).squeeze(-1)
