@@ -1,0 +1,394 @@
+"""The solver: Caffe's Solver + SGDSolver machinery shared by every solver type.
+
+One training iteration (`step`): clear the param diffs, test if due, `iter_size` forward/backward
+passes (the diffs accumulate), then `apply_update` in Caffe's order:
+rate = lr_policy(iter) -> clip the diffs to `clip_gradients` by their global L2 norm ->
+normalise (diff /= iter_size) -> regularise (diff += weight_decay * decay_mult * data, or
+* sign(data) for L1) -> `compute_update` (the type's own rule, which leaves the update in the
+diff, using the per-param rate lr * lr_mult) -> data -= diff; iter += 1.
+
+Differences from Caffe, on purpose: a NaN or infinite loss stops training with `SolverError`
+naming the iteration, before the weights are touched (Caffe would go on and ruin them);
+`solver_mode` is read by the `caffe` tool, while pycaffe solvers compute where
+`caffe.set_mode_*` says (as in pycaffe).
+"""
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from .. import common, glog
+from ..proto import caffe_pb2
+from ..protoio import array_to_blobproto, blobproto_to_array, read_binary_proto, write_binary_proto
+from .lr_policy import SolverError, learning_rate
+from .params import build_test_nets, build_train_net, read_solver_param
+
+_SOLVERS = {}
+
+NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"  # actions requested from outside (signals)
+
+
+def register_solver(type_name):
+    """Class decorator: the solver class for `type: "<type_name>"`."""
+
+    def decorate(cls):
+        _SOLVERS[type_name] = cls
+        cls.type = type_name
+        return cls
+
+    return decorate
+
+
+def _g(x):
+    """A number as C++'s ostream prints a float (6 significant digits)."""
+    return f"{float(x):.6g}"
+
+
+def _weighted_loss(net):
+    """The net's loss after a forward: sum of loss_weight * top (Caffe's Forward(&loss))."""
+    return sum(w * float(net.blobs[n].data.sum()) for n, w in net.blob_loss_weights.items() if w)
+
+
+def _all_params(net):
+    """Every parameter in Caffe's learnable_params order (frozen ones included, shared ones once):
+    the order and count of the history blobs in a .solverstate."""
+    seen, params = set(), []
+    for view in net.layers:
+        for p in view.module.blobs:
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+class Solver:
+    """A Caffe solver (pycaffe's `caffe.SGDSolver(path)` etc.).
+
+    `solver.net`, `solver.test_nets`, `solver.iter`, `solver.lr`, `solver.param`, `step(n)`,
+    `solve([resume_file])`, `snapshot()`, `restore(path)`, `apply_update()`, `add_callback()`.
+    Subclasses give `history_slots` (history blobs per param) and `compute_update`.
+    """
+
+    history_slots = 1
+
+    def __init__(self, solver_file_or_param):
+        if isinstance(solver_file_or_param, caffe_pb2.SolverParameter):
+            param = caffe_pb2.SolverParameter()
+            param.CopyFrom(solver_file_or_param)
+        else:
+            param = read_solver_param(solver_file_or_param)
+        self.param = param
+        glog.info("solver.cpp:45", f"Initializing solver from parameters: \n{param}")
+        if param.average_loss < 1:
+            raise SolverError(f"average_loss must be >= 1, got {param.average_loss}")
+        if param.iter_size < 1:
+            raise SolverError(f"iter_size must be >= 1, got {param.iter_size}")
+        if param.regularization_type not in ("L1", "L2"):
+            raise SolverError(f"unknown regularization_type {param.regularization_type!r} (L1 or L2)")
+        learning_rate(param, 0, 0)  # checks the lr_policy's fields
+        self._check_snapshot_prefix()
+        if param.random_seed >= 0:
+            common.set_random_seed(param.random_seed)
+        self.net = build_train_net(param)
+        self.test_nets = build_test_nets(param)
+        for test_net in self.test_nets:
+            test_net.share_with(self.net)
+        glog.info("solver.cpp:57", "Solver scaffolding done.")
+        self.iter = 0
+        self.current_step = 0
+        self._callbacks = []
+        self._action_function = None
+        self._early_exit = False
+        self._losses, self._smoothed_loss = [], 0.0
+        self._init_history()
+
+    # -- parameters and history ---------------------------------------------------------------
+    def _init_history(self):
+        net = self.net
+        self._all_params = _all_params(net)
+        learnable = net.learnable_params
+        specs = dict(zip(map(id, learnable), net.param_specs))
+        for p in learnable:  # the grads exist from the start, so the diff arrays stay valid
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self._params = learnable
+        self._lr_mults = [np.float32(specs[id(p)][0]) for p in learnable]
+        decays = [np.float32(self.param.weight_decay) * np.float32(specs[id(p)][1]) for p in learnable]
+        self._decay_groups = {}  # local decay -> indices, for fused adds
+        for i, d in enumerate(decays):
+            if d:
+                self._decay_groups.setdefault(float(d), []).append(i)
+        self.history = [torch.zeros_like(p, requires_grad=False)
+                        for _ in range(self.history_slots) for p in self._all_params]
+        index = {id(p): i for i, p in enumerate(self._all_params)}
+        n = len(self._all_params)
+        self._slots = [[self.history[s * n + index[id(p)]] for p in learnable] for s in range(self.history_slots)]
+
+    @property
+    def lr(self):
+        """The learning rate the next update uses (pycaffe's GetLearningRate)."""
+        return learning_rate(self.param, self.iter, self.current_step)[0]
+
+    # -- the update ----------------------------------------------------------------------------
+    def apply_update(self):
+        """Update the weights from the accumulated diffs (Caffe's SGDSolver::ApplyUpdate)."""
+        rate, step = learning_rate(self.param, self.iter, self.current_step)
+        if self.param.lr_policy == "multistep" and step != self.current_step:
+            glog.info("sgd_solver.cpp:46", f"MultiStep Status: Iteration {self.iter}, step = {step}")
+        self.current_step = step
+        if self.param.display and self.iter % self.param.display == 0:
+            glog.info("sgd_solver.cpp:112", f"Iteration {self.iter}, lr = {_g(rate)}")
+        if self._params:
+            grads = [p.grad for p in self._params]
+            with torch.no_grad():
+                self._clip_gradients(grads)
+                if self.param.iter_size > 1:
+                    torch._foreach_mul_(grads, 1.0 / self.param.iter_size)
+                self._regularize(grads)
+                rates = [float(np.float32(rate) * m) for m in self._lr_mults]
+                self.compute_update(grads, rates)
+                torch._foreach_sub_(self._params, grads)
+        self.iter += 1
+
+    def _clip_gradients(self, grads):
+        clip = self.param.clip_gradients
+        if clip < 0:
+            return
+        norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+        if norm > clip:
+            scale = clip / norm
+            glog.info("sgd_solver.cpp:137", f"Gradient clipping: scaling down gradients (L2 norm {_g(norm)} > "
+                                            f"{_g(clip)}) by scale factor {_g(scale)}")
+            torch._foreach_mul_(grads, scale)
+
+    def _regularize(self, grads):
+        l1 = self.param.regularization_type == "L1"
+        for decay, idx in self._decay_groups.items():
+            data = [self._params[i] for i in idx]
+            torch._foreach_add_([grads[i] for i in idx], torch._foreach_sign(data) if l1 else data, alpha=decay)
+
+    def compute_update(self, grads, rates):
+        """Turn the regularised diffs into the update (in place), updating the history;
+        `rates[i]` = lr * lr_mult of param i, `self._slots[s][i]` its history blob s."""
+        raise NotImplementedError
+
+    # -- training loop -------------------------------------------------------------------------
+    def add_callback(self, on_start, on_gradients_ready):
+        """Call `on_start()` before each iteration's passes and `on_gradients_ready()` before its update."""
+        self._callbacks.append((on_start, on_gradients_ready))
+
+    def set_action_function(self, function):
+        """`function()` -> "none", "stop" or "snapshot", asked after each iteration (the caffe tool's
+        signal handler)."""
+        self._action_function = function
+
+    def _requested_action(self):
+        return self._action_function() if self._action_function else NONE
+
+    def _update_smoothed_loss(self, loss, start_iter):
+        average = self.param.average_loss
+        if len(self._losses) < average:
+            self._losses.append(loss)
+            size = len(self._losses)
+            self._smoothed_loss = (self._smoothed_loss * (size - 1) + loss) / size
+        else:
+            idx = (self.iter - start_iter) % average
+            self._smoothed_loss += (loss - self._losses[idx]) / average
+            self._losses[idx] = loss
+
+    def step(self, iters):
+        """Run `iters` training iterations (Caffe's Solver::Step)."""
+        p = self.param
+        start_iter, stop_iter = self.iter, self.iter + int(iters)
+        self._losses, self._smoothed_loss = [], 0.0
+        timer, last_iter = time.perf_counter(), self.iter
+        while self.iter < stop_iter:
+            self.net.clear_param_diffs()
+            if p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization):
+                self.test_all()
+                if self._early_exit:
+                    break
+            for on_start, _ in self._callbacks:
+                on_start()
+            display = p.display and self.iter % p.display == 0
+            loss = sum(self.net.forward_backward() for _ in range(p.iter_size)) / p.iter_size
+            if not math.isfinite(loss):
+                raise SolverError(f"Iteration {self.iter}: the loss is {loss}; stopped before updating the "
+                                  "weights (lower base_lr, check the data, or clip_gradients)")
+            self._update_smoothed_loss(loss, start_iter)
+            if display:
+                lapse = time.perf_counter() - timer
+                per_s = (self.iter - last_iter) / (lapse or 1.0)
+                glog.info("solver.cpp:239", f"Iteration {self.iter} ({_g(per_s)} iter/s, {_g(lapse)}s/{p.display} "
+                                            f"iters), loss = {_g(self._smoothed_loss)}")
+                timer, last_iter = time.perf_counter(), self.iter
+                self._log_outputs(self.net, "Train", "solver.cpp:258",
+                                  [self.net.blobs[n].data.ravel() for n in self.net.outputs])
+            for _, on_gradients_ready in self._callbacks:
+                on_gradients_ready()
+            self.apply_update()
+            request = self._requested_action()
+            if (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT:
+                self.snapshot()
+            if request == STOP:
+                self._early_exit = True
+                break
+
+    def solve(self, resume_file=None):
+        """Train up to max_iter (Caffe's Solver::Solve), optionally resuming from a .solverstate."""
+        p = self.param
+        glog.info("solver.cpp:289", f"Solving {self.net.name}")
+        glog.info("solver.cpp:290", f"Learning Rate Policy: {p.lr_policy}")
+        self._early_exit = False
+        if resume_file:
+            glog.info("solver.cpp:296", f"Restoring previous solver status from {resume_file}")
+            self.restore(resume_file)
+        start_iter = self.iter
+        self.step(p.max_iter - self.iter)
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+            self.snapshot()
+        if self._early_exit:
+            glog.info("solver.cpp:314", "Optimization stopped early.")
+            return
+        if p.display and self.iter % p.display == 0:
+            with torch.no_grad():
+                self.net.forward()
+            self._update_smoothed_loss(_weighted_loss(self.net), start_iter)
+            glog.info("solver.cpp:327", f"Iteration {self.iter}, loss = {_g(self._smoothed_loss)}")
+        if p.test_interval and self.iter % p.test_interval == 0:
+            self.test_all()
+        glog.info("solver.cpp:332", "Optimization Done.")
+
+    # -- testing ---------------------------------------------------------------------------------
+    def test_all(self):
+        for i in range(len(self.test_nets)):
+            if self._early_exit:
+                break
+            self.test(i)
+
+    def test(self, test_net_id=0):
+        """Average the test net's outputs over test_iter batches and log them (Caffe's Solver::Test)."""
+        glog.info("solver.cpp:347", f"Iteration {self.iter}, Testing net (#{test_net_id})")
+        net, n_iter = self.test_nets[test_net_id], self.param.test_iter[test_net_id]
+        scores, loss = None, 0.0
+        for _ in range(n_iter):
+            request = self._requested_action()
+            while request != NONE:
+                if request == SNAPSHOT:
+                    self.snapshot()
+                elif request == STOP:
+                    self._early_exit = True
+                request = self._requested_action()
+            if self._early_exit:
+                break
+            with torch.no_grad():
+                outputs = net.forward()
+            if self.param.test_compute_loss:
+                loss += _weighted_loss(net)
+            result = [np.array(outputs[n], np.float64).ravel() for n in net.outputs]
+            scores = result if scores is None else [s + r for s, r in zip(scores, result)]
+        if self._early_exit:
+            glog.info("solver.cpp:393", "Test interrupted.")
+            return
+        if self.param.test_compute_loss:
+            glog.info("solver.cpp:398", f"Test loss: {_g(loss / n_iter)}")
+        self._log_outputs(net, "Test", "solver.cpp:414", [s / n_iter for s in scores or []])
+
+    @staticmethod
+    def _log_outputs(net, which, where, values):
+        """`    Train net output #k: name = v (* w = w*v loss)` for every element of every output."""
+        weights = net.blob_loss_weights
+        k = 0
+        for name, vals in zip(net.outputs, values):
+            w = weights[name]
+            for v in vals:
+                extra = f" (* {_g(w)} = {_g(np.float32(w) * np.float32(v))} loss)" if w else ""
+                glog.info(where, f"    {which} net output #{k}: {name} = {_g(v)}{extra}")
+                k += 1
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def _check_snapshot_prefix(self):
+        p = self.param
+        if not p.snapshot:
+            return
+        if not p.HasField("snapshot_prefix"):
+            raise SolverError("the solver sets snapshot but not snapshot_prefix")
+        folder = os.path.dirname(p.snapshot_prefix) or "."
+        if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            raise SolverError(f"Cannot write to snapshot prefix '{p.snapshot_prefix}'. Make sure that the "
+                              "directory exists and is writable.")
+
+    def _snapshot_filename(self, extension):
+        return f"{self.param.snapshot_prefix}_iter_{self.iter}{extension}"
+
+    def snapshot(self):
+        """Write <prefix>_iter_N.caffemodel and .solverstate (each atomically: an interrupted write
+        leaves no partial file and keeps the previous one)."""
+        if self.param.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
+            raise SolverError("snapshot_format HDF5 is not supported by this runtime; use BINARYPROTO")
+        model_file = self._snapshot_filename(".caffemodel")
+        glog.info("solver.cpp:464", f"Snapshotting to binary proto file {model_file}")
+        net_param = self.net.to_proto()
+        if self.param.snapshot_diff:
+            for layer, view in zip(net_param.layer, self.net.layers):
+                for i, blob in enumerate(view.blobs):
+                    layer.blobs[i].CopyFrom(array_to_blobproto(blob.data, blob.diff))
+        write_binary_proto(model_file, net_param)
+        state = caffe_pb2.SolverState(iter=self.iter, learned_net=model_file, current_step=self.current_step)
+        for h in self.history:
+            state.history.append(array_to_blobproto(h.detach().cpu().numpy()))
+        state_file = self._snapshot_filename(".solverstate")
+        glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file {state_file}")
+        write_binary_proto(state_file, state)
+
+    def restore(self, state_file):
+        """Continue from a .solverstate: iteration, current_step, history, and the weights of its
+        `learned_net` (as written, else relative to the .solverstate's folder)."""
+        state_file = os.fspath(state_file)
+        if state_file.endswith(".h5"):
+            raise SolverError(f"{state_file}: HDF5 solver states are not supported by this runtime; "
+                              "use a binary .solverstate")
+        state = read_binary_proto(state_file, caffe_pb2.SolverState)
+        if state.HasField("learned_net"):
+            self.net.copy_from(_find_learned_net(state.learned_net, state_file))
+        if len(state.history) != len(self.history):
+            raise SolverError(f"{state_file}: {len(state.history)} history blobs, but a {self.type} solver on this "
+                              f"net has {len(self.history)} ({self.history_slots} per parameter blob)")
+        for i, (h, blob) in enumerate(zip(self.history, state.history)):
+            values = blobproto_to_array(blob)
+            if values.size != h.numel():
+                raise SolverError(f"{state_file}: history blob {i} has shape {values.shape}, the parameter "
+                                  f"has shape {tuple(h.shape)}")
+            with torch.no_grad():
+                h.copy_(torch.from_numpy(values.reshape(h.shape)))
+        self.iter = state.iter
+        self.current_step = state.current_step
+        glog.info("sgd_solver.cpp:358", f"{self.type}Solver: restoring history")
+
+
+def _find_learned_net(name, state_file):
+    folder = os.path.dirname(state_file)
+    tries = [name, os.path.join(folder, name), os.path.join(folder, os.path.basename(name))]
+    for path in tries:
+        if os.path.isfile(path):
+            return path
+    raise SolverError(f"{state_file}: its learned_net {name!r} is not found (tried {', '.join(dict.fromkeys(tries))})")
+
+
+def solver_class(type_name):
+    try:
+        return _SOLVERS[type_name]
+    except KeyError:
+        raise SolverError(f"unknown solver type {type_name!r}; known: {', '.join(_SOLVERS)}") from None
+
+
+def get_solver(solver_file_or_param):
+    """The solver of the type a solver file (or SolverParameter) names (`type`, or the legacy
+    `solver_type`); pycaffe's `caffe.get_solver`."""
+    if isinstance(solver_file_or_param, caffe_pb2.SolverParameter):
+        param = solver_file_or_param
+    else:
+        param = read_solver_param(solver_file_or_param)
+    return solver_class(param.type)(param)
