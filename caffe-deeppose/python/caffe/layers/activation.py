@@ -119,7 +119,7 @@ class Power(Neuron):
     def forward(self, x):
         if self.power * self.scale == 0:  # a constant; Caffe's gradient is 0
             return (torch.full_like(x, 1.0 if self.power == 0 else self.shift ** self.power),)
-        base = self.shift + self.scale * x if (self.scale, self.shift) != (1, 0) else x
+        base = self.shift + self.scale * x
         return (base if self.power == 1 else torch.pow(base, self.power),)
 
 

@@ -100,7 +100,7 @@ class SoftmaxWithLoss(Layer):
         self.with_prob = len(param.top) == 2
 
     def forward(self, x, label):
-        axis = canonical_axis(self.axis, x.dim())
+        axis = canonical_axis(self.axis, x.dim(), "softmax_param.axis")
         outer, classes = math.prod(x.shape[:axis]), x.shape[axis]
         if label.numel() != x.numel() // classes:
             raise ValueError(f"{label.numel()} labels for {x.numel() // classes} predictions (the label count "

@@ -20,7 +20,7 @@ class Reduction(Layer):
         self.op, self.axis, self.coeff = p.operation, p.axis, p.coeff
 
     def forward(self, x):
-        axis = canonical_axis(self.axis, x.dim())
+        axis = canonical_axis(self.axis, x.dim(), "reduction_param.axis")
         x = x.reshape(tuple(x.shape[:axis]) + (-1,))
         if self.op == _Op.ASUM:
             x = x.abs()

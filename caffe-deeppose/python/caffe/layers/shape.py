@@ -26,16 +26,16 @@ def check_same_shapes(bottoms, skip_axis=None):
                              f"bottom {i} is {tuple(b.shape)}")
 
 
-def _legacy_axis(p, axis_field, legacy_field, ndim):
-    """The axis of Concat/Slice: the legacy field (unsigned, no negatives) if set, else `axis`."""
-    if p.HasField(axis_field) and p.HasField(legacy_field):
-        raise ValueError(f"give either {axis_field} or {legacy_field}, not both")
+def _legacy_axis(p, field, legacy_field, ndim):
+    """The axis of Concat/Slice (`p` is their `field`): the legacy unsigned field if set, else `axis`."""
+    if p.HasField("axis") and p.HasField(legacy_field):
+        raise ValueError(f"{field}: give either axis or {legacy_field}, not both")
     if p.HasField(legacy_field):
         value = getattr(p, legacy_field)
         if value >= ndim:
-            raise ValueError(f"{legacy_field} {value} is out of range for a {ndim}-axis blob")
+            raise ValueError(f"{field}.{legacy_field} {value} is out of range for a {ndim}-axis blob")
         return value
-    return canonical_axis(getattr(p, axis_field), ndim)
+    return canonical_axis(p.axis, ndim, f"{field}.axis")
 
 
 @register_layer("Concat")
@@ -50,7 +50,7 @@ class Concat(Layer):
         self._param = param.concat_param
 
     def setup(self, bottom_shapes):
-        self.axis = _legacy_axis(self._param, "axis", "concat_dim", len(bottom_shapes[0]))
+        self.axis = _legacy_axis(self._param, "concat_param", "concat_dim", len(bottom_shapes[0]))
 
     def forward(self, *bottoms):
         check_same_shapes(bottoms, self.axis)
@@ -71,7 +71,7 @@ class Slice(Layer):
         self.num_tops_given = len(param.top)
 
     def setup(self, bottom_shapes):
-        self.axis = _legacy_axis(self._param, "axis", "slice_dim", len(bottom_shapes[0]))
+        self.axis = _legacy_axis(self._param, "slice_param", "slice_dim", len(bottom_shapes[0]))
 
     def _sizes(self, size):
         n = self.num_tops_given
@@ -118,8 +118,8 @@ class Flatten(Layer):
         self.axis, self.end_axis = param.flatten_param.axis, param.flatten_param.end_axis
 
     def forward(self, x):
-        start = canonical_axis(self.axis, x.dim())
-        end = canonical_axis(self.end_axis, x.dim(), "end_axis")
+        start = canonical_axis(self.axis, x.dim(), "flatten_param.axis")
+        end = canonical_axis(self.end_axis, x.dim(), "flatten_param.end_axis")
         if end < start:
             raise ValueError(f"flatten_param.end_axis {self.end_axis} comes before axis {self.axis}")
         return (x.flatten(start, end),)
@@ -191,7 +191,7 @@ class Crop(Layer):
         self.offsets = list(param.crop_param.offset)
 
     def forward(self, x, ref):
-        start = canonical_axis(self.axis, x.dim())
+        start = canonical_axis(self.axis, x.dim(), "crop_param.axis")
         if ref.dim() != x.dim():
             raise ValueError(f"the reference bottom has {ref.dim()} axes, bottom 0 has {x.dim()}")
         cropped = x.dim() - start
@@ -222,7 +222,7 @@ class Tile(Layer):
 
     def forward(self, x):
         reps = [1] * x.dim()
-        reps[canonical_axis(self.axis, x.dim())] = self.tiles
+        reps[canonical_axis(self.axis, x.dim(), "tile_param.axis")] = self.tiles
         return (x.repeat(reps),)
 
 

@@ -16,7 +16,7 @@ class Softmax(Layer):
         self.axis = param.softmax_param.axis
 
     def forward(self, x):
-        return (torch.softmax(x, canonical_axis(self.axis, x.dim())),)
+        return (torch.softmax(x, canonical_axis(self.axis, x.dim(), "softmax_param.axis")),)
 
 
 def sort_descending(x, dim):
@@ -55,7 +55,7 @@ class ArgMax(Layer):
                 parts.append(values[:, :self.top_k])
             top = torch.stack(parts, 1)  # (N, 1 or 2, top_k)
             return (top.reshape(top.shape + (1,) * (x.dim() - 3)),)
-        axis = canonical_axis(self.axis, x.dim())
+        axis = canonical_axis(self.axis, x.dim(), "argmax_param.axis")
         if self.top_k > x.shape[axis]:
             raise ValueError(f"argmax_param.top_k {self.top_k} exceeds axis {axis}'s size {x.shape[axis]}")
         values, indices = sort_descending(x, axis)
@@ -83,7 +83,7 @@ class Accuracy(Layer):
         self.per_class = len(param.top) == 2
 
     def forward(self, scores, label):
-        axis = canonical_axis(self.axis, scores.dim())
+        axis = canonical_axis(self.axis, scores.dim(), "accuracy_param.axis")
         classes = scores.shape[axis]
         scores = scores.movedim(axis, -1).reshape(-1, classes)
         if label.numel() != scores.shape[0]:
