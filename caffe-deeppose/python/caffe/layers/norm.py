@@ -31,9 +31,13 @@ class LRN(Layer):
     def forward(self, x):
         if x.dim() != 4:
             raise ValueError(f"LRN needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
+        # x * scale^-beta, as Caffe writes it (torch's local_response_norm divides by scale^beta,
+        # which gives the same values but a slower backward)
         if self.across:
-            return (F.local_response_norm(x, self.size, self.alpha, self.beta, self.k),)
-        mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2, count_include_pad=True)
+            mean_square = F.avg_pool3d((x * x).unsqueeze(1), (self.size, 1, 1), stride=1,
+                                       padding=(self.size // 2, 0, 0)).squeeze(1)
+            return (x * (mean_square * self.alpha + self.k).pow(-self.beta),)
+        mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2)
         return (x * (mean_square * self.alpha + 1).pow(-self.beta),)
 
 

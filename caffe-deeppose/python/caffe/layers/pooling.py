@@ -90,7 +90,7 @@ class Pooling(Layer):
             if self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]:
                 raise ValueError(f"pooling_param: pad {self.pad} must be smaller than kernel {self.kernel}")
         self._plans = {}  # (H, W) -> (kernel, output size, whether torch's pooling matches Caffe)
-        self._divisors = {}  # (H, W, device) -> AVE divisor map for the exact path
+        self._divisors = {}  # (H, W, device, dtype) -> AVE divisor map for the exact path
 
     def _plan(self, h, w):
         plan = self._plans.get((h, w))
@@ -147,7 +147,7 @@ class Pooling(Layer):
         return sums / self._divisor_map(x, k, out)
 
     def _divisor_map(self, x, k, out):
-        key = (x.shape[2], x.shape[3], x.device)
+        key = (x.shape[2], x.shape[3], x.device, x.dtype)
         d = self._divisors.get(key)
         if d is None:
             rows, cols = (_window_lengths(x.shape[2 + i], k[i], self.pad[i], self.stride[i], out[i], x.device)
