@@ -1,0 +1,168 @@
+"""Caffe's databases of Datum records (LMDB): a cycling reader and a writer, like caffe::db."""
+import os
+
+import lmdb
+from google.protobuf.message import DecodeError
+
+from . import glog
+from .proto import caffe_pb2
+
+COMMIT_EVERY = 1000  # records per write transaction, as Caffe's tools commit
+
+
+class DBError(ValueError):
+    """A database that cannot be opened, written or read; the message names the path (and key)."""
+
+
+def check_backend(backend, where=""):
+    """Accept LMDB (a DataParameter enum value or a tool's string); LEVELDB is a clear error."""
+    name = caffe_pb2.DataParameter.DB.Name(backend) if isinstance(backend, int) else str(backend).upper()
+    if name != "LMDB":
+        place = f"{where}: " if where else ""
+        raise DBError(f"{place}backend {name} is not supported: only LMDB is (convert the data with "
+                      "convert_imageset -backend=lmdb)")
+
+
+def parse_datum(value, path, key):
+    """The Datum stored under `key`; a clear error naming the database and key if it is not one."""
+    datum = caffe_pb2.Datum()
+    try:
+        datum.ParseFromString(value)
+    except DecodeError as e:
+        raise DBError(f"{path}: record {_show(key)} is not a Datum ({len(value)} bytes): {e}") from None
+    return datum
+
+
+def _show(key):
+    return repr(key.decode("utf-8", "replace")) if isinstance(key, bytes) else repr(key)
+
+
+_OPEN = {}  # real path -> [environment, users]: py-lmdb opens an environment once per process
+
+
+class LMDB:
+    """An LMDB opened read-only (Caffe's db::READ). Without a lock file (a copied or read-only
+    database) it is opened with lock=False, so the directory stays as it is. Readers of the same
+    database (a train and a test net) share one environment."""
+
+    def __init__(self, path):
+        self.name = os.fspath(path)
+        self.path = os.path.realpath(self.name)
+        if not os.path.isfile(os.path.join(self.path, "data.mdb")):
+            raise DBError(f"{self.name}: not an LMDB (no data.mdb in that directory)")
+        if self.path not in _OPEN:
+            _OPEN[self.path] = [self._open(), 0]
+        _OPEN[self.path][1] += 1
+        self.env = _OPEN[self.path][0]
+        glog.info("db_lmdb.cpp:35", f"Opened lmdb {self.name}")
+
+    def _open(self):
+        lock = os.path.exists(os.path.join(self.path, "lock.mdb"))
+        for attempt in ((True, False) if lock else (False,)):
+            try:
+                return lmdb.open(self.path, readonly=True, lock=attempt, max_readers=512, max_spare_txns=4)
+            except lmdb.Error as e:  # a lock file we may not write: read without locking
+                error = e
+        raise DBError(f"{self.name}: cannot open LMDB: {error}")
+
+    def __len__(self):
+        return self.env.stat()["entries"]
+
+    def records(self):
+        """Every (key, value) in key order, once."""
+        with self.env.begin(buffers=False) as txn:
+            yield from txn.cursor()
+
+    def first(self):
+        """The first (key, value); a clear error if the database is empty."""
+        for record in self.records():
+            return record
+        raise DBError(f"{self.name}: the database is empty")
+
+    def cursor(self):
+        return CyclingCursor(self)
+
+    def close(self):
+        """Release the environment (closed with its last reader)."""
+        if self.env is None:
+            return
+        entry = _OPEN[self.path]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _OPEN[self.path]
+            self.env.close()
+        self.env = None
+
+
+class CyclingCursor:
+    """Caffe's data cursor: `next()` gives the records in key order and wraps to the first one
+    after the last ("Restarting data prefetching from start.")."""
+
+    def __init__(self, db):
+        self.db = db
+        self._txn = db.env.begin(buffers=False)
+        self._cursor = self._txn.cursor()
+        if not self._cursor.first():
+            raise DBError(f"{db.name}: the database is empty")
+
+    def next(self):
+        """The current (key, value); the cursor then moves on (wrapping)."""
+        record = self._cursor.item()
+        if not self._cursor.next():
+            glog.info("data_layer.cpp:86", "Restarting data prefetching from start.")
+            self._cursor.first()
+        return record
+
+    def skip(self, n):
+        for _ in range(n):
+            self.next()
+
+    def close(self):
+        self._txn.abort()
+
+
+class LMDBWriter:
+    """A NEW LMDB (an error if the path exists, as Caffe's db::NEW) written in transactions of
+    `commit_every` records; the map grows by doubling when full, like Caffe's."""
+
+    def __init__(self, path, commit_every=COMMIT_EVERY, map_size=1 << 26):
+        self.name = os.fspath(path)
+        try:
+            os.mkdir(self.name, 0o744)
+        except FileExistsError:
+            raise DBError(f"{self.name}: already exists; the tool writes a NEW database "
+                          "(remove it first)") from None
+        except OSError as e:
+            raise DBError(f"{self.name}: cannot create the database directory: {e.strerror}") from None
+        self.env = lmdb.open(self.name, map_size=map_size, subdir=True)
+        self.commit_every = commit_every
+        self._pending = []
+        glog.info("db_lmdb.cpp:35", f"Opened lmdb {self.name}")
+
+    def put(self, key, value):
+        """Queue one record (committed with the next full transaction)."""
+        self._pending.append((key.encode() if isinstance(key, str) else key, value))
+        if len(self._pending) >= self.commit_every:
+            self.commit()
+
+    def commit(self):
+        while self._pending:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for key, value in self._pending:
+                        txn.put(key, value)
+                self._pending = []
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    def close(self):
+        self.commit()
+        self.env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *exc):
+        if kind is None:
+            self.commit()
+        self.env.close()

@@ -1,0 +1,310 @@
+"""Data layers: Data (LMDB of Datum), ImageData (list file of images), MemoryData (numpy arrays
+from pycaffe's `set_input_arrays`) and DummyData (filled blobs).
+
+Data and ImageData load in the background (caffe.prefetch): a batch is read, decoded and
+transformed on a thread while the net computes, and forward hands the next ready batch over as
+tensors on the layer's device.
+"""
+import weakref
+
+import numpy as np
+import torch
+
+from .. import common, fillers, glog
+from ..data_transformer import DataTransformer, caffe_rng
+from ..db import DBError, LMDB, check_backend, parse_datum
+from ..image_list import read_image, read_list, to_chw
+from ..prefetch import Prefetcher
+from ..proto import caffe_pb2
+from ..registry import register_layer
+from .base import Layer
+
+
+def _check_tops(param, most):
+    if not 1 <= len(param.top) <= most:
+        raise ValueError(f"takes 1 to {most} tops (data, label), the prototxt gives {len(param.top)}")
+
+
+class _PrefetchingLayer(Layer):
+    """A layer whose tops come from a Prefetcher, moved to the layer's device."""
+
+    num_bottoms = 0
+    min_tops = 1
+    host_source = True
+
+    def _start(self, load_batch, depth, then=()):
+        """Start loading; when the layer goes, the thread stops and `then` (closers) run."""
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)  # follows .to(device)
+        self._prefetcher = Prefetcher(load_batch, depth, pin=common.mode() == "gpu", name=self.name)
+        weakref.finalize(self, self._prefetcher.stop, then)
+
+    def top_shapes(self, bottom_shapes):
+        return list(self.shapes)
+
+    def forward(self):
+        device = self._anchor.device
+        return tuple(t.to(device, non_blocking=True) for t in self._prefetcher.get())
+
+
+class _DatumBatches:
+    """Reads batches of Datums from a cycling LMDB cursor (runs on the prefetch thread)."""
+
+    def __init__(self, cursor, transformer, batch_size, label_num, with_labels, first, where):
+        self.cursor, self.transformer, self.where = cursor, transformer, where
+        self.batch_size, self.label_num, self.with_labels = batch_size, label_num, with_labels
+        self.shape, self.dtype = first.shape, first.dtype
+
+    def image(self, key, value):
+        """The pixels of one record; errors name the database and the key."""
+        datum = parse_datum(value, self.cursor.db.name, key)
+        try:
+            image = self.transformer.decode(datum)
+        except ValueError as e:
+            raise DBError(f"{self.where}: {self.cursor.db.name}: record {key.decode(errors='replace')!r}: {e}") from None
+        if image.shape != self.shape or image.dtype != self.dtype:
+            raise DBError(f"{self.where}: {self.cursor.db.name}: record {key.decode(errors='replace')!r} holds a "
+                          f"{'x'.join(map(str, image.shape))} {image.dtype} image; the first record's is "
+                          f"{'x'.join(map(str, self.shape))} {self.dtype} (every record must match it)")
+        return datum, image
+
+    def label(self, key, datum):
+        if not self.label_num:
+            return datum.label
+        if len(datum.float_data) < self.label_num:
+            raise DBError(f"{self.where}: {self.cursor.db.name}: record {key.decode(errors='replace')!r} holds "
+                          f"{len(datum.float_data)} float_data labels, label_num is {self.label_num}")
+        return np.asarray(datum.float_data[:self.label_num], np.float32).reshape(-1, 1, 1)
+
+    def __call__(self):
+        n = self.batch_size
+        images = np.empty((n,) + self.shape, self.dtype)
+        labels = np.empty((n, self.label_num, 1, 1) if self.label_num else (n,), np.float32)
+        for i in range(n):
+            key, value = self.cursor.next()
+            datum, images[i] = self.image(key, value)
+            if self.with_labels:
+                labels[i] = self.label(key, datum)
+        data = self.transformer(images)
+        return (data, labels) if self.with_labels else (data,)
+
+
+@register_layer("Data")
+class Data(_PrefetchingLayer):
+    """Caffe's Data layer on an LMDB of Datums, with the DeepPose `label_num` extension: when it
+    is positive the label top is (batch, label_num, 1, 1) from each Datum's float_data, else the
+    scalar `label`, (batch,). The records cycle: after the last comes the first again."""
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        _check_tops(param, 2)
+        dp = param.data_param
+        where = f"layer {param.name!r} (Data)"
+        check_backend(dp.backend, f"{where}: data_param.backend (set `backend: LMDB`)")
+        if not dp.source:
+            raise ValueError("data_param.source is not set")
+        if dp.batch_size <= 0:
+            raise ValueError("data_param.batch_size must be positive")
+        self.batch_size, self.label_num = int(dp.batch_size), int(dp.label_num)
+        with_labels = len(param.top) == 2
+        self.transformer = DataTransformer(param.transform_param, phase, f"{where}: transform_param")
+        db = LMDB(dp.source)
+        key, value = db.first()
+        first = self.transformer.decode(parse_datum(value, db.name, key))
+        cursor = db.cursor()
+        batches = _DatumBatches(cursor, self.transformer, self.batch_size, self.label_num, with_labels,
+                                first, where)
+        data_shape = (self.batch_size,) + self.transformer.infer_shape(first.shape)
+        glog.info("data_layer.cpp:45", f"output data size: {','.join(map(str, data_shape))}")
+        label_shape = (self.batch_size, self.label_num, 1, 1) if self.label_num else (self.batch_size,)
+        self.shapes = [data_shape, label_shape][:len(param.top)]
+        if dp.rand_skip:
+            skip = int(caffe_rng().integers(dp.rand_skip))
+            glog.info("data_layer.cpp:50", f"Skipping first {skip} data points.")
+            cursor.skip(skip)
+        self._start(batches, dp.prefetch, (cursor.close, db.close))
+
+
+class _ImageBatches:
+    """Reads batches of images named by a list file (runs on the prefetch thread)."""
+
+    def __init__(self, layer_param, entries, transformer, rng, where):
+        p = layer_param.image_data_param
+        self.entries, self.transformer, self.rng, self.where = entries, transformer, rng, where
+        self.source, self.root = p.source, p.root_folder
+        self.size, self.is_color = (p.new_height, p.new_width), p.is_color
+        self.batch_size, self.shuffle = int(p.batch_size), p.shuffle
+        self.shape, self.index = None, 0  # the first image's (C, H, W), set by the layer
+
+    def image(self, entry):
+        img = read_image(self.root + entry.path, *self.size, self.is_color)
+        if img is None:
+            raise FileNotFoundError(f"{self.where}: {self.source}:{entry.line}: could not open or find "
+                                    f"image {self.root + entry.path!r}")
+        img = to_chw(img)
+        if img.shape != self.shape:
+            raise ValueError(f"{self.where}: {self.source}:{entry.line}: image {entry.path!r} is "
+                             f"{'x'.join(map(str, img.shape))}, the first is {'x'.join(map(str, self.shape))} "
+                             "(set new_height and new_width to resize them all)")
+        return img
+
+    def __call__(self):
+        images = np.empty((self.batch_size,) + self.shape, np.uint8)
+        labels = np.empty(self.batch_size, np.float32)
+        for i in range(self.batch_size):
+            entry = self.entries[self.index]
+            images[i], labels[i] = self.image(entry), entry.label
+            self.index += 1
+            if self.index == len(self.entries):
+                self.index = 0
+                if self.shuffle:
+                    self.rng.shuffle(self.entries)
+        return self.transformer(images), labels
+
+
+@register_layer("ImageData")
+class ImageData(_PrefetchingLayer):
+    """Caffe's ImageData layer: images named by `path label` lines of a list file (read as BGR,
+    or grey with is_color false; resized bilinearly to new_height x new_width when given)."""
+
+    num_tops = 2
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.image_data_param
+        where = f"layer {param.name!r} (ImageData)"
+        if (p.new_height > 0) != (p.new_width > 0):
+            raise ValueError("image_data_param: new_height and new_width must be set together")
+        if p.batch_size <= 0:
+            raise ValueError("image_data_param.batch_size must be positive")
+        entries = read_list(p.source)
+        if not entries:
+            raise ValueError(f"image_data_param.source {p.source}: the list file is empty")
+        rng = caffe_rng() if p.shuffle or p.rand_skip else None
+        if p.shuffle:
+            glog.info("image_data_layer.cpp:47", "Shuffling data")
+            rng.shuffle(entries)
+        glog.info("image_data_layer.cpp:54", f"A total of {len(entries)} images.")
+        self.transformer = DataTransformer(param.transform_param, phase, f"{where}: transform_param")
+        batches = _ImageBatches(param, entries, self.transformer, rng, where)
+        if p.rand_skip:
+            batches.index = int(rng.integers(p.rand_skip))
+            if batches.index >= len(entries):
+                raise ValueError(f"image_data_param.rand_skip: not enough images ({len(entries)}) to skip "
+                                 f"{batches.index}")
+            glog.info("image_data_layer.cpp:61", f"Skipping first {batches.index} data points.")
+        entry = entries[batches.index]
+        first = read_image(p.root_folder + entry.path, p.new_height, p.new_width, p.is_color)
+        if first is None:
+            raise ValueError(f"{p.source}:{entry.line}: could not open or find image {p.root_folder + entry.path!r}")
+        batches.shape = to_chw(first).shape
+        data_shape = (int(p.batch_size),) + self.transformer.infer_shape(batches.shape)
+        glog.info("image_data_layer.cpp:77", f"output data size: {','.join(map(str, data_shape))}")
+        self.shapes = [data_shape, (int(p.batch_size),)]
+        self._start(batches, 4)
+
+
+@register_layer("MemoryData")
+class MemoryData(Layer):
+    """Caffe's MemoryData layer: batches cut in turn from arrays given by `set_input_arrays`
+    (not transformed, as Caffe's Reset). Labels come out as (batch, 1, 1, 1), like Caffe's."""
+
+    num_bottoms = 0
+    num_tops = 2
+    host_source = True
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.memory_data_param
+        self.batch_size, self.channels, self.height, self.width = (
+            int(p.batch_size), int(p.channels), int(p.height), int(p.width))
+        if self.batch_size * self.channels * self.height * self.width <= 0:
+            raise ValueError("memory_data_param: batch_size, channels, height and width must be specified "
+                             "and positive")
+        self._transform = param.HasField("transform_param")
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+        self._data = self._labels = None
+        self._pos = 0
+
+    def top_shapes(self, bottom_shapes):
+        return [(self.batch_size, self.channels, self.height, self.width), (self.batch_size,)]
+
+    def reset(self, data, labels):
+        """Use `data` (N, C, H, W) and `labels` (N,) or (N, 1, 1, 1), N a multiple of the batch
+        size; float32 C-contiguous arrays are used without a copy, as pycaffe does."""
+        data = np.ascontiguousarray(data, np.float32)
+        labels = np.ascontiguousarray(labels, np.float32)
+        where = f"set_input_arrays (layer {self.name!r})"
+        item = (self.channels, self.height, self.width)
+        if data.ndim != 4 or data.shape[1:] != item:
+            raise ValueError(f"{where}: data must be (N, {', '.join(map(str, item))}), got {data.shape}")
+        if labels.shape not in ((len(labels),), (len(labels), 1, 1, 1)):
+            raise ValueError(f"{where}: labels must be (N,) or (N, 1, 1, 1), got {labels.shape}")
+        if len(data) != len(labels):
+            raise ValueError(f"{where}: data and labels must have the same first dimension "
+                             f"({len(data)} vs {len(labels)})")
+        if len(data) == 0 or len(data) % self.batch_size:
+            raise ValueError(f"{where}: the first dimension ({len(data)}) must be a positive multiple of "
+                             f"the batch size {self.batch_size}")
+        if self._transform:
+            glog.warning("memory_data_layer.cpp:89", "MemoryData does not transform array data on Reset()")
+        self._data, self._labels, self._pos = data, labels.reshape(-1, 1, 1, 1), 0
+
+    def forward(self):
+        if self._data is None:
+            raise RuntimeError(f"MemoryData layer {self.name!r} has no data: call net.set_input_arrays first")
+        s = slice(self._pos, self._pos + self.batch_size)
+        self._pos = (self._pos + self.batch_size) % len(self._data)
+        device = self._anchor.device
+        return (torch.from_numpy(self._data[s]).to(device), torch.from_numpy(self._labels[s]).to(device))
+
+
+def set_input_arrays(net, data, labels):
+    """pycaffe's `net.set_input_arrays(data, labels)`: feed the net's first layer, a MemoryData."""
+    module = net.layers[0].module if net.layers else None
+    if not isinstance(module, MemoryData):
+        raise TypeError("set_input_arrays may only be called if the first layer is a MemoryData layer")
+    module.reset(data, labels)
+
+
+@register_layer("DummyData")
+class DummyData(Layer):
+    """Caffe's DummyData: tops of the given shapes filled by `data_filler` (one for all tops, or
+    one per top; none: constant 0). Constant tops are filled once, the others at every forward."""
+
+    num_bottoms = 0
+    min_tops = 1
+    host_source = True
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.dummy_data_param
+        n = len(param.top)
+        if len(p.data_filler) not in (0, 1, n):
+            raise ValueError(f"dummy_data_param: give 0, 1 or {n} data_filler (one per top), got "
+                             f"{len(p.data_filler)}")
+        legacy = [list(f) for f in (p.num, p.channels, p.height, p.width)]
+        if any(legacy):
+            if p.shape:
+                raise ValueError("dummy_data_param: both shape and the legacy num/channels/height/width are given")
+            for name, values in zip(("num", "channels", "height", "width"), legacy):
+                if len(values) not in (1, n):
+                    raise ValueError(f"dummy_data_param: give {name!r} once or once per top ({n}), got {len(values)}")
+            self.shapes = [tuple(int(v[0] if len(v) == 1 else v[i]) for v in legacy) for i in range(n)]
+        else:
+            if len(p.shape) not in (1, n):
+                raise ValueError(f"dummy_data_param: give 'shape' once or once per top ({n}), got {len(p.shape)}")
+            self.shapes = [tuple(int(d) for d in p.shape[0 if len(p.shape) == 1 else i].dim) for i in range(n)]
+        default = caffe_pb2.FillerParameter(type="constant", value=0) if not p.data_filler else None
+        self.fillers = [default or p.data_filler[0 if len(p.data_filler) == 1 else i] for i in range(n)]
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+        for i, (f, shape) in enumerate(zip(self.fillers, self.shapes)):
+            if f.type == "constant":
+                self.register_buffer(f"_constant_{i}", fillers.fill(f, shape), persistent=False)
+
+    def top_shapes(self, bottom_shapes):
+        return list(self.shapes)
+
+    def forward(self):
+        device = self._anchor.device
+        return tuple(getattr(self, f"_constant_{i}") if f.type == "constant" else fillers.fill(f, s).to(device)
+                     for i, (f, s) in enumerate(zip(self.fillers, self.shapes)))

@@ -1,0 +1,91 @@
+"""compute_image_mean: the per-pixel mean of an LMDB of Datums, as a BlobProto.
+
+    compute_image_mean [FLAGS] INPUT_DB [OUTPUT_FILE]
+
+Sums in float32 in record order and divides by the count, as Caffe does (so the mean is Caffe's
+to the bit); writes the legacy num=1/channels/height/width BlobProto atomically, and logs each
+channel's mean value.
+"""
+import sys
+
+import numpy as np
+
+from .. import glog
+from ..data_transformer import DataTransformer
+from ..db import DBError, LMDB, check_backend, parse_datum
+from ..proto import caffe_pb2
+from ..protoio import ProtoFileError, array_to_blobproto, write_binary_proto
+from .flags import Flag, parse_or_exit
+
+FLAGS = {"backend": Flag("lmdb", "The backend {leveldb, lmdb} containing the images")}
+LOG_EVERY = 10000
+
+
+def _pixels(datum, decoder, db, key):
+    try:
+        return decoder.decode(datum)
+    except ValueError as e:
+        raise DBError(f"{db.name}: record {key.decode(errors='replace')!r}: {e}") from None
+
+
+def image_mean(db_path):
+    """The (C, H, W) float32 mean of every record of the LMDB at `db_path`."""
+    db = LMDB(db_path)
+    decoder = DataTransformer(caffe_pb2.TransformationParameter(), caffe_pb2.TEST, "compute_image_mean")
+    try:
+        total, count = None, 0
+        for key, value in db.records():
+            datum = parse_datum(value, db.name, key)
+            if datum.encoded and total is None:
+                glog.info("compute_image_mean.cpp:57", "Decoding Datum")
+            pixels = _pixels(datum, decoder, db, key)
+            if total is None:
+                total = np.zeros(pixels.shape, np.float32)
+                glog.info("compute_image_mean.cpp:70", "Starting iteration")
+            elif pixels.shape != total.shape:
+                raise DBError(f"{db.name}: record {key.decode(errors='replace')!r}: incorrect data size "
+                              f"{'x'.join(map(str, pixels.shape))}, the first record's is "
+                              f"{'x'.join(map(str, total.shape))}")
+            total += pixels
+            count += 1
+            if count % LOG_EVERY == 0:
+                glog.info("compute_image_mean.cpp:95", f"Processed {count} files.")
+        if total is None:
+            raise DBError(f"{db.name}: the database is empty")
+        if count % LOG_EVERY:
+            glog.info("compute_image_mean.cpp:101", f"Processed {count} files.")
+        return total / np.float32(count)
+    finally:
+        db.close()
+
+
+def channel_means(mean):
+    """Each channel's mean value, summed in float32 in order as Caffe logs it."""
+    flat = mean.reshape(mean.shape[0], -1)
+    return [float(np.cumsum(row, dtype=np.float32)[-1] / np.float32(flat.shape[1])) for row in flat]
+
+
+def main(argv=None):
+    message = ("Compute the mean_image of a set of images given by a leveldb/lmdb\nUsage:\n"
+               "    compute_image_mean [FLAGS] INPUT_DB [OUTPUT_FILE]\n")
+    flags, args = parse_or_exit(sys.argv[1:] if argv is None else argv, FLAGS, "compute_image_mean", message)
+    if not 1 <= len(args) <= 2:
+        print(message, file=sys.stderr)
+        return 1
+    try:
+        check_backend(flags["backend"], "-backend")
+        mean = image_mean(args[0])
+        if len(args) == 2:
+            glog.info("compute_image_mean.cpp:108", f"Write to {args[1]}")
+            write_binary_proto(args[1], array_to_blobproto(mean[None], legacy=True))
+    except (DBError, ProtoFileError, OSError) as e:
+        glog.log("F", "compute_image_mean.cpp:53", str(e))
+        return 1
+    glog.info("compute_image_mean.cpp:114", f"Number of channels: {mean.shape[0]}")
+    for c, value in enumerate(channel_means(mean)):
+        glog.info("compute_image_mean.cpp:119", f"mean_value channel [{c}]: {value:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
