@@ -13,8 +13,8 @@ import torch
 from . import common, layers as _layers  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
-from .protoio import (ProtoFileError, blob_shape, blobproto_to_array, array_to_blobproto,
-                      parse_prototxt, read_binary_proto, write_binary_proto)
+from .caffemodel import read_weights, write_caffemodel
+from .protoio import ProtoFileError, array_to_blobproto, parse_prototxt
 from .registry import layer_class
 
 TRAIN = caffe_pb2.TRAIN
@@ -455,46 +455,46 @@ class Net:
     def copy_from(self, path):
         """Copy weights from a .caffemodel by layer name (layers not in this net are ignored)."""
         path = os.fspath(path)
-        self.copy_from_param(read_binary_proto(path, caffe_pb2.NetParameter), path)
-
-    def copy_from_param(self, source, where="<NetParameter>"):
         mine = {name: view for name, view in zip(self._layer_names, self.layers)}
-        for lp in source.layer:
-            view = mine.get(lp.name)
-            if view is None or not lp.blobs:
+        for name, blobs in read_weights(path):
+            view = mine.get(name)
+            if view is None:
                 continue
-            if len(lp.blobs) != len(view.blobs):
-                raise NetError(f"{where}: layer {lp.name!r} has {len(lp.blobs)} blobs, the net's "
+            if len(blobs) != len(view.blobs):
+                raise NetError(f"{path}: layer {name!r} has {len(blobs)} blobs, the net's "
                                f"{view.type} layer has {len(view.blobs)}")
-            for i, (bp, blob) in enumerate(zip(lp.blobs, view.blobs)):
+            for i, ((src, legacy, values), blob) in enumerate(zip(blobs, view.blobs)):
                 target = tuple(blob.param.shape)
-                src = blob_shape(bp)
-                legacy = any(bp.HasField(f) for f in ("num", "channels", "height", "width"))
                 match = (src == (1,) * (4 - len(target)) + target) if legacy and len(target) <= 4 else src == target
-                if not match:
-                    raise NetError(f"{where}: cannot copy param {i} of layer {lp.name!r}: shape mismatch, "
-                                   f"source {src}, target {target}. To learn this layer from scratch instead, "
-                                   "rename it in the prototxt.")
-                values = torch.from_numpy(blobproto_to_array(bp).reshape(target))
+                if not match or values.size != blob.param.numel():
+                    raise NetError(f"{path}: cannot copy param {i} of layer {name!r}: shape mismatch, "
+                                   f"source {src} ({values.size} values), target {target}. To learn this layer "
+                                   "from scratch instead, rename it in the prototxt.")
                 with torch.no_grad():
-                    blob.param.copy_(values)
+                    blob.param.copy_(torch.from_numpy(values.reshape(target)))
 
     def to_proto(self):
-        """The net with its weights as a NetParameter (what `save` writes)."""
-        out = caffe_pb2.NetParameter()
-        out.CopyFrom(self._param)
-        del out.layer[:]
-        for lp, view in zip(self._layer_params, self.layers):
-            layer = out.layer.add()
-            layer.CopyFrom(lp)
-            del layer.blobs[:]
+        """The net with its weights as a NetParameter."""
+        out = caffe_pb2.NetParameter.FromString(self._layers_proto().SerializeToString())
+        for layer, view in zip(out.layer, self.layers):
             for blob in view.blobs:
                 layer.blobs.append(array_to_blobproto(blob.param.detach().cpu().numpy()))
         return out
 
+    def _layers_proto(self):
+        out = caffe_pb2.NetParameter()
+        out.CopyFrom(self._param)
+        del out.layer[:]
+        for lp in self._layer_params:
+            layer = out.layer.add()
+            layer.CopyFrom(lp)
+            del layer.blobs[:]
+        return out
+
     def save(self, path):
-        """Write the weights as a binary .caffemodel, atomically."""
-        write_binary_proto(path, self.to_proto())
+        """Write the weights as a binary .caffemodel (Caffe's Net::ToProto), atomically."""
+        write_caffemodel(path, self._layers_proto(),
+                         [[b.param.detach().cpu().numpy() for b in view.blobs] for view in self.layers])
 
     def share_with(self, other):
         """Use `other`'s parameter tensors for the layers of the same name (a solver's test nets)."""

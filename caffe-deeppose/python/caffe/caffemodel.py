@@ -1,0 +1,124 @@
+"""Fast .caffemodel weights I/O on the protobuf wire format.
+
+A DeepPose caffemodel holds ~58M floats; going through protobuf's element-wise containers
+takes seconds, so blobs are read and written here as raw packed float runs (the wire format is
+plain: `tag, length, bytes`). Layers of the current `layer` field (100) and of the legacy V1
+`layers` field (2) are both read, so old third-party caffemodels load too.
+"""
+import os
+
+import numpy as np
+
+from .protoio import ProtoFileError, atomic_write, _encode_varint, _varint
+
+# field numbers of caffe.proto
+_NET_LAYER, _NET_V1_LAYERS = 100, 2
+_LAYER_NAME, _LAYER_BLOBS = 1, 7
+_V1_NAME, _V1_BLOBS = 4, 6
+_BLOB_LEGACY = (1, 2, 3, 4)  # num, channels, height, width
+_BLOB_DATA, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = 5, 7, 8
+
+
+def _fields(buf, start, end):
+    """(field number, wire type, value) of one message's fields; value is an int for varints
+    and fixed-size fields, a (start, end) span for length-delimited ones."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value = (pos, pos + size)
+            pos += size
+        elif wire == 5:
+            value, pos = (pos, pos + 4), pos + 4
+        elif wire == 1:
+            value, pos = (pos, pos + 8), pos + 8
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise ValueError("message runs past its end")
+        yield number, wire, value
+
+
+def _blob(buf, span):
+    """(shape, legacy, float32 values) of a BlobProto."""
+    legacy, shape, chunks = {}, [], []
+    for number, wire, value in _fields(buf, *span):
+        if number in _BLOB_LEGACY and wire == 0:
+            legacy[number] = value
+        elif number == _BLOB_SHAPE:
+            for n, w, v in _fields(buf, *value):
+                if n == 1 and w == 2:  # packed int64 dims
+                    pos = v[0]
+                    while pos < v[1]:
+                        d, pos = _varint(buf, pos)
+                        shape.append(d)
+                elif n == 1:
+                    shape.append(v)
+        elif number in (_BLOB_DATA, _BLOB_DOUBLE_DATA):
+            dtype = "<f4" if number == _BLOB_DATA else "<f8"
+            size = np.dtype(dtype).itemsize
+            start, stop = value
+            chunks.append(np.frombuffer(buf, dtype, (stop - start) // size, start).astype(np.float32))
+    if legacy:
+        return tuple(legacy.get(i, 0) for i in _BLOB_LEGACY), True, _concat(chunks)
+    return tuple(shape), False, _concat(chunks)
+
+
+def _concat(chunks):
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def read_weights(path):
+    """[(layer name, [(shape, legacy, values), ...]), ...] of the layers with blobs in a caffemodel."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            buf = f.read()
+    except OSError as e:
+        raise ProtoFileError(f"{path}: cannot read: {e.strerror}") from None
+    out = []
+    try:
+        for number, wire, value in _fields(buf, 0, len(buf)):
+            if wire != 2 or number not in (_NET_LAYER, _NET_V1_LAYERS):
+                continue
+            name_field, blobs_field = (_LAYER_NAME, _LAYER_BLOBS) if number == _NET_LAYER else (_V1_NAME, _V1_BLOBS)
+            name, blobs = None, []
+            for n, w, v in _fields(buf, *value):
+                if n == name_field and w == 2:
+                    name = buf[v[0]:v[1]].decode("utf-8")
+                elif n == blobs_field and w == 2:
+                    blobs.append(_blob(buf, v))
+            if blobs:
+                out.append((name, blobs))
+    except (ValueError, IndexError, UnicodeDecodeError) as e:
+        raise ProtoFileError(f"{path}: not a valid NetParameter (truncated or corrupt, {len(buf)} bytes): {e}") from None
+    return out
+
+
+def _length_delimited(number, payload):
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+def blob_bytes(array):
+    """A BlobProto (with `shape`) holding `array`, as wire bytes."""
+    array = np.ascontiguousarray(array, dtype="<f4")
+    dims = b"".join(_encode_varint(int(d)) for d in array.shape)
+    return _length_delimited(_BLOB_SHAPE, _length_delimited(1, dims) if dims else b"") + \
+        _length_delimited(_BLOB_DATA, array.tobytes())
+
+
+def write_caffemodel(path, net_param, blobs_by_layer):
+    """Write `net_param` (a NetParameter whose layers carry no blobs) with each layer's blobs
+    (a list of arrays per layer, aligned with net_param.layer), atomically."""
+    head = type(net_param)()
+    head.CopyFrom(net_param)
+    del head.layer[:]
+    parts = [head.SerializeToString()]
+    for layer, arrays in zip(net_param.layer, blobs_by_layer):
+        payload = layer.SerializeToString() + b"".join(_length_delimited(_LAYER_BLOBS, blob_bytes(a)) for a in arrays)
+        parts.append(_length_delimited(_NET_LAYER, payload))
+    atomic_write(path, b"".join(parts))
