@@ -1,0 +1,188 @@
+"""The data layers, the LMDB reader/writer and the data tools: behaviour and clear errors."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import caffe
+from caffe import db as cdb
+from caffe.layers.data import set_input_arrays
+from caffe.proto import caffe_pb2
+from caffe.protoio import parse_prototxt
+from caffe.tools import flags as gflags
+
+
+def datum(value, label=0, floats=(), shape=(3, 4, 5)):
+    """A raw Datum whose pixels all equal `value` except pixel [c, h, w] = c + h + w (for flips)."""
+    img = np.full(shape, value, np.uint8)
+    img[:, :, 0] += np.arange(shape[1], dtype=np.uint8)[None]
+    d = caffe.io.array_to_datum(img, label)
+    d.float_data.extend(floats)
+    return d
+
+
+def make_lmdb(path, values):
+    with cdb.LMDBWriter(path) as w:
+        for i, v in enumerate(values):
+            w.put(f"{i:08d}_item", v if isinstance(v, bytes) else v.SerializeToString())
+    return str(path)
+
+
+def data_net(source, phase=caffe.TRAIN, batch=2, tops=("data", "label"), data_param="", transform=""):
+    text = f"""layer {{ name: "d" type: "Data" {' '.join(f'top: "{t}"' for t in tops)}
+      transform_param {{ {transform} }}
+      data_param {{ source: "{source}" batch_size: {batch} backend: LMDB {data_param} }} }}"""
+    return caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), phase)
+
+
+@pytest.fixture
+def five(tmp_path):
+    """An LMDB of 5 records with labels 0..4 and float labels (i, -i)."""
+    return make_lmdb(tmp_path / "db", [datum(10 * i, i, (i, -i)) for i in range(5)])
+
+
+def test_data_cycles_over_the_records(five):
+    net = data_net(five)
+    labels = [net.forward()["label"].tolist() for _ in range(4)]
+    assert labels == [[0, 1], [2, 3], [4, 0], [1, 2]]
+
+
+def test_label_num_top_and_data_only(five):
+    net = data_net(five, batch=3, data_param="label_num: 2")
+    assert net.blobs["label"].shape == (3, 2, 1, 1)
+    np.testing.assert_array_equal(net.forward()["label"][:, :, 0, 0], [[0, 0], [1, -1], [2, -2]])
+    assert data_net(five).blobs["label"].shape == (2,)
+    net = data_net(five, tops=("data",))
+    assert list(net.blobs) == ["data"] and net.forward()["data"].shape == (2, 3, 4, 5)
+
+
+def test_corrupt_record_names_its_key(tmp_path):
+    source = make_lmdb(tmp_path / "db", [datum(1), datum(2), b"\xff\x01garbage"])
+    net = data_net(source, batch=3)
+    with pytest.raises(cdb.DBError, match=r"db: record '00000002_item' is not a Datum"):
+        net.forward()
+
+
+def test_wrong_sized_record_names_its_key(tmp_path):
+    short = datum(1)
+    short.data = short.data[:-1]
+    other = datum(1, shape=(3, 5, 5))
+    for bad, what in ((short, "holds 59 bytes"), (other, "3x5x5 uint8 image; the first record's is 3x4x5")):
+        source = make_lmdb(tmp_path / what[:6], [datum(1), bad])
+        with pytest.raises(cdb.DBError, match=rf"record '00000001_item'.*{what}"):
+            data_net(source).forward()
+
+
+def test_mirror_is_seeded_and_crop_is_random_at_train_central_at_test(five):
+    def first_batches(phase, seed, transform):
+        caffe.set_random_seed(seed)
+        net = data_net(five, phase, batch=5, transform=transform)
+        return np.concatenate([net.forward()["data"] for _ in range(4)])
+
+    plain = first_batches(caffe.TRAIN, 1, "")
+    mirrored = first_batches(caffe.TRAIN, 1, "mirror: true")
+    np.testing.assert_array_equal(mirrored, first_batches(caffe.TRAIN, 1, "mirror: true"))
+    flipped = [(m == p[..., ::-1]).all() for m, p in zip(mirrored, plain)]
+    kept = [(m == p).all() for m, p in zip(mirrored, plain)]
+    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+    test_mirrored = first_batches(caffe.TEST, 1, "mirror: true")  # Caffe mirrors at TEST too
+    assert any((m == p[..., ::-1]).all() and not (m == p).all() for m, p in zip(test_mirrored, plain))
+    crops = first_batches(caffe.TEST, 2, "crop_size: 3")
+    np.testing.assert_array_equal(crops, plain[:, :, 0:3, 1:4])  # (4 - 3) // 2, (5 - 3) // 2
+    crops = first_batches(caffe.TRAIN, 3, "crop_size: 3")
+    offsets = {int(np.argmax((plain[i, 0, :, 0] == crops[i, 0, 0, 0]))) for i in range(len(crops))}
+    assert crops.shape[2:] == (3, 3) and offsets == {0, 1}
+
+
+def test_encoded_records_decode_and_force_gray(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", img)[1].tobytes()
+    source = make_lmdb(tmp_path / "db", [caffe_pb2.Datum(data=png, encoded=True, label=3)])
+    np.testing.assert_array_equal(data_net(source, batch=1).forward()["data"][0], img.transpose(2, 0, 1))
+    gray = data_net(source, batch=1, transform="force_gray: true").forward()["data"]
+    assert gray.shape == (1, 1, 6, 7)
+
+
+def test_mean_value_and_scale(five):
+    out = data_net(five, batch=1, transform="scale: 0.5 mean_value: 1 mean_value: 2 mean_value: 3").forward()
+    np.testing.assert_array_equal(out["data"][0, :, 0, 1], (np.array([0, 0, 0]) - [1, 2, 3]) * 0.5)
+
+
+def test_leveldb_and_missing_source_are_clear_errors(tmp_path, five):
+    text = f'layer {{ name: "d" type: "Data" top: "data" data_param {{ source: "{five}" batch_size: 1 }} }}'
+    with pytest.raises(caffe.net.NetError, match="backend LEVELDB is not supported"):
+        caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), caffe.TEST)
+    with pytest.raises(caffe.net.NetError, match="nowhere: not an LMDB"):
+        data_net(str(tmp_path / "nowhere"))
+
+
+def test_writer_makes_a_new_database(tmp_path, five):
+    with pytest.raises(cdb.DBError, match="already exists"):
+        cdb.LMDBWriter(five)
+    assert len(cdb.LMDB(five)) == 5
+
+
+def test_image_data_missing_image_names_the_line(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 5, 3), np.uint8))
+    (tmp_path / "list.txt").write_text("a.png 1\nmissing.png 2\n")
+    text = f"""layer {{ name: "img" type: "ImageData" top: "data" top: "label"
+      image_data_param {{ source: "{tmp_path}/list.txt" root_folder: "{tmp_path}/" batch_size: 2 }} }}"""
+    net = caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), caffe.TRAIN)
+    assert net.blobs["data"].shape == (2, 3, 4, 5)
+    with pytest.raises(FileNotFoundError, match=r"list.txt:2: could not open or find image .*missing.png"):
+        net.forward()
+
+
+def test_memory_data_feeds_numpy_arrays():
+    text = """layer { name: "m" type: "MemoryData" top: "data" top: "label"
+      memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 } }"""
+    net = caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), caffe.TEST)
+    with pytest.raises(RuntimeError, match="set_input_arrays"):
+        net.forward()
+    data = np.arange(24, dtype=np.float32).reshape(4, 1, 2, 3)
+    set_input_arrays(net, data, np.arange(4, dtype=np.float32))
+    for first in (0, 2, 0):
+        out = net.forward()
+        np.testing.assert_array_equal(out["data"], data[first:first + 2])
+        np.testing.assert_array_equal(out["label"].ravel(), [first, first + 1])
+    with pytest.raises(ValueError, match="multiple of the batch size 2"):
+        set_input_arrays(net, data[:3], np.zeros(3, np.float32))
+
+
+def test_dummy_data_shapes_and_fillers():
+    text = """layer { name: "x" type: "DummyData" top: "a" top: "b"
+      dummy_data_param { num: 2 channels: 3 height: 1 width: 1 num: 4 channels: 1 height: 1 width: 1
+        data_filler { type: "constant" value: 7 } data_filler { type: "gaussian" std: 1 } } }"""
+    net = caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), caffe.TEST)
+    out = net.forward()
+    assert out["a"].shape == (2, 3, 1, 1) and (out["a"] == 7).all()
+    first = out["b"].copy()
+    assert out["b"].shape == (4, 1, 1, 1) and not np.array_equal(first, net.forward()["b"])
+
+
+def test_flags_parse_like_gflags():
+    spec = {"gray": gflags.Flag(False, ""), "resize_width": gflags.Flag(0, ""), "backend": gflags.Flag("lmdb", "")}
+    values, args = gflags.parse(["-gray", "", "--resize_width=8", "list", "-backend", "x", "db"], spec)
+    assert values == {"gray": True, "resize_width": 8, "backend": "x"} and args == ["", "list", "db"]
+    assert gflags.parse(["-nogray", "-gray=false"], spec)[0]["gray"] is False
+    with pytest.raises(gflags.FlagError, match="unknown command line flag 'colour'"):
+        gflags.parse(["-colour"], spec)
+
+
+def test_convert_imageset_skips_an_unreadable_image(tmp_path):
+    for name in ("a.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((4, 5, 3), 9, np.uint8))
+    (tmp_path / "list.txt").write_text("a.png 1\nnot_there.png 2\nc.png 3\n")
+    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "convert_imageset"), "-gray",
+                          f"{tmp_path}/", str(tmp_path / "list.txt"), str(tmp_path / "db")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    error = [line for line in run.stderr.splitlines() if line.startswith("E")]
+    assert len(error) == 1 and "not_there.png (line 2 of" in error[0]
+    assert "Processed 2 files." in run.stderr
+    recs = [(k.decode(), caffe_pb2.Datum.FromString(v)) for k, v in cdb.LMDB(tmp_path / "db").records()]
+    assert [k for k, _ in recs] == ["00000000_a.png", "00000002_c.png"]
+    assert [(d.channels, d.label) for _, d in recs] == [(1, 1), (1, 3)]
