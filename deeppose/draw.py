@@ -46,7 +46,7 @@ def draw_skeleton(image: np.ndarray, joints, desc: DatasetDescription = K2HPD,
 def save_png(path, image: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"could not write {path}")
     return path
 

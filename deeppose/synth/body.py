@@ -18,6 +18,7 @@ SIDES = (("right", -1.0), ("left", 1.0))  # sign of the side's X
 SEGMENTS = ("upper_arm", "forearm", "hand", "thigh", "shin", "foot")
 PARTS = ("head", "neck", "chest", "abdomen", "pelvis", "shoulders") + tuple(
     f"{side}_{seg}" for side, _ in SIDES for seg in SEGMENTS)
+PART_LABEL = {name: i for i, name in enumerate(PARTS)}
 PART_MIRROR = np.array([PARTS.index(p.replace("right_", "@").replace("left_", "right_")
                                     .replace("@", "left_")) for p in PARTS])
 
@@ -171,27 +172,29 @@ def sample_pose(rng: np.random.Generator) -> tuple[str, dict, float]:
     return family, angles, yaw
 
 
-def pose_body(shape: Shape, angles: dict, root_rot: np.ndarray):
-    """Forward kinematics: joints {name: (3,)} and primitives, in the body frame rotated by root_rot."""
+def pose_body(shape: Shape, angles: dict, pelvis_rot: np.ndarray):
+    """Forward kinematics: joints {name: (3,)} and primitives around the pelvis centre, the body
+    frame turned by pelvis_rot (the person's yaw and lean)."""
     h, g, L = shape.height, shape.girth, shape.length
     ang = {k: np.radians(v) for k, v in angles.items()}
     down = np.array([0.0, -1.0, 0.0])
-    label = {p: i for i, p in enumerate(PARTS)}
+
+    def kind(name):
+        return name.removeprefix("right_").removeprefix("left_")
 
     def ell(name, centre, rot, scale=1.0):
-        return Ellipsoid(centre, rot, np.array(SEMI[name]) * h * scale, label[name])
+        return Ellipsoid(centre, rot, np.array(SEMI[kind(name)]) * h * scale, PART_LABEL[name])
 
-    def cap(name, a, b, radius_key):
-        return Capsule(a, b, RADIUS[radius_key] * h * g, label[name])
+    def cap(name, a, b):
+        return Capsule(a, b, RADIUS[kind(name)] * h * g, PART_LABEL[name])
 
-    pelvis_rot = root_rot
     trunk = pelvis_rot @ rx(ang["trunk_bend"]) @ rz(ang["trunk_lateral"]) @ ry(ang["trunk_twist"])
     head_rot = trunk @ rx(ang["head_nod"]) @ ry(ang["head_turn"]) @ rz(ang["head_tilt"])
     neck_base = trunk @ [0, L["trunk"], 0]
     neck_top = neck_base + head_rot @ [0, L["neck"], 0]
     head = neck_base + head_rot @ [0, L["neck"] + SEMI["head"][1] * h * shape.head_scale * 0.85, 0.01 * h]
     joints = dict(head=head, neck=neck_base, spine_mid=trunk @ [0, 0.5 * L["trunk"], 0])
-    prims = [ell("head", head, head_rot, shape.head_scale), cap("neck", neck_base, neck_top, "neck"),
+    prims = [ell("head", head, head_rot, shape.head_scale), cap("neck", neck_base, neck_top),
              ell("chest", trunk @ [0, L["trunk"] - 0.09 * h, 0], trunk, g),
              ell("abdomen", trunk @ [0, 0.09 * h, 0], trunk, g),
              ell("pelvis", pelvis_rot @ [0, 0.01 * h, -0.005 * h], pelvis_rot, g)]
@@ -212,11 +215,11 @@ def pose_body(shape: Shape, angles: dict, root_rot: np.ndarray):
         shoulders[side] = shoulder
         joints.update({f"{side}_shoulder": shoulder, f"{side}_elbow": elbow, f"{side}_wrist": wrist,
                        f"{side}_hip": hip, f"{side}_knee": knee, f"{side}_ankle": ankle})
-        prims += [cap(f"{side}_upper_arm", shoulder, elbow, "upper_arm"),
-                  cap(f"{side}_forearm", elbow, wrist, "forearm"),
+        prims += [cap(f"{side}_upper_arm", shoulder, elbow),
+                  cap(f"{side}_forearm", elbow, wrist),
                   ell(f"{side}_hand", wrist + fore @ down * L["hand"], fore),
-                  cap(f"{side}_thigh", hip, knee, "thigh"),
-                  cap(f"{side}_shin", knee, ankle, "shin"),
+                  cap(f"{side}_thigh", hip, knee),
+                  cap(f"{side}_shin", knee, ankle),
                   ell(f"{side}_foot", ankle + foot @ [0, -0.02 * h, 0.045 * h], foot)]
-    prims.append(cap("shoulders", shoulders["right"], shoulders["left"], "shoulders"))
+    prims.append(cap("shoulders", shoulders["right"], shoulders["left"]))
     return {k: np.asarray(v, float) for k, v in joints.items()}, prims

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import cv2
 import numpy as np
 
@@ -20,20 +22,20 @@ def camera(size: tuple[int, int]) -> Camera:
     return Camera(w, h, FOCAL * w / SENSOR_SIZE[0], FOCAL * h / SENSOR_SIZE[1], w / 2, h / 2)
 
 
+# 256 equiprobable standard-normal quantiles: one random byte a pixel makes Gaussian noise
+_NORMAL = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], np.float32)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
 def _edges(z: np.ndarray) -> np.ndarray:
-    """Pixels on either side of a depth discontinuity (no hit counts as far away)."""
-    z = np.where(np.isfinite(z), z, 2 * DEPTH_RANGE[1])
-    edge = np.zeros(z.shape, bool)
-    for axis in (0, 1):
-        a, b = (z[:-1], z[1:]) if axis == 0 else (z[:, :-1], z[:, 1:])
-        jump = np.abs(a - b) > EDGE_JUMP[0] + EDGE_JUMP[1] * np.minimum(a, b)
-        if axis == 0:
-            edge[:-1] |= jump
-            edge[1:] |= jump
-        else:
-            edge[:, :-1] |= jump
-            edge[:, 1:] |= jump
-    return edge
+    """Pixels whose 4-neighbourhood spans a depth discontinuity (no hit counts as far away)."""
+    z = np.where(np.isfinite(z), z, np.float32(2 * DEPTH_RANGE[1]))
+    lo = cv2.erode(z, _CROSS)
+    return cv2.dilate(z, _CROSS) - lo > EDGE_JUMP[0] + EDGE_JUMP[1] * lo
+
+
+def _random_bytes(rng: np.random.Generator, shape) -> np.ndarray:
+    return np.frombuffer(rng.bytes(int(np.prod(shape))), np.uint8).reshape(shape)
 
 
 def measure(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -41,12 +43,13 @@ def measure(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Adds noise with sigma growing as z^2, drops pixels out of range, a random fraction of the
     pixels along depth discontinuities, a few small holes and sparse single-pixel dropouts.
+    Random draws are bytes: probabilities are resolved in steps of 1/256.
     """
     near, far = DEPTH_RANGE
-    noise = rng.standard_normal(z.shape, dtype=np.float32)
-    u = rng.random(z.shape, dtype=np.float32)
-    p_edge, p_speckle = rng.uniform(0.3, 0.8), rng.uniform(0.0, 0.004)
-    missing = ~((z >= near) & (z <= far)) | (_edges(z) & (u < p_edge)) | (u > 1 - p_speckle)
+    noise = cv2.LUT(_random_bytes(rng, z.shape), _NORMAL)
+    u = _random_bytes(rng, z.shape)
+    p_edge, p_speckle = rng.integers(77, 205), rng.integers(0, 2)  # of 256
+    missing = ~((z >= near) & (z <= far)) | (_edges(z) & (u < p_edge)) | (u >= 256 - p_speckle)
     holes = np.zeros(z.shape, np.uint8)
     for _ in range(rng.poisson(2)):
         centre = (int(rng.integers(0, z.shape[1])), int(rng.integers(0, z.shape[0])))
@@ -54,7 +57,7 @@ def measure(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cv2.ellipse(holes, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
     missing |= holes.astype(bool)
     with np.errstate(invalid="ignore"):
-        out = (z + NOISE_PER_M2 * z * z * noise).astype(np.float32)
+        out = z + np.float32(NOISE_PER_M2) * z * z * noise
     out[missing] = 0
     return out
 

@@ -33,6 +33,14 @@ class Camera:
     def ray_y(self) -> np.ndarray:
         return (np.arange(self.height) + 0.5 - self.cy) / self.fy
 
+    @cached_property
+    def ray_x32(self) -> np.ndarray:
+        return self.ray_x.astype(np.float32)
+
+    @cached_property
+    def ray_y32(self) -> np.ndarray:
+        return self.ray_y.astype(np.float32)
+
     def project(self, points: np.ndarray) -> np.ndarray:
         """Camera-frame points (..., 3) -> pixel coordinates (..., 2)."""
         p = np.asarray(points, dtype=float)
@@ -170,9 +178,11 @@ class Plane:
         return replace(self, n=m @ self.n, p=m @ self.p + t)
 
     def intersect(self, dx, dy):
+        nx, ny, nz = (float(v) for v in self.n)  # Python floats keep float32 rays float32
         with np.errstate(divide="ignore"):
-            t = (self.n @ self.p) / (dx * self.n[0] + dy * self.n[1] + self.n[2])
-        return np.where(t > 0, t, np.inf)
+            t = float(self.n @ self.p) / (dx * nx + (dy * ny + nz))
+        t[t <= 0] = np.inf
+        return t
 
 
 @dataclass
@@ -186,27 +196,28 @@ class ZBuffer:
 
     def __post_init__(self):
         shape = (self.camera.height, self.camera.width)
-        self.depth = np.full(shape, np.inf)
+        self.depth = np.full(shape, np.inf, dtype=np.float32)
         self.labels = np.full(shape, self.none_label, dtype=np.int8)
 
     def draw(self, prim) -> None:
         cam = self.camera
-        if isinstance(prim, Plane):
+        if isinstance(prim, Plane):  # the whole image, in single precision
             rows, cols = slice(None), slice(None)
+            t = prim.intersect(cam.ray_x32[None, :], cam.ray_y32[:, None])
         else:
             window = cam.window(*prim.bounds())
             if window is None:
                 return
             rows, cols = window
-        t = prim.intersect(cam.ray_x[cols][None, :], cam.ray_y[rows][:, None])
+            t = prim.intersect(cam.ray_x[cols][None, :], cam.ray_y[rows][:, None])
         zb = self.depth[rows, cols]
         closer = t < zb
-        np.copyto(zb, t, where=closer)
-        self.labels[rows, cols][closer] = prim.label
+        np.copyto(zb, t, where=closer, casting="same_kind")
+        np.copyto(self.labels[rows, cols], prim.label, where=closer)
 
 
 def render(camera: Camera, prims, none_label: int) -> tuple[np.ndarray, np.ndarray]:
-    """Depth (float64, metres, inf where nothing is hit) and int8 labels of the primitives."""
+    """Depth (float32 metres, inf where nothing is hit) and int8 labels of the primitives."""
     zb = ZBuffer(camera, none_label)
     for prim in prims:
         zb.draw(prim)

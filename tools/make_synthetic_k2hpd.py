@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Write a synthetic K2HPD-layout depth data set (images + train/test annotation files)."""
+
+import argparse
+import os
+
+import cv2
+
+from deeppose.dataset import K2HPD, read_annotations
+from deeppose.draw import contact_sheet
+from deeppose.synth import make_dataset
+
+
+def size_arg(text):
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be COLSxROWS, e.g. 512x424, not {text!r}") from None
+    return cols, rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", default=K2HPD.root, help="data set directory (default %(default)s)")
+    p.add_argument("--train", type=int, required=True, help="number of training images")
+    p.add_argument("--test", type=int, required=True, help="number of test images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=size_arg, default=K2HPD.size,
+                   help="image size COLSxROWS (default %dx%d)" % K2HPD.size)
+    p.add_argument("--raw16", action="store_true", help="also write 16-bit millimetre depth PNGs")
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores)")
+    p.add_argument("--sheet", metavar="PNG", help="draw the first training images with their skeletons")
+    p.add_argument("--sheet-count", type=int, default=12, help="images on the sheet (default %(default)s)")
+    args = p.parse_args(argv)
+
+    paths = make_dataset(args.out, args.train, args.test, args.seed, args.size, args.raw16,
+                         workers=args.workers)
+    print(f"wrote {args.train + args.test} images and {paths['train']}, {paths['test']}")
+    if args.sheet:
+        items = read_annotations(paths["train"], K2HPD)[:args.sheet_count]
+        images = [cv2.imread(os.path.join(args.out, K2HPD.image_dir, name), cv2.IMREAD_GRAYSCALE)
+                  for name, _ in items]
+        contact_sheet(images, [j for _, j in items], args.sheet, cols=4)
+        print(f"wrote {args.sheet}")
+
+
+if __name__ == "__main__":
+    main()
