@@ -3,6 +3,13 @@ import torch
 from torch.func import functional_call
 
 
+def canonical_axis(axis, ndim, what="axis"):
+    """Caffe's CanonicalAxisIndex: a negative axis counts from the end; out of range is an error."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{what} {axis} is out of range for a {ndim}-axis blob")
+    return axis % ndim
+
+
 class Layer(torch.nn.Module):
     """A Caffe layer.
 

@@ -5,7 +5,7 @@ import torch
 
 from .. import fillers
 from ..registry import register_layer
-from .base import Layer
+from .base import Layer, canonical_axis
 
 
 @register_layer("InnerProduct")
@@ -26,7 +26,7 @@ class InnerProduct(Layer):
 
     def setup(self, bottom_shapes):
         shape = bottom_shapes[0]
-        self.axis = self.axis % len(shape)
+        self.axis = canonical_axis(self.axis, len(shape), "inner_product_param.axis")
         k = math.prod(shape[self.axis:])
         wshape = (k, self.num_output) if self.transpose else (self.num_output, k)
         self.add_blob(fillers.fill(self._weight_filler, wshape))

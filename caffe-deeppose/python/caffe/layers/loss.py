@@ -6,8 +6,7 @@ import torch.nn.functional as F
 
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
-from .shape import canonical_axis
+from .base import Layer, canonical_axis
 
 _Norm = caffe_pb2.LossParameter
 

@@ -1,8 +1,7 @@
 """Reduction: SUM, ASUM, SUMSQ or MEAN over every axis from `axis` on, times `coeff`."""
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
-from .shape import canonical_axis
+from .base import Layer, canonical_axis
 
 _Op = caffe_pb2.ReductionParameter
 

@@ -4,14 +4,7 @@ import math
 import torch
 
 from ..registry import register_layer
-from .base import Layer
-
-
-def canonical_axis(axis, ndim, what="axis"):
-    """Caffe's CanonicalAxisIndex: a negative axis counts from the end; out of range is an error."""
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{what} {axis} is out of range for a {ndim}-axis blob")
-    return axis % ndim
+from .base import Layer, canonical_axis
 
 
 def check_same_shapes(bottoms, skip_axis=None):

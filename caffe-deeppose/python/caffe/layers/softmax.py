@@ -2,8 +2,7 @@
 import torch
 
 from ..registry import register_layer
-from .base import Layer
-from .shape import canonical_axis
+from .base import Layer, canonical_axis
 
 
 @register_layer("Softmax")
