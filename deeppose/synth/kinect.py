@@ -48,7 +48,7 @@ def measure(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     near, far = DEPTH_RANGE
     noise = cv2.LUT(_random_bytes(rng, z.shape), _NORMAL)
     u = _random_bytes(rng, z.shape)
-    p_edge, p_speckle = rng.integers(77, 205), rng.integers(0, 2)  # of 256
+    p_edge, p_speckle = rng.integers(round(0.3 * 256), round(0.8 * 256)), rng.integers(0, 2)  # /256
     missing = ~((z >= near) & (z <= far)) | (_edges(z) & (u < p_edge)) | (u >= 256 - p_speckle)
     holes = np.zeros(z.shape, np.uint8)
     for _ in range(rng.poisson(2)):
