@@ -62,7 +62,7 @@ def test_label_num_top_and_data_only(five):
 def test_corrupt_record_names_its_key(tmp_path):
     source = make_lmdb(tmp_path / "db", [datum(1), datum(2), b"\xff\x01garbage"])
     net = data_net(source, batch=3)
-    with pytest.raises(cdb.DBError, match=r"db: record '00000002_item' is not a Datum"):
+    with pytest.raises(cdb.DBError, match=r"db: record '00000002_item': not a Datum"):
         net.forward()
 
 

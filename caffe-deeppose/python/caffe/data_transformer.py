@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import glog, protoio
+from .db import parse_datum, record_error
 from .image_list import to_chw
 from .proto import caffe_pb2
 
@@ -130,11 +131,22 @@ class DataTransformer:
 
     def _pixels(self, images, y, x, th, tw):
         """(pixel - mean) * scale on the crop at (y, x), in float32."""
-        out = images[:, :, y:y + th, x:x + tw].astype(np.float32)
+        pixels = images[:, :, y:y + th, x:x + tw]
         if self.mean is not None:
-            out -= self.mean[:, y:y + th, x:x + tw]
+            out = np.subtract(pixels, self.mean[:, y:y + th, x:x + tw], dtype=np.float32)
         elif self.mean_values is not None:
-            out -= self.mean_values[:, None, None]
+            out = np.subtract(pixels, self.mean_values[:, None, None], dtype=np.float32)
+        else:
+            out = pixels.astype(np.float32)
         if self.scale != 1:
             out *= self.scale
         return out
+
+
+def decode_record(transformer, db_name, key, value):
+    """(Datum, pixels) of one LMDB record; errors name the database and the key."""
+    datum = parse_datum(value, db_name, key)
+    try:
+        return datum, transformer.decode(datum)
+    except ValueError as e:
+        raise record_error(db_name, key, str(e)) from None

@@ -23,18 +23,20 @@ def check_backend(backend, where=""):
                       "convert_imageset -backend=lmdb)")
 
 
+def record_error(path, key, message):
+    """A DBError about the record `key` of the database at `path`."""
+    shown = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+    return DBError(f"{path}: record {shown!r}: {message}")
+
+
 def parse_datum(value, path, key):
     """The Datum stored under `key`; a clear error naming the database and key if it is not one."""
     datum = caffe_pb2.Datum()
     try:
         datum.ParseFromString(value)
     except DecodeError as e:
-        raise DBError(f"{path}: record {_show(key)} is not a Datum ({len(value)} bytes): {e}") from None
+        raise record_error(path, key, f"not a Datum ({len(value)} bytes): {e}") from None
     return datum
-
-
-def _show(key):
-    return repr(key.decode("utf-8", "replace")) if isinstance(key, bytes) else repr(key)
 
 
 _OPEN = {}  # real path -> [environment, users]: py-lmdb opens an environment once per process

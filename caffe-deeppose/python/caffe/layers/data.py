@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from .. import common, fillers, glog
-from ..data_transformer import DataTransformer, caffe_rng
-from ..db import DBError, LMDB, check_backend, parse_datum
+from ..data_transformer import DataTransformer, caffe_rng, decode_record
+from ..db import LMDB, check_backend, record_error
 from ..image_list import read_image, read_list, to_chw
 from ..prefetch import Prefetcher
 from ..proto import caffe_pb2
@@ -49,30 +49,26 @@ class _PrefetchingLayer(Layer):
 class _DatumBatches:
     """Reads batches of Datums from a cycling LMDB cursor (runs on the prefetch thread)."""
 
-    def __init__(self, cursor, transformer, batch_size, label_num, with_labels, first, where):
-        self.cursor, self.transformer, self.where = cursor, transformer, where
+    def __init__(self, cursor, transformer, batch_size, label_num, with_labels, first):
+        self.cursor, self.transformer, self.db_name = cursor, transformer, cursor.db.name
         self.batch_size, self.label_num, self.with_labels = batch_size, label_num, with_labels
         self.shape, self.dtype = first.shape, first.dtype
 
     def image(self, key, value):
-        """The pixels of one record; errors name the database and the key."""
-        datum = parse_datum(value, self.cursor.db.name, key)
-        try:
-            image = self.transformer.decode(datum)
-        except ValueError as e:
-            raise DBError(f"{self.where}: {self.cursor.db.name}: record {key.decode(errors='replace')!r}: {e}") from None
+        """The Datum and pixels of one record; errors name the database and the key."""
+        datum, image = decode_record(self.transformer, self.db_name, key, value)
         if image.shape != self.shape or image.dtype != self.dtype:
-            raise DBError(f"{self.where}: {self.cursor.db.name}: record {key.decode(errors='replace')!r} holds a "
-                          f"{'x'.join(map(str, image.shape))} {image.dtype} image; the first record's is "
-                          f"{'x'.join(map(str, self.shape))} {self.dtype} (every record must match it)")
+            raise record_error(self.db_name, key, f"holds a {'x'.join(map(str, image.shape))} {image.dtype} "
+                               f"image; the first record's is {'x'.join(map(str, self.shape))} {self.dtype} "
+                               "(every record must match it)")
         return datum, image
 
     def label(self, key, datum):
         if not self.label_num:
             return datum.label
         if len(datum.float_data) < self.label_num:
-            raise DBError(f"{self.where}: {self.cursor.db.name}: record {key.decode(errors='replace')!r} holds "
-                          f"{len(datum.float_data)} float_data labels, label_num is {self.label_num}")
+            raise record_error(self.db_name, key, f"holds {len(datum.float_data)} float_data labels, "
+                               f"label_num is {self.label_num}")
         return np.asarray(datum.float_data[:self.label_num], np.float32).reshape(-1, 1, 1)
 
     def __call__(self):
@@ -108,11 +104,13 @@ class Data(_PrefetchingLayer):
         with_labels = len(param.top) == 2
         self.transformer = DataTransformer(param.transform_param, phase, f"{where}: transform_param")
         db = LMDB(dp.source)
-        key, value = db.first()
-        first = self.transformer.decode(parse_datum(value, db.name, key))
-        cursor = db.cursor()
-        batches = _DatumBatches(cursor, self.transformer, self.batch_size, self.label_num, with_labels,
-                                first, where)
+        try:
+            _, first = decode_record(self.transformer, db.name, *db.first())
+            cursor = db.cursor()
+        except BaseException:
+            db.close()
+            raise
+        batches = _DatumBatches(cursor, self.transformer, self.batch_size, self.label_num, with_labels, first)
         data_shape = (self.batch_size,) + self.transformer.infer_shape(first.shape)
         glog.info("data_layer.cpp:45", f"output data size: {','.join(map(str, data_shape))}")
         label_shape = (self.batch_size, self.label_num, 1, 1) if self.label_num else (self.batch_size,)

@@ -11,21 +11,14 @@ import sys
 import numpy as np
 
 from .. import glog
-from ..data_transformer import DataTransformer
-from ..db import DBError, LMDB, check_backend, parse_datum
+from ..data_transformer import DataTransformer, decode_record
+from ..db import DBError, LMDB, check_backend, record_error
 from ..proto import caffe_pb2
 from ..protoio import ProtoFileError, array_to_blobproto, write_binary_proto
 from .flags import Flag, parse_or_exit
 
 FLAGS = {"backend": Flag("lmdb", "The backend {leveldb, lmdb} containing the images")}
 LOG_EVERY = 10000
-
-
-def _pixels(datum, decoder, db, key):
-    try:
-        return decoder.decode(datum)
-    except ValueError as e:
-        raise DBError(f"{db.name}: record {key.decode(errors='replace')!r}: {e}") from None
 
 
 def image_mean(db_path):
@@ -35,17 +28,15 @@ def image_mean(db_path):
     try:
         total, count = None, 0
         for key, value in db.records():
-            datum = parse_datum(value, db.name, key)
+            datum, pixels = decode_record(decoder, db.name, key, value)
             if datum.encoded and total is None:
                 glog.info("compute_image_mean.cpp:57", "Decoding Datum")
-            pixels = _pixels(datum, decoder, db, key)
             if total is None:
                 total = np.zeros(pixels.shape, np.float32)
                 glog.info("compute_image_mean.cpp:70", "Starting iteration")
             elif pixels.shape != total.shape:
-                raise DBError(f"{db.name}: record {key.decode(errors='replace')!r}: incorrect data size "
-                              f"{'x'.join(map(str, pixels.shape))}, the first record's is "
-                              f"{'x'.join(map(str, total.shape))}")
+                raise record_error(db.name, key, f"incorrect data size {'x'.join(map(str, pixels.shape))}, "
+                                   f"the first record's is {'x'.join(map(str, total.shape))}")
             total += pixels
             count += 1
             if count % LOG_EVERY == 0:
