@@ -97,7 +97,7 @@ def engines(prototxt, batch, seconds):
     xt = torch.from_numpy(x)
     hand = HandWritten(net).eval()
     out = {}
-    with torch.inference_mode():
+    with torch.no_grad():
         ref = hand(xt).numpy()
         ours = net.forward(**{name: x})["predict"]
         assert np.abs(ours - ref).max() <= 1e-3 * np.abs(ref).max(), "hand-written net disagrees with caffe.Net"

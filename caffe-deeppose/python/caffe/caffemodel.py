@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .protoio import ProtoFileError, atomic_write, _encode_varint, _varint
+from .protoio import ProtoFileError, atomic_write, read_file, _encode_varint, _varint
 
 # field numbers of caffe.proto
 _NET_LAYER, _NET_V1_LAYERS = 100, 2
@@ -75,11 +75,7 @@ def _concat(chunks):
 def read_weights(path):
     """[(layer name, [(shape, legacy, values), ...]), ...] of the layers with blobs in a caffemodel."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            buf = f.read()
-    except OSError as e:
-        raise ProtoFileError(f"{path}: cannot read: {e.strerror}") from None
+    buf = read_file(path, binary=True)
     out = []
     try:
         for number, wire, value in _fields(buf, 0, len(buf)):

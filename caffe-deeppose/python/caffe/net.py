@@ -14,7 +14,7 @@ from . import common, layers as _layers  # noqa: F401  (registers the built-in l
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
-from .protoio import ProtoFileError, array_to_blobproto, parse_prototxt
+from .protoio import array_to_blobproto, parse_prototxt, read_file
 from .registry import layer_class
 
 TRAIN = caffe_pb2.TRAIN
@@ -150,11 +150,7 @@ class Net:
         if phase not in (TRAIN, TEST):
             raise TypeError("Net needs a phase: caffe.TRAIN or caffe.TEST")
         network_file = os.fspath(network_file)
-        try:
-            with open(network_file, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ProtoFileError(f"{network_file}: cannot read: {e.strerror}") from None
+        text = read_file(network_file)
         param = parse_prototxt(text, caffe_pb2.NetParameter(), network_file)
         self._build(param, phase, level, stages, network_file, _layer_lines(text))
         if weights is not None:

@@ -25,25 +25,25 @@ def parse_prototxt(text, message, source="<string>"):
     return message
 
 
+def read_file(path, binary=False):
+    """A file's whole content (str, or bytes if `binary`); a clear error naming it if unreadable."""
+    try:
+        with open(path, "rb" if binary else "r", **({} if binary else {"encoding": "utf-8"})) as f:
+            return f.read()
+    except OSError as e:
+        raise ProtoFileError(f"{os.fspath(path)}: cannot read: {e.strerror}") from None
+
+
 def read_prototxt(path, message_cls):
     """Read a text-format file into a new `message_cls` (e.g. caffe_pb2.NetParameter)."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ProtoFileError(f"{path}: cannot read: {e.strerror}") from None
-    return parse_prototxt(text, message_cls(), path)
+    return parse_prototxt(read_file(path), message_cls(), path)
 
 
 def read_binary_proto(path, message_cls):
     """Read a binary protobuf file (.caffemodel, .binaryproto, .solverstate)."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ProtoFileError(f"{path}: cannot read: {e.strerror}") from None
+    data = read_file(path, binary=True)
     msg = message_cls()
     try:
         msg.ParseFromString(data)
