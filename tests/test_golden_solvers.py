@@ -80,3 +80,27 @@ def test_restore_own_snapshot_from_elsewhere(workdir, monkeypatch):
     solver.restore(os.path.join("solvers", f"{RESTORE}_iter_3.solverstate"))
     monkeypatch.chdir(workdir)
     run_steps(RESTORE, solver, arrays, range(3, 6))
+
+
+def test_caffe_train_snapshot_then_final_test(tmp_path, monkeypatch, capsys):
+    """files/train.log's last test (iteration 8) from Caffe's own snapshot of the BatchNorm net: the
+    .solverstate holds a history blob for every parameter, BatchNorm's frozen ones included; before
+    that test Caffe's final display pass ran the TRAIN net forward once more (batch 9: records 2-5),
+    which moved BatchNorm's running statistics."""
+    shutil.copytree(os.path.join(GOLDEN, "files"), tmp_path / "files")
+    monkeypatch.chdir(tmp_path / "files")
+    log = open("train.log").read().splitlines()
+    caffe_loss = float([line for line in log if "Test net output #0" in line][-1].split()[10])
+    solver = caffe.get_solver("train_solver.prototxt")
+    solver.restore("snapshots/train_iter_8.solverstate")
+    assert solver.iter == 8 and solver.current_step == 1 and len(solver.history) == 9
+    bn = [b.data.copy() for b in solver.net.params["bn"]]
+    for _ in range(8):  # move the data cursor to batch 9, then put the statistics back
+        solver.net.forward()
+    for blob, value in zip(solver.net.params["bn"], bn):
+        blob.data[...] = value
+    solver.net.forward()
+    capsys.readouterr()
+    solver.test(0)
+    line = [x for x in capsys.readouterr().err.splitlines() if "Test net output #0" in x][0]
+    compare("solvers", "train.log", "test loss at iteration 8", float(line.split()[10]), caffe_loss)

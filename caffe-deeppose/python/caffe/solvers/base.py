@@ -41,12 +41,12 @@ def register_solver(type_name):
     return decorate
 
 
-def _g(x):
+def format_float(x):
     """A number as C++'s ostream prints a float (6 significant digits)."""
     return f"{float(x):.6g}"
 
 
-def _weighted_loss(net):
+def weighted_loss(net):
     """The net's loss after a forward: sum of loss_weight * top (Caffe's Forward(&loss))."""
     return sum(w * float(net.blobs[n].data.sum()) for n, w in net.blob_loss_weights.items() if w)
 
@@ -139,7 +139,7 @@ class Solver:
             glog.info("sgd_solver.cpp:46", f"MultiStep Status: Iteration {self.iter}, step = {step}")
         self.current_step = step
         if self.param.display and self.iter % self.param.display == 0:
-            glog.info("sgd_solver.cpp:112", f"Iteration {self.iter}, lr = {_g(rate)}")
+            glog.info("sgd_solver.cpp:112", f"Iteration {self.iter}, lr = {format_float(rate)}")
         if self._params:
             grads = [p.grad for p in self._params]
             with torch.no_grad():
@@ -159,8 +159,8 @@ class Solver:
         norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
         if norm > clip:
             scale = clip / norm
-            glog.info("sgd_solver.cpp:137", f"Gradient clipping: scaling down gradients (L2 norm {_g(norm)} > "
-                                            f"{_g(clip)}) by scale factor {_g(scale)}")
+            glog.info("sgd_solver.cpp:137", f"Gradient clipping: scaling down gradients (L2 norm {format_float(norm)} > "
+                                            f"{format_float(clip)}) by scale factor {format_float(scale)}")
             torch._foreach_mul_(grads, scale)
 
     def _regularize(self, grads):
@@ -221,8 +221,8 @@ class Solver:
             if display:
                 lapse = time.perf_counter() - timer
                 per_s = (self.iter - last_iter) / (lapse or 1.0)
-                glog.info("solver.cpp:239", f"Iteration {self.iter} ({_g(per_s)} iter/s, {_g(lapse)}s/{p.display} "
-                                            f"iters), loss = {_g(self._smoothed_loss)}")
+                glog.info("solver.cpp:239", f"Iteration {self.iter} ({format_float(per_s)} iter/s, {format_float(lapse)}s/{p.display} "
+                                            f"iters), loss = {format_float(self._smoothed_loss)}")
                 timer, last_iter = time.perf_counter(), self.iter
                 self._log_outputs(self.net, "Train", "solver.cpp:258",
                                   [self.net.blobs[n].data.ravel() for n in self.net.outputs])
@@ -255,8 +255,8 @@ class Solver:
         if p.display and self.iter % p.display == 0:
             with torch.no_grad():
                 self.net.forward()
-            self._update_smoothed_loss(_weighted_loss(self.net), start_iter)
-            glog.info("solver.cpp:327", f"Iteration {self.iter}, loss = {_g(self._smoothed_loss)}")
+            self._update_smoothed_loss(weighted_loss(self.net), start_iter)
+            glog.info("solver.cpp:327", f"Iteration {self.iter}, loss = {format_float(self._smoothed_loss)}")
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
         glog.info("solver.cpp:332", "Optimization Done.")
@@ -286,14 +286,14 @@ class Solver:
             with torch.no_grad():
                 outputs = net.forward()
             if self.param.test_compute_loss:
-                loss += _weighted_loss(net)
+                loss += weighted_loss(net)
             result = [np.array(outputs[n], np.float64).ravel() for n in net.outputs]
             scores = result if scores is None else [s + r for s, r in zip(scores, result)]
         if self._early_exit:
             glog.info("solver.cpp:393", "Test interrupted.")
             return
         if self.param.test_compute_loss:
-            glog.info("solver.cpp:398", f"Test loss: {_g(loss / n_iter)}")
+            glog.info("solver.cpp:398", f"Test loss: {format_float(loss / n_iter)}")
         self._log_outputs(net, "Test", "solver.cpp:414", [s / n_iter for s in scores or []])
 
     @staticmethod
@@ -304,8 +304,8 @@ class Solver:
         for name, vals in zip(net.outputs, values):
             w = weights[name]
             for v in vals:
-                extra = f" (* {_g(w)} = {_g(np.float32(w) * np.float32(v))} loss)" if w else ""
-                glog.info(where, f"    {which} net output #{k}: {name} = {_g(v)}{extra}")
+                extra = f" (* {format_float(w)} = {format_float(np.float32(w) * np.float32(v))} loss)" if w else ""
+                glog.info(where, f"    {which} net output #{k}: {name} = {format_float(v)}{extra}")
                 k += 1
 
     # -- snapshots ---------------------------------------------------------------------------------
