@@ -9,6 +9,7 @@ import pytest
 
 import caffe
 from caffe import db as cdb
+from caffe.image_list import ListFileError
 from caffe.layers.data import set_input_arrays
 from caffe.proto import caffe_pb2
 from caffe.protoio import parse_prototxt
@@ -132,8 +133,11 @@ def test_image_data_missing_image_names_the_line(tmp_path):
       image_data_param {{ source: "{tmp_path}/list.txt" root_folder: "{tmp_path}/" batch_size: 2 }} }}"""
     net = caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), caffe.TRAIN)
     assert net.blobs["data"].shape == (2, 3, 4, 5)
-    with pytest.raises(FileNotFoundError, match=r"list.txt:2: could not open or find image .*missing.png"):
+    with pytest.raises(ListFileError, match=r"list.txt:2: could not open or find image .*missing.png"):
         net.forward()
+    (tmp_path / "list.txt").write_text("gone.png 1\n")
+    with pytest.raises(caffe.net.NetError, match=r"list.txt:1: could not open or find image .*gone.png"):
+        caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), caffe.TRAIN)
 
 
 def test_memory_data_feeds_numpy_arrays():

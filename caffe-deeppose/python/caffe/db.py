@@ -19,8 +19,8 @@ def check_backend(backend, where=""):
     name = caffe_pb2.DataParameter.DB.Name(backend) if isinstance(backend, int) else str(backend).upper()
     if name != "LMDB":
         place = f"{where}: " if where else ""
-        raise DBError(f"{place}backend {name} is not supported: only LMDB is (convert the data with "
-                      "convert_imageset -backend=lmdb)")
+        raise DBError(f"{place}backend {name} is not supported: only LMDB is (convert_imageset writes "
+                      "LMDB by default)")
 
 
 def record_error(path, key, message):

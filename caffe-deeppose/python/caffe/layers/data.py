@@ -13,7 +13,7 @@ import torch
 from .. import common, fillers, glog
 from ..data_transformer import DataTransformer, caffe_rng, decode_record
 from ..db import LMDB, check_backend, record_error
-from ..image_list import read_image, read_list, to_chw
+from ..image_list import ListFileError, read_image, read_list, to_chw
 from ..prefetch import Prefetcher
 from ..proto import caffe_pb2
 from ..registry import register_layer
@@ -133,16 +133,20 @@ class _ImageBatches:
         self.batch_size, self.shuffle = int(p.batch_size), p.shuffle
         self.shape, self.index = None, 0  # the first image's (C, H, W), set by the layer
 
-    def image(self, entry):
+    def read(self, entry):
+        """The (C, H, W) image of a list entry; a missing one is an error naming its line."""
         img = read_image(self.root + entry.path, *self.size, self.is_color)
         if img is None:
-            raise FileNotFoundError(f"{self.where}: {self.source}:{entry.line}: could not open or find "
-                                    f"image {self.root + entry.path!r}")
-        img = to_chw(img)
+            raise ListFileError(f"{self.where}: {self.source}:{entry.line}: could not open or find "
+                                f"image {self.root + entry.path!r}")
+        return to_chw(img)
+
+    def image(self, entry):
+        img = self.read(entry)
         if img.shape != self.shape:
-            raise ValueError(f"{self.where}: {self.source}:{entry.line}: image {entry.path!r} is "
-                             f"{'x'.join(map(str, img.shape))}, the first is {'x'.join(map(str, self.shape))} "
-                             "(set new_height and new_width to resize them all)")
+            raise ListFileError(f"{self.where}: {self.source}:{entry.line}: image {entry.path!r} is "
+                                f"{'x'.join(map(str, img.shape))}, the first is {'x'.join(map(str, self.shape))} "
+                                "(set new_height and new_width to resize them all)")
         return img
 
     def __call__(self):
@@ -190,11 +194,7 @@ class ImageData(_PrefetchingLayer):
                 raise ValueError(f"image_data_param.rand_skip: not enough images ({len(entries)}) to skip "
                                  f"{batches.index}")
             glog.info("image_data_layer.cpp:61", f"Skipping first {batches.index} data points.")
-        entry = entries[batches.index]
-        first = read_image(p.root_folder + entry.path, p.new_height, p.new_width, p.is_color)
-        if first is None:
-            raise ValueError(f"{p.source}:{entry.line}: could not open or find image {p.root_folder + entry.path!r}")
-        batches.shape = to_chw(first).shape
+        batches.shape = batches.read(entries[batches.index]).shape
         data_shape = (int(p.batch_size),) + self.transformer.infer_shape(batches.shape)
         glog.info("image_data_layer.cpp:77", f"output data size: {','.join(map(str, data_shape))}")
         self.shapes = [data_shape, (int(p.batch_size),)]
