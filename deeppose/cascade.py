@@ -1,0 +1,91 @@
+"""Inference through S >= 1 stages with pycaffe nets: stage 1 on whole images, then any number of
+refiners on crops around the current estimates; batched (one forward per batch of images, and one
+per batch of crops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import caffe
+
+from . import preprocess, stages
+from .dataset import K2HPD, DatasetDescription
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A stage's deploy prototxt and the training prototxt whose Data layer gives its preprocessing."""
+
+    deploy: str
+    train: str
+    snapshot_prefix: str  # as in the solver, for finding snapshots
+
+
+STAGE1 = ModelFiles("models/deeppose/deeppose.prototxt", "models/deeppose/deeppose_train_test.prototxt",
+                    "models/deeppose/snapshot/deeppose")
+REFINE = ModelFiles("models/deeppose_refine/deeppose_refine.prototxt",
+                    "models/deeppose_refine/deeppose_refine_train_test.prototxt",
+                    "models/deeppose_refine/snapshot/deeppose_refine")
+
+
+class StageNet:
+    """A trained stage: its deploy net (weights loaded, TEST phase) and its input preprocessing."""
+
+    def __init__(self, files: ModelFiles, weights, batch: int):
+        self.net = caffe.Net(files.deploy, str(weights), caffe.TEST)
+        self.transform = preprocess.InputTransform.from_train_prototxt(files.train)
+        _, self.channels, rows, cols = self.net.blobs["data"].data.shape
+        self.size = (cols, rows)
+        self.batch = batch
+
+    def run(self, records: np.ndarray) -> np.ndarray:
+        """uint8 records (N, C, H, W) -> the `predict` output (N, K), `batch` at a time."""
+        out = []
+        for i in range(0, len(records), self.batch):
+            chunk = self.transform.to_blob(records[i:i + self.batch])
+            self.net.blobs["data"].reshape(*chunk.shape)
+            self.net.blobs["data"].data[...] = chunk
+            with torch.no_grad():
+                out.append(np.array(self.net.forward()["predict"], copy=True))
+        return np.concatenate(out).reshape(len(records), -1)
+
+
+class Cascade:
+    """Stage 1 and refiners 2..S; `predict` gives every stage's joints."""
+
+    def __init__(self, stage1_weights, refine_weights=(), desc: DatasetDescription = K2HPD,
+                 batch: int = 32, stage1: ModelFiles = STAGE1, refine: ModelFiles = REFINE):
+        self.desc = desc
+        self.stage1 = StageNet(stage1, stage1_weights, batch)
+        self.refiners = [StageNet(refine, w, batch * desc.num_joints) for w in refine_weights]
+
+    def predict(self, images) -> list[np.ndarray]:
+        """uint8 BGR images (H, W, 3), any sizes -> joints (N, J, 2) after each stage."""
+        sizes = np.array([im.shape[1::-1] for im in images], float)
+        records = np.stack([preprocess.net_image(im, self.stage1.size) for im in images])
+        joints = stages.stage1_joints(self.stage1.run(records), sizes[:, None, :])
+        result = [joints]
+        for refiner in self.refiners:
+            joints = self.refine(refiner, images, joints, sizes)
+            result.append(joints)
+        return result
+
+    def refine(self, refiner: StageNet, images, joints, sizes) -> np.ndarray:
+        """One refinement stage: crops of side alpha x diameter (measured on the current estimate)."""
+        out = refiner.size[0]
+        side = np.array([stages.crop_side(j, s, self.desc) for j, s in zip(joints, sizes)])
+        crops = np.stack([preprocess.crop(im, c, sd, out).transpose(2, 0, 1)
+                          for im, js, sd in zip(images, joints, side) for c in js])
+        delta = refiner.run(crops).reshape(joints.shape)
+        return stages.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), out)
+
+    def predict_files(self, paths, batch_images: int = 256) -> list[np.ndarray]:
+        """`predict` over image files, loading `batch_images` at a time."""
+        parts = []
+        for i in range(0, len(paths), batch_images):
+            parts.append(self.predict([preprocess.load_image(p) for p in paths[i:i + batch_images]]))
+        return [np.concatenate(stage) for stage in zip(*parts)]

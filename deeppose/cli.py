@@ -1,0 +1,70 @@
+"""Entry points of the seed's model scripts (models/deeppose*/pytest.py, pyoutput.py): one image's
+joints with a skeleton PNG; the cascade's predictions on the stage-1 lists."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import pipeline, preprocess
+from .cascade import Cascade
+from .dataset import K2HPD
+from .draw import draw_skeleton, save_png
+
+
+def predict_main(argv, n_models: int) -> None:
+    """models/*/pytest.py: print the joints of one image after each stage, write the skeleton PNG."""
+    p = argparse.ArgumentParser(description="Predict the joints of one image and draw them")
+    p.add_argument("models", nargs=n_models, metavar="MODEL", help="stage-1 weights, then refiner weights")
+    p.add_argument("image")
+    p.add_argument("--out", help="PNG to write (default out/<image name>_stage<S>.png)")
+    p.add_argument("--show", action="store_true", help="also show it in a window (needs a display)")
+    args = p.parse_args(argv)
+    image = preprocess.load_image(args.image)
+    preds = Cascade(args.models[0], args.models[1:]).predict([image])
+    panels = []
+    for s, joints in enumerate(preds, 1):
+        print(f"stage {s} joints (x, y):")
+        for name, (x, y) in zip(K2HPD.joint_names, joints[0]):
+            print(f"  {name:16} {x:8.2f} {y:8.2f}")
+        panel = draw_skeleton(image, joints[0])
+        cv2.putText(panel, f"stage {s}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        panels.append(panel)
+    out = Path(args.out or f"out/{Path(args.image).stem}_stage{len(preds)}.png")
+    save_png(out, np.hstack(panels))
+    print(f"wrote {out}")
+    if args.show:
+        show(out, np.hstack(panels))
+
+
+def show(title, image) -> None:
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        print("--show: no display; see the PNG instead")
+        return
+    try:
+        cv2.imshow(str(title), image)
+        cv2.waitKey(0)
+    except cv2.error:
+        print("--show: this OpenCV has no window support (headless); see the PNG instead")
+
+
+def output_main(argv) -> None:
+    """models/deeppose/pyoutput.py: the cascade's predictions on stage-1 lists, in the seed's
+    output.txt format, as data/K2HPD/stage<S>/output_<split>.txt (S = number of models)."""
+    p = argparse.ArgumentParser(description=output_main.__doc__)
+    p.add_argument("models", nargs="+", metavar="MODEL", help="stage-1 weights, then refiner weights")
+    p.add_argument("--split", action="append", choices=("train", "val", "test"),
+                   help="stage-1 list(s) to predict (default: val; repeatable)")
+    p.add_argument("--batch", type=int, default=32)
+    args = p.parse_args(argv)
+    cascade = Cascade(args.models[0], args.models[1:], batch=args.batch)
+    for split in args.split or ["val"]:
+        names, truth = pipeline.read_stage1_list(pipeline.stage_dir(1) / f"{split}.txt")
+        pred = cascade.predict_files(names)[-1]
+        path = pipeline.write_outputs(pipeline.output_path(len(args.models), split), names, truth, pred)
+        err = np.linalg.norm(pred - truth, axis=-1).mean()
+        print(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {path}")

@@ -1,0 +1,108 @@
+"""The accuracy report of `pyaccuracy.py`: every test image through the cascade (batched), the
+mean-pose baseline, Loss / PCP / PDJ per stage, a per-joint table and a PDJ-curve PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from . import stages
+from .cascade import Cascade
+from .dataset import K2HPD, DatasetDescription, annotation_paths, flip_joints, read_annotations, torso_diameter
+from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
+from .pipeline import image_path
+from .plot import line_chart
+
+REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
+
+
+def mean_pose(desc: DatasetDescription = K2HPD) -> np.ndarray:
+    """The mean stage-1 target of the training set and its mirror (offsets from the centre, (J, 2))."""
+    joints = np.stack([j for _, j in read_annotations(annotation_paths(desc.root, desc)["train"], desc)])
+    both = np.concatenate([joints, flip_joints(joints, desc.width, desc)])
+    return stages.stage1_targets(both, desc.size).mean(axis=0)
+
+
+def scores(pred, truth, desc: DatasetDescription = K2HPD) -> dict:
+    """Loss, PCP (overall, per limb), PDJ (per fraction; per joint at each fraction), mean error."""
+    p = pdj(pred, truth, torso_diameter(truth, desc))
+    c = pcp(pred, truth, desc.limbs)
+    return {
+        "loss": euclidean_loss(pred, truth),
+        "pcp": float(c.overall),
+        "pcp_per_limb": {f"{desc.joint_names[a]}-{desc.joint_names[b]}": float(r)
+                         for (a, b), r in zip(desc.limbs, c.per_item)},
+        "pdj": {f"{f:.2f}": float(r) for f, r in zip(PDJ_FRACTIONS, p.overall)},
+        "pdj_per_joint": {f"{f:.2f}": dict(zip(desc.joint_names, map(float, row)))
+                          for f, row in zip(PDJ_FRACTIONS, p.per_item)},
+        "mean_error_px": dict(zip(desc.joint_names,
+                                  map(float, np.linalg.norm(pred - truth, axis=-1).mean(axis=0)))),
+    }
+
+
+def evaluate(stage1_weights, refine_weights=(), desc: DatasetDescription = K2HPD, batch: int = 32) -> dict:
+    """Scores of the baseline and of every stage on the whole test set."""
+    items = read_annotations(annotation_paths(desc.root, desc)["test"], desc)
+    if not items:
+        raise ValueError(f"{desc.root}: the test set is empty")
+    truth = np.stack([j for _, j in items])
+    start = time.time()
+    cascade = Cascade(stage1_weights, refine_weights, desc, batch)
+    preds = cascade.predict_files([str(image_path(n, desc)) for n, _ in items])
+    seconds = time.time() - start
+    sizes = np.array([desc.size] * len(items), float)
+    baseline = np.broadcast_to(stages.stage1_joints(mean_pose(desc), sizes[:, None, :]), truth.shape)
+    results = {"mean pose": scores(baseline, truth, desc)}
+    for s, pred in enumerate(preds, 1):
+        results[f"stage {s}"] = scores(pred, truth, desc)
+    return {"images": len(items), "seconds": seconds, "models": [str(stage1_weights), *map(str, refine_weights)],
+            "stages": results}
+
+
+def print_report(report: dict, desc: DatasetDescription = K2HPD) -> None:
+    names = list(report["stages"])
+    last = report["stages"][names[-1]]
+    print(f"{report['images']} test images ({report['seconds']:.1f} s through the cascade)")
+    print(f"Loss: {last['loss']:.6f}")  # the seed's lines, for the last stage
+    print(f"PCP: {last['pcp']:.6f}")
+    for f, r in last["pdj"].items():
+        print(f"PDJ for norm {f} : {r:.6f}")
+    print("\n" + f"{'':16}" + "".join(f"{n:>12}" for n in names))
+    print(f"{'Loss':16}" + "".join(f"{report['stages'][n]['loss']:12.2f}" for n in names))
+    print(f"{'PCP':16}" + "".join(f"{report['stages'][n]['pcp']:12.3f}" for n in names))
+    for f in last["pdj"]:
+        print(f"{'PDJ@' + f:16}" + "".join(f"{report['stages'][n]['pdj'][f]:12.3f}" for n in names))
+    key = f"{REPORT_FRACTION:.2f}"
+    print(f"\nper joint: PDJ@{key} / mean error (px)")
+    print(f"{'joint':16}" + "".join(f"{n:>16}" for n in names))
+    for j in desc.joint_names:
+        print(f"{j:16}" + "".join(f"{report['stages'][n]['pdj_per_joint'][key][j]:9.3f} /{report['stages'][n]['mean_error_px'][j]:5.1f}"
+                                  for n in names))
+
+
+def plot_pdj(report: dict, path) -> None:
+    series = {name: (PDJ_FRACTIONS, [s["pdj"][f"{f:.2f}"] for f in PDJ_FRACTIONS])
+              for name, s in report["stages"].items()}
+    line_chart(series, path, f"PDJ on {report['images']} test images", "fraction of torso diameter",
+               "PDJ", ylim=(0, 1))
+
+
+def main(argv, n_models: int, default_plot: str) -> None:
+    """Entry point of models/*/pyaccuracy.py: `n_models` weight files (stage 1, refiners...)."""
+    p = argparse.ArgumentParser(description="Loss, PCP and PDJ of the cascade on the whole test set")
+    p.add_argument("models", nargs=n_models, metavar="MODEL", help="stage-1 weights, then refiner weights")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", default=default_plot, help="PDJ-curve PNG (default %(default)s)")
+    p.add_argument("--batch", type=int, default=32, help="images per forward pass (default %(default)s)")
+    args = p.parse_args(argv)
+    report = evaluate(args.models[0], args.models[1:], batch=args.batch)
+    plot_pdj(report, args.plot)
+    report["plot"] = args.plot
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_report(report)
+        print(f"\nPDJ curves: {args.plot}")

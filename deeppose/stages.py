@@ -1,0 +1,161 @@
+"""Training data of the cascade's stages; the stage number s is a parameter.
+
+Stage 1 regresses every joint from the whole image: the target of a joint is its offset from the
+image centre in the original image's pixels. The training set is doubled by horizontal mirrors
+(left/right joints swapped by the dataset description).
+
+Stage s >= 2 refines one joint from a crop of side ``alpha x torso diameter`` centred on the
+stage s-1 estimate; the target is the true joint relative to the crop centre in crop units,
+``(true - centre) / side * out`` (``+-out/2`` is the crop border). The estimates the refiner
+trains on are either simulated (the paper: displacements sampled per joint from a normal fitted
+to the stage s-1 errors on held-out images, `DisplacementModel`) or the stage s-1 predictions on
+the training images themselves (the seed's way, which look better than test-time errors).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .dataset import K2HPD, DatasetDescription, flip_joints, torso_diameter
+
+MIRROR_SUFFIX = "m"  # <name>m.png: the mirrored copy written next to a training image
+MIN_DIAMETER_FRACTION = 1 / 16  # torso diameter floor, as a fraction of the image's longer side
+
+
+# -- stage 1 -----------------------------------------------------------------------------------
+def image_centre(size) -> np.ndarray:
+    """Centre (x, y) of an image of size (cols, rows), in continuous pixel coordinates."""
+    return np.asarray(size, float) / 2
+
+
+def stage1_targets(joints, size) -> np.ndarray:
+    """Joints (..., J, 2) -> stage-1 targets: offsets from the image centre, in pixels."""
+    return np.asarray(joints, float) - image_centre(size)
+
+
+def stage1_joints(targets, size) -> np.ndarray:
+    """Stage-1 outputs (..., 2J) or (..., J, 2) -> absolute joints (..., J, 2)."""
+    t = np.asarray(targets, float)
+    if t.shape[-1] != 2:
+        t = t.reshape(t.shape[:-1] + (-1, 2))
+    return t + image_centre(size)
+
+
+def mirror_path(path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + MIRROR_SUFFIX + path.suffix)
+
+
+def mirror_sample(path, joints, desc: DatasetDescription = K2HPD) -> tuple[Path, np.ndarray]:
+    """Write the horizontal mirror of an image next to it (once) and return its path and joints."""
+    out = mirror_path(path)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise OSError(f"cannot read image {path}")
+    if not out.exists():
+        if not cv2.imwrite(str(out), cv2.flip(image, 1)):
+            raise OSError(f"cannot write {out}")
+    return out, flip_joints(joints, image.shape[1], desc)
+
+
+# -- stage s >= 2 ------------------------------------------------------------------------------
+def floored_diameter(diam, size) -> np.ndarray:
+    """Torso diameters with a floor (joints on top of each other give 0): at least
+    MIN_DIAMETER_FRACTION of the image's longer side (size = (cols, rows))."""
+    return np.maximum(np.asarray(diam, float), MIN_DIAMETER_FRACTION * max(size))
+
+
+def crop_side(joints, size, desc: DatasetDescription = K2HPD) -> np.ndarray:
+    """Stage s >= 2 crop side, alpha x the (floored) torso diameter of joints (..., J, 2)."""
+    return desc.alpha * floored_diameter(torso_diameter(joints, desc), size)
+
+
+def refine_targets(true, centre, side, out: int) -> np.ndarray:
+    """True joint positions (..., 2) relative to crop centres, in units of 1/out of the crop side."""
+    side = np.asarray(side, float)[..., None]
+    return (np.asarray(true, float) - np.asarray(centre, float)) / side * out
+
+
+def apply_refinement(centre, output, side, out: int) -> np.ndarray:
+    """Inverse of `refine_targets`: the refined positions from the net's output."""
+    return np.asarray(centre, float) + np.asarray(output, float) * np.asarray(side, float)[..., None] / out
+
+
+@dataclass(frozen=True)
+class DisplacementModel:
+    """Per joint, a 2-D normal of the stage's error (prediction - truth) / torso diameter."""
+
+    mean: np.ndarray  # (J, 2)
+    cov: np.ndarray  # (J, 2, 2)
+
+    @classmethod
+    def fit(cls, pred, true, diam) -> "DisplacementModel":
+        """Fit on predictions and truths (N, J, 2) with their (floored) torso diameters (N,)."""
+        d = (np.asarray(pred, float) - np.asarray(true, float)) / np.asarray(diam, float)[:, None, None]
+        if len(d) < 2:
+            raise ValueError(f"fitting a displacement model needs 2 or more images, got {len(d)}")
+        centred = d - d.mean(axis=0)
+        cov = np.einsum("nji,njk->jik", centred, centred) / (len(d) - 1)
+        return cls(d.mean(axis=0), cov)
+
+    def sample(self, rng: np.random.Generator, joints) -> np.ndarray:
+        """One displacement (in torso diameters) for each joint index in `joints` -> (len, 2)."""
+        joints = np.asarray(joints, int)
+        chol = np.linalg.cholesky(self.cov[joints] + 1e-12 * np.eye(2))
+        return self.mean[joints] + np.einsum("nij,nj->ni", chol, rng.standard_normal((len(joints), 2)))
+
+    def to_json(self, path) -> None:
+        Path(path).write_text(json.dumps({"mean": self.mean.tolist(), "cov": self.cov.tolist()}, indent=1))
+
+    @classmethod
+    def from_json(cls, path) -> "DisplacementModel":
+        d = json.loads(Path(path).read_text())
+        return cls(np.asarray(d["mean"], float), np.asarray(d["cov"], float))
+
+
+def choose_joints(rng: np.random.Generator, n_images: int, per_image: int, num_joints: int) -> np.ndarray:
+    """(n_images, per_image) distinct joint indices per image (the seed kept about one a image)."""
+    per_image = min(per_image, num_joints)
+    return np.argsort(rng.random((n_images, num_joints)), axis=1)[:, :per_image]
+
+
+def simulated_centres(rng, true, joint_idx, model: DisplacementModel, diam) -> np.ndarray:
+    """Crop centres true + sampled displacement x diameter for the chosen joints (N, K) -> (N, K, 2)."""
+    n, k = joint_idx.shape
+    delta = model.sample(rng, joint_idx.ravel()).reshape(n, k, 2)
+    picked = np.take_along_axis(np.asarray(true, float), joint_idx[..., None], axis=1)
+    return picked + delta * np.asarray(diam, float)[:, None, None]
+
+
+# -- list files ----------------------------------------------------------------------------------
+def write_list(path, rows) -> Path:
+    """Write a `convert_imageset_multilabel` list: lines ``<image path> v1 v2 ...``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for image, values in rows:
+            f.write(" ".join([str(image)] + [f"{v:.6f}" for v in np.asarray(values, float).ravel()]) + "\n")
+    return path
+
+
+def read_list(path) -> tuple[list[str], np.ndarray]:
+    """A list file's image paths and value rows (N, K)."""
+    names, rows = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                rows.append([float(v) for v in fields[1:]])
+            except ValueError as e:
+                raise ValueError(f"{path}:{lineno}: {e}") from None
+            names.append(fields[0])
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError(f"{path}: lines carry different numbers of values")
+    return names, np.asarray(rows, float)

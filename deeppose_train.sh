@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The whole DeepPose pipeline, run from the repository root:
+#   ./deeppose_train.sh [--from STEP]
+# Steps: data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2.
+# A step whose outputs exist is skipped; --from STEP redoes STEP and every later step.
+#
+# Schedule (DEEPPOSE_SCHEDULE=auto|full|cpu, default auto): with a GPU the committed solvers run
+# as they are (the seed's schedule: 120000 iterations, snapshot every 20000). Without a GPU the
+# default is the short CPU schedule (~20 minutes on 2 cores): a run-local solver is derived from
+# the committed one (models/<net>/run/, git-ignored) with these overrides (environment variables):
+#   DEEPPOSE_ITER1=100  DEEPPOSE_ITER2=60     max_iter (snapshot: at the end) of stage 1 / stage 2
+#   DEEPPOSE_BATCH1=32  DEEPPOSE_BATCH2=32    TRAIN batch sizes (the committed 32 / 64)
+#   DEEPPOSE_LR1=0.001  DEEPPOSE_LR2=0.001    base_lr (the committed 1e-4 learns too slowly in
+#                                             a hundred iterations; see docs/pipeline.md)
+#   DEEPPOSE_TEST_ITER=20                     test_iter of the test at the end of training
+# Data: when data/K2HPD holds no annotations, a synthetic set is generated first:
+#   DEEPPOSE_SYNTH_TRAIN=2000 DEEPPOSE_SYNTH_TEST=150 DEEPPOSE_SYNTH_SEED=0
+# Stage 2: DEEPPOSE_DISPLACEMENTS=simulated|predictions (default simulated, the paper's),
+#   DEEPPOSE_PER_IMAGE=1 (joints cropped per training image).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+STEPS=(data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2)
+FROM=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --from) FROM="${2:?--from needs a step: ${STEPS[*]}}"; shift 2 ;;
+        --from=*) FROM="${1#--from=}"; shift ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "unknown argument $1 (usage: $0 [--from STEP])" >&2; exit 2 ;;
+    esac
+done
+if [ -n "$FROM" ] && [[ " ${STEPS[*]} " != *" $FROM "* ]]; then
+    echo "unknown step '$FROM'; steps: ${STEPS[*]}" >&2; exit 2
+fi
+
+DATA=data/K2HPD
+M1=models/deeppose
+M2=models/deeppose_refine
+say() { echo "[deeppose_train] $*"; }
+
+# forced: steps from --from on run even when their outputs exist
+forced=0
+should_run() {  # should_run STEP OUTPUT...
+    local step=$1; shift
+    [ "$step" = "$FROM" ] && forced=1
+    if [ $forced = 1 ]; then return 0; fi
+    for f in "$@"; do [ -e "$f" ] || return 0; done
+    say "step $step: done already ($*), skipped"
+    return 1
+}
+
+# -- schedule -----------------------------------------------------------------------------------
+SCHEDULE=${DEEPPOSE_SCHEDULE:-auto}
+if [ "$SCHEDULE" = auto ]; then
+    if python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+        SCHEDULE=full
+    else
+        SCHEDULE=cpu
+    fi
+fi
+solver_for() {  # solver_for DIR NAME ITER BATCH LR -> the solver file to train with
+    local dir=$1 name=$2 iter=$3 batch=$4 lr=$5
+    local committed=$dir/${name}_solver.prototxt
+    case "$SCHEDULE" in
+        full)
+            if python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+                echo "$committed"
+            else
+                python -m deeppose.pipeline derive-solver "$committed" "$dir/run/${name}_solver.prototxt" \
+                    solver_mode=CPU
+            fi ;;
+        cpu)
+            python -m deeppose.pipeline derive-solver "$committed" "$dir/run/${name}_solver.prototxt" \
+                solver_mode=CPU max_iter="$iter" snapshot="$iter" base_lr="$lr" display=10 \
+                test_interval="$iter" test_iter="${DEEPPOSE_TEST_ITER:-20}" --train-batch "$batch" ;;
+        *) echo "DEEPPOSE_SCHEDULE must be auto, full or cpu, not '$SCHEDULE'" >&2; exit 2 ;;
+    esac
+}
+SOLVER1=$(solver_for $M1 deeppose "${DEEPPOSE_ITER1:-100}" "${DEEPPOSE_BATCH1:-32}" "${DEEPPOSE_LR1:-0.001}")
+SOLVER2=$(solver_for $M2 deeppose_refine "${DEEPPOSE_ITER2:-60}" "${DEEPPOSE_BATCH2:-32}" "${DEEPPOSE_LR2:-0.001}")
+if [ "$SCHEDULE" = cpu ]; then
+    say "no GPU: running on CPU with the short schedule: $SOLVER1 and $SOLVER2 (derived from the committed solvers)"
+elif [ "$SOLVER1" != $M1/deeppose_solver.prototxt ]; then
+    say "no GPU: the full schedule runs on CPU (solver_mode CPU in $SOLVER1, $SOLVER2); this takes days"
+fi
+MODEL1=$(python -m deeppose.pipeline final-snapshot "$SOLVER1")
+MODEL2=$(python -m deeppose.pipeline final-snapshot "$SOLVER2")
+START=$(date +%s)
+
+# -- data ---------------------------------------------------------------------------------------
+if should_run data $DATA/train_annos.txt $DATA/test_annos.txt; then
+    if [ -e $DATA/train_annos.txt ] && [ -e $DATA/test_annos.txt ]; then
+        say "step data: $DATA holds a dataset; kept"
+    else
+        say "step data: $DATA holds no dataset (no train_annos.txt/test_annos.txt): generating the synthetic K2HPD-format set"
+        python tools/make_synthetic_k2hpd.py --out $DATA --train "${DEEPPOSE_SYNTH_TRAIN:-2000}" \
+            --test "${DEEPPOSE_SYNTH_TEST:-150}" --seed "${DEEPPOSE_SYNTH_SEED:-0}"
+    fi
+fi
+
+# -- stage 1 ------------------------------------------------------------------------------------
+if should_run stage1 $DATA/stage1/train.txt $DATA/stage1/val.txt $DATA/stage1/test.txt; then
+    python $DATA/get_stage.py --stage 1
+fi
+
+make_lmdbs() {  # make_lmdbs MODEL_DIR DEPLOY LIST_DIR
+    local dir=$1 size
+    size=$(python -m deeppose.pipeline input-size "$2")
+    rm -rf "$dir/train_data_lmdb" "$dir/test_data_lmdb" "$dir/train_mean.binaryproto"
+    convert_imageset_multilabel -resize_height="${size% *}" -resize_width="${size#* }" "" "$3/train.txt" "$dir/train_data_lmdb"
+    convert_imageset_multilabel -resize_height="${size% *}" -resize_width="${size#* }" "" "$3/test.txt" "$dir/test_data_lmdb"
+    compute_image_mean "$dir/train_data_lmdb" "$dir/train_mean.binaryproto"
+}
+if should_run lmdb1 $M1/train_data_lmdb $M1/test_data_lmdb $M1/train_mean.binaryproto; then
+    make_lmdbs $M1 $M1/deeppose.prototxt $DATA/stage1
+fi
+
+show_report() {  # the text report of a pyaccuracy --json file
+    python -c 'import json, sys; from deeppose.evaluate import print_report; print_report(json.load(open(sys.argv[1])))' "$1"
+}
+train() {  # train SOLVER LOG
+    mkdir -p "$(dirname "$(python -m deeppose.pipeline final-snapshot "$1")")"
+    caffe train -solver "$1" 2>&1 | tee "$2"
+}
+if should_run train1 "$MODEL1"; then
+    train "$SOLVER1" $M1/deeppose.log
+fi
+if should_run accuracy1 $M1/accuracy.json; then
+    python $M1/pyaccuracy.py "$MODEL1" --json > $M1/accuracy.json
+    show_report $M1/accuracy.json
+fi
+OUTPUT_SPLITS=(--split val)
+if [ "${DEEPPOSE_DISPLACEMENTS:-simulated}" = predictions ]; then OUTPUT_SPLITS+=(--split train); fi
+if should_run output1 $DATA/stage1/output_val.txt; then
+    python $M1/pyoutput.py "$MODEL1" "${OUTPUT_SPLITS[@]}"
+fi
+
+# -- stage 2 ------------------------------------------------------------------------------------
+if should_run stage2 $DATA/stage2/train.txt $DATA/stage2/test.txt; then
+    rm -rf $DATA/stage2
+    python $DATA/get_stage.py --stage 2 --displacements "${DEEPPOSE_DISPLACEMENTS:-simulated}" \
+        --per-image "${DEEPPOSE_PER_IMAGE:-1}"
+fi
+if should_run lmdb2 $M2/train_data_lmdb $M2/test_data_lmdb $M2/train_mean.binaryproto; then
+    make_lmdbs $M2 $M2/deeppose_refine.prototxt $DATA/stage2
+fi
+if should_run train2 "$MODEL2"; then
+    train "$SOLVER2" $M2/deeppose_refine.log
+fi
+if should_run accuracy2 $M2/accuracy.json; then
+    python $M2/pyaccuracy.py "$MODEL1" "$MODEL2" --json > $M2/accuracy.json
+    show_report $M2/accuracy.json
+fi
+say "finished in $(( $(date +%s) - START )) s; models: $MODEL1 $MODEL2; PDJ curves: $M2/pdj_curve.png"

@@ -1,0 +1,262 @@
+"""DeepPose application pieces: stage data, preprocessing, the cascade's wiring, the report."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from caffe import protoio
+from caffe.proto import caffe_pb2
+from deeppose import pipeline, preprocess, stages
+from deeppose.dataset import K2HPD, flip_joints, torso_diameter
+from deeppose.metrics import PDJ_FRACTIONS
+
+RNG = np.random.default_rng(0)
+
+
+def random_joints(n=4):
+    return RNG.uniform([20, 20], [K2HPD.width - 20, K2HPD.height - 20], (n, K2HPD.num_joints, 2))
+
+
+# -- stage 1 ------------------------------------------------------------------------------------
+def test_stage1_targets_round_trip():
+    joints = random_joints()
+    t = stages.stage1_targets(joints, K2HPD.size)
+    assert np.allclose(t + np.array(K2HPD.size) / 2, joints)
+    assert np.allclose(stages.stage1_joints(t.reshape(len(t), -1), K2HPD.size), joints)
+
+
+def test_mirrored_sample_swaps_left_and_right(tmp_path):
+    image = np.zeros((K2HPD.height, K2HPD.width), np.uint8)
+    image[:, :10] = 255  # a bright band on the left edge
+    path = tmp_path / "00000001.png"
+    cv2.imwrite(str(path), image)
+    joints = random_joints(1)[0]
+    out, mjoints = stages.mirror_sample(path, joints)
+    assert out.name == "00000001m.png"
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[:, -10:].min() == 255
+    r, l = K2HPD.flip_pairs[0]
+    assert np.allclose(mjoints[l], [K2HPD.width - joints[r, 0], joints[r, 1]])
+    assert np.allclose(mjoints[r], [K2HPD.width - joints[l, 0], joints[l, 1]])
+    assert np.allclose(flip_joints(mjoints, K2HPD.width), joints)  # an involution
+
+
+def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from deeppose.dataset import write_annotations
+    (tmp_path / K2HPD.root / K2HPD.image_dir).mkdir(parents=True)
+    items = []
+    for i in range(10):
+        name = K2HPD.image_name(i)
+        cv2.imwrite(str(tmp_path / K2HPD.root / K2HPD.image_dir / name), np.full((K2HPD.height, K2HPD.width), i, np.uint8))
+        items.append((name, random_joints(1)[0]))
+    write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items)
+    write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[:3])
+    lists = pipeline.make_stage1_lists(val_fraction=0.2, seed=1)
+    train, _ = stages.read_list(lists["train"])
+    val, _ = stages.read_list(lists["val"])
+    assert len(train) == 16 and len(val) == 2 and len(stages.read_list(lists["test"])[0]) == 3
+    assert sum(n.endswith("m.png") for n in train) == 8
+    assert not {n.replace("m.png", ".png") for n in train} & set(val)
+    names, joints = pipeline.read_stage1_list(lists["train"])
+    truth = dict((str(pipeline.image_path(n)), j) for n, j in items)
+    for n, j in zip(names, joints):
+        expected = flip_joints(truth[n.replace("m.png", ".png")], K2HPD.width) if n.endswith("m.png") else truth[n]
+        assert np.allclose(j, expected, atol=1e-3)  # annotations carry 3 decimals
+
+
+# -- crops and stage s >= 2 targets -----------------------------------------------------------------
+def test_crop_is_padded_outside_the_image():
+    image = np.full((K2HPD.height, K2HPD.width, 3), 200, np.uint8)
+    c = preprocess.crop(image, (0.0, 0.0), 40.0, 64)  # centred on the top-left corner
+    assert c.shape == (64, 64, 3)
+    assert c[:28, :28].max() == 0 and c[36:, 36:].min() == 200
+    far = preprocess.crop(image, (-500.0, 900.0), 40.0, 64)  # wholly outside: all padding
+    assert far.max() == 0
+
+
+def test_crop_samples_the_right_place():
+    image = np.zeros((100, 120, 3), np.uint8)
+    image[40:50, 60:70] = 255  # a 10x10 square, centre (65, 45) in continuous coordinates
+    c = preprocess.crop(image, (65.0, 45.0), 20.0, 20)  # side 20 at scale 1: the square in the middle
+    assert c[5:15, 5:15].min() == 255 and c[:5].max() == 0 and c[:, 15:].max() == 0
+
+
+def test_refine_targets_round_trip_and_border():
+    true = random_joints(3)
+    centre = true + RNG.normal(0, 5, true.shape)
+    side = stages.crop_side(true, K2HPD.size)[:, None].repeat(K2HPD.num_joints, 1)
+    t = stages.refine_targets(true, centre, side, 64)
+    assert np.allclose(stages.apply_refinement(centre, t, side, 64), true)
+    edge = stages.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64)
+    assert np.allclose(edge, [[32, 0]])  # the crop border is +-out/2
+
+
+def test_degenerate_torso_diameter_is_floored():
+    joints = random_joints(2)
+    a, b = K2HPD.torso_joints
+    joints[0, b] = joints[0, a]  # torso joints on top of each other
+    assert torso_diameter(joints)[0] == 0
+    side = stages.crop_side(joints, K2HPD.size)
+    floor = K2HPD.alpha * stages.MIN_DIAMETER_FRACTION * max(K2HPD.size)
+    assert side[0] == pytest.approx(floor) and side[1] >= floor
+    image = np.zeros((K2HPD.height, K2HPD.width, 3), np.uint8)
+    assert preprocess.crop(image, joints[0, a], side[0], 64).shape == (64, 64, 3)
+
+
+def test_simulated_displacements_follow_the_fitted_distribution():
+    n = 4000
+    true = random_joints(n)
+    diam = stages.floored_diameter(torso_diameter(true), K2HPD.size)
+    mean = RNG.normal(0, 0.1, (K2HPD.num_joints, 2))
+    scale = RNG.uniform(0.05, 0.3, (K2HPD.num_joints, 2))
+    pred = true + (mean + scale * RNG.standard_normal((n, K2HPD.num_joints, 2))) * diam[:, None, None]
+    model = stages.DisplacementModel.fit(pred, true, diam)
+    assert np.allclose(model.mean, mean, atol=0.02)
+    assert np.allclose(np.sqrt(np.diagonal(model.cov, axis1=1, axis2=2)), scale, rtol=0.1)
+    rng = np.random.default_rng(1)
+    idx = stages.choose_joints(rng, n, 2, K2HPD.num_joints)
+    assert all(len(set(row)) == 2 for row in idx[:50])
+    centres = stages.simulated_centres(rng, true, idx, model, diam)
+    picked = np.take_along_axis(true, idx[..., None], axis=1)
+    delta = (centres - picked) / diam[:, None, None]
+    for j in range(K2HPD.num_joints):
+        d = delta[idx == j]
+        assert np.allclose(d.mean(0), mean[j], atol=0.03)
+        assert np.allclose(d.std(0), scale[j], rtol=0.15)
+
+
+def test_displacement_model_json_round_trip(tmp_path):
+    model = stages.DisplacementModel(RNG.normal(size=(K2HPD.num_joints, 2)), np.tile(np.eye(2), (K2HPD.num_joints, 1, 1)))
+    model.to_json(tmp_path / "d.json")
+    back = stages.DisplacementModel.from_json(tmp_path / "d.json")
+    assert np.allclose(back.mean, model.mean) and np.allclose(back.cov, model.cov)
+
+
+def test_list_files_round_trip(tmp_path):
+    rows = [("a/b.png", [1.5, -2.25]), ("c.png", [0, 3])]
+    names, values = stages.read_list(stages.write_list(tmp_path / "l.txt", rows))
+    assert names == ["a/b.png", "c.png"] and np.allclose(values, [[1.5, -2.25], [0, 3]])
+
+
+# -- preprocessing: one function for training records and deployment --------------------------
+def test_net_image_resizes_like_convert_imageset(tmp_path):
+    from caffe.image_list import read_image
+    image = RNG.integers(0, 255, (K2HPD.height, K2HPD.width), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "i.png"), image)
+    ours = preprocess.net_image(preprocess.load_image(tmp_path / "i.png"), (227, 227))
+    theirs = read_image(str(tmp_path / "i.png"), 227, 227, True)
+    assert np.array_equal(ours, theirs.transpose(2, 0, 1))
+
+
+def test_input_transform_reads_the_training_prototxt(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mean = RNG.uniform(0, 255, (1, 3, 8, 8)).astype(np.float32)
+    protoio.write_binary_proto("mean.binaryproto", protoio.array_to_blobproto(mean, legacy=True))
+    (tmp_path / "t.prototxt").write_text(
+        'layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TRAIN }\n'
+        ' transform_param { mean_file: "mean.binaryproto" scale: 0.00390625 }\n'
+        ' data_param { source: "x" batch_size: 1 } }\n'
+        'layer { name: "d" type: "Data" top: "data" top: "label" include { phase: TEST }\n'
+        ' transform_param { scale: 2 } data_param { source: "y" batch_size: 1 } }\n')
+    tf = preprocess.InputTransform.from_train_prototxt(tmp_path / "t.prototxt")
+    records = RNG.integers(0, 255, (2, 3, 8, 8), dtype=np.uint8)
+    assert np.array_equal(tf.to_blob(records), (records.astype(np.float32) - mean[0]) * np.float32(0.00390625))
+    from caffe.data_transformer import DataTransformer
+    p = caffe_pb2.TransformationParameter(mean_file="mean.binaryproto", scale=0.00390625)
+    assert np.array_equal(tf.to_blob(records), DataTransformer(p, caffe_pb2.TEST)(records))
+
+
+# -- solvers ---------------------------------------------------------------------------------------
+def test_derived_solver_overrides_and_keeps_the_rest(tmp_path):
+    src = "models/deeppose/deeppose_solver.prototxt"
+    dst = pipeline.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": "7", "solver_mode": "CPU"}, train_batch=2)
+    p = protoio.read_prototxt(dst, caffe_pb2.SolverParameter)
+    committed = protoio.read_prototxt(src, caffe_pb2.SolverParameter)
+    assert p.max_iter == 7 and p.solver_mode == caffe_pb2.SolverParameter.CPU
+    assert p.base_lr == committed.base_lr and p.snapshot_prefix == committed.snapshot_prefix
+    batches = {r.phase: l.data_param.batch_size for l in p.net_param.layer if l.type == "Data" for r in l.include}
+    assert batches == {caffe_pb2.TRAIN: 2, caffe_pb2.TEST: 1}
+    assert pipeline.final_snapshot(dst).name == "deeppose_iter_7.caffemodel"
+    with pytest.raises(ValueError, match="no field"):
+        pipeline.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": "7"})
+
+
+def test_committed_schedule_is_the_seeds():
+    for d, wd in (("deeppose", 0.005), ("deeppose_refine", 0.001)):
+        p = protoio.read_prototxt(f"models/{d}/{d}_solver.prototxt", caffe_pb2.SolverParameter)
+        assert (p.base_lr, p.momentum, p.weight_decay, p.lr_policy, p.gamma, p.power) == \
+            (pytest.approx(1e-4), pytest.approx(0.9), pytest.approx(wd), "inv", pytest.approx(1e-4), 0.75)
+        assert (p.max_iter, p.snapshot, p.solver_mode, p.test_iter) == (120000, 20000, caffe_pb2.SolverParameter.GPU, [100])
+
+
+def test_training_and_deploy_nets_agree():
+    for deploy, train, outputs in (("models/deeppose/deeppose.prototxt", "models/deeppose/deeppose_train_test.prototxt", 2 * K2HPD.num_joints),
+                                   ("models/deeppose_refine/deeppose_refine.prototxt",
+                                    "models/deeppose_refine/deeppose_refine_train_test.prototxt", 2)):
+        d = protoio.read_prototxt(deploy, caffe_pb2.NetParameter)
+        t = protoio.read_prototxt(train, caffe_pb2.NetParameter)
+        dl = [(l.name, l.type) for l in d.layer if l.type != "Input"]
+        tl = [(l.name, l.type) for l in t.layer if l.type not in ("Data", "EuclideanLoss")]
+        assert dl == tl
+        data = [l for l in t.layer if l.type == "Data"]
+        assert all(l.data_param.label_num == outputs for l in data)
+        loss = [l for l in t.layer if l.type == "EuclideanLoss"][0]
+        assert loss.loss_param.normalization == caffe_pb2.LossParameter.FULL
+        assert [l for l in t.layer if l.name == "predict"][0].inner_product_param.num_output == outputs
+    assert pipeline.input_size("models/deeppose_refine/deeppose_refine.prototxt") == (64, 64)
+
+
+# -- cascade and report with an untrained net ----------------------------------------------------
+@pytest.fixture
+def tiny_models(tmp_path, monkeypatch):
+    """Stage-1 / refiner ModelFiles pointing at small nets with the real nets' input and output
+    layout (input size, 2J / 2 outputs), random weights, a mean file."""
+    import caffe
+    from deeppose.cascade import ModelFiles
+    monkeypatch.chdir(tmp_path)
+    files = []
+    for name, side, outputs in (("s1", 227, 2 * K2HPD.num_joints), ("s2", 64, 2)):
+        mean = np.full((1, 3, side, side), 100, np.float32)
+        protoio.write_binary_proto(f"{name}_mean.binaryproto", protoio.array_to_blobproto(mean, legacy=True))
+        body = (f'layer {{ name: "pool" type: "Pooling" bottom: "data" top: "pool" pooling_param {{ pool: AVE kernel_size: 16 stride: 16 }} }}\n'
+                f'layer {{ name: "predict" type: "InnerProduct" bottom: "pool" top: "predict" inner_product_param {{ num_output: {outputs} weight_filler {{ type: "gaussian" std: 1 }} bias_filler {{ type: "constant" value: 1 }} }} }}\n')
+        (tmp_path / f"{name}.prototxt").write_text(
+            f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: 3 dim: {side} dim: {side} }} }} }}\n' + body)
+        (tmp_path / f"{name}_train.prototxt").write_text(
+            f'layer {{ name: "data" type: "Data" top: "data" top: "label" transform_param {{ mean_file: "{name}_mean.binaryproto" scale: 0.00390625 }} data_param {{ source: "x" batch_size: 1 }} }}\n')
+        caffe.Net(f"{name}.prototxt", caffe.TEST).save(f"{name}.caffemodel")
+        files.append(ModelFiles(f"{name}.prototxt", f"{name}_train.prototxt", name))
+    return files
+
+
+def test_cascade_batches_equal_single_images(tiny_models):
+    from deeppose.cascade import Cascade
+    s1, s2 = tiny_models
+    images = [RNG.integers(0, 255, (K2HPD.height, K2HPD.width, 3), dtype=np.uint8) for _ in range(5)]
+    cascade = Cascade("s1.caffemodel", ["s2.caffemodel", "s2.caffemodel"], batch=2, stage1=s1, refine=s2)
+    together = cascade.predict(images)
+    assert len(together) == 3 and all(p.shape == (5, K2HPD.num_joints, 2) for p in together)
+    alone = [cascade.predict([im]) for im in images]
+    for s in range(3):
+        assert np.allclose(together[s], np.concatenate([a[s] for a in alone]), atol=1e-3)
+    # stage 1: the net's output is the offset from the image centre
+    raw = cascade.stage1.run(np.stack([preprocess.net_image(im, (227, 227)) for im in images]))
+    assert np.allclose(together[0], raw.reshape(5, -1, 2) + np.array([K2HPD.width, K2HPD.height]) / 2, atol=1e-4)
+    # stage 2 moves each joint by output / 64 x crop side
+    side = stages.crop_side(together[0], K2HPD.size)
+    crop = preprocess.crop(images[0], together[0][0, 0], side[0], 64).transpose(2, 0, 1)
+    out = cascade.refiners[0].run(crop[None])[0]
+    assert np.allclose(together[1][0, 0], together[0][0, 0] + out * side[0] / 64, atol=1e-3)
+
+
+def test_report_structure():
+    from deeppose.evaluate import scores
+    truth = random_joints(6)
+    s = scores(truth + 1.0, truth)
+    assert set(s) == {"loss", "pcp", "pcp_per_limb", "pdj", "pdj_per_joint", "mean_error_px"}
+    assert list(s["pdj"]) == [f"{f:.2f}" for f in PDJ_FRACTIONS]
+    assert s["loss"] == pytest.approx(0.5) and s["pcp"] == 1.0
+    assert set(s["mean_error_px"]) == set(K2HPD.joint_names) and len(s["pcp_per_limb"]) == len(K2HPD.limbs)
+    json.dumps(s)
