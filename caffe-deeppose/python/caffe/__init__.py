@@ -1,8 +1,35 @@
-"""Our Caffe: a Caffe-compatible runtime on PyTorch with pycaffe's interface."""
-from . import io, proto  # noqa: F401
-from .common import set_device, set_mode_cpu, set_mode_gpu, set_random_seed  # noqa: F401
-from .net import TEST, TRAIN, Net, NetModule  # noqa: F401
-from .registry import layer_type_list, register_layer  # noqa: F401
-from .layers import Layer  # noqa: F401
-from .solvers import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,  # noqa: F401
-                      SGDSolver, get_solver)
+"""Our Caffe: a Caffe-compatible runtime on PyTorch with pycaffe's interface.
+
+Names are imported on first use, so that the command-line data tools start without loading
+PyTorch; `caffe.Net`, `caffe.SGDSolver`, `caffe.io` ... work as in pycaffe.
+"""
+import importlib
+
+from .proto.caffe_pb2 import TEST, TRAIN  # noqa: F401
+
+_HOMES = {
+    "Net": "net", "NetModule": "net",
+    "Layer": "layers",
+    "layer_type_list": "registry", "register_layer": "registry",
+    "set_mode_cpu": "common", "set_mode_gpu": "common", "set_device": "common", "set_random_seed": "common",
+    "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
+    "RMSPropSolver": "solvers", "AdaDeltaSolver": "solvers", "AdamSolver": "solvers", "get_solver": "solvers",
+}
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    else:
+        try:  # a submodule: caffe.io, caffe.proto, caffe.fillers, ...
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'caffe' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOMES))

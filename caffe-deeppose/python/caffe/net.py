@@ -415,6 +415,11 @@ class Net:
         self._backward()
         return loss
 
+    def set_input_arrays(self, data, labels):
+        """Feed a MemoryData first layer with numpy arrays (pycaffe)."""
+        from .layers.data import set_input_arrays
+        set_input_arrays(self, data, labels)
+
     def clear_param_diffs(self):
         for p in self._learnable:
             if p.grad is not None:

@@ -52,4 +52,5 @@ def layer_class(type_name, where=""):
 
 def layer_type_list():
     """The registered layer type names, sorted (pycaffe's `caffe.layer_type_list()`)."""
+    from . import layers  # noqa: F401  (registers the built-in types)
     return sorted(_LAYERS)
