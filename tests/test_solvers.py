@@ -9,7 +9,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
 import caffe
 from caffe.solvers import SolverError, learning_rate

@@ -115,11 +115,7 @@ class Solver:
                 p.grad = torch.zeros_like(p)
         self._params = learnable
         self._lr_mults = [np.float32(specs[id(p)][0]) for p in learnable]
-        decays = [np.float32(self.param.weight_decay) * np.float32(specs[id(p)][1]) for p in learnable]
-        self._decay_groups = {}  # local decay -> indices, for fused adds
-        for i, d in enumerate(decays):
-            if d:
-                self._decay_groups.setdefault(float(d), []).append(i)
+        self._decay_mults = [np.float32(specs[id(p)][1]) for p in learnable]
         self.history = [torch.zeros_like(p, requires_grad=False)
                         for _ in range(self.history_slots) for p in self._all_params]
         index = {id(p): i for i, p in enumerate(self._all_params)}
@@ -159,13 +155,21 @@ class Solver:
         norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
         if norm > clip:
             scale = clip / norm
-            glog.info("sgd_solver.cpp:137", f"Gradient clipping: scaling down gradients (L2 norm {format_float(norm)} > "
-                                            f"{format_float(clip)}) by scale factor {format_float(scale)}")
+            glog.info("sgd_solver.cpp:137", f"Gradient clipping: scaling down gradients (L2 norm "
+                                            f"{format_float(norm)} > {format_float(clip)}) by scale factor "
+                                            f"{format_float(scale)}")
             torch._foreach_mul_(grads, scale)
 
     def _regularize(self, grads):
+        """diff += weight_decay * decay_mult * (data, or sign(data) for L1); params sharing a
+        local decay are done in one fused op."""
+        groups = {}
+        for i, mult in enumerate(self._decay_mults):
+            decay = float(np.float32(self.param.weight_decay) * mult)
+            if decay:
+                groups.setdefault(decay, []).append(i)
         l1 = self.param.regularization_type == "L1"
-        for decay, idx in self._decay_groups.items():
+        for decay, idx in groups.items():
             data = [self._params[i] for i in idx]
             torch._foreach_add_([grads[i] for i in idx], torch._foreach_sign(data) if l1 else data, alpha=decay)
 
@@ -221,8 +225,9 @@ class Solver:
             if display:
                 lapse = time.perf_counter() - timer
                 per_s = (self.iter - last_iter) / (lapse or 1.0)
-                glog.info("solver.cpp:239", f"Iteration {self.iter} ({format_float(per_s)} iter/s, {format_float(lapse)}s/{p.display} "
-                                            f"iters), loss = {format_float(self._smoothed_loss)}")
+                glog.info("solver.cpp:239", f"Iteration {self.iter} ({format_float(per_s)} iter/s, "
+                                            f"{format_float(lapse)}s/{p.display} iters), "
+                                            f"loss = {format_float(self._smoothed_loss)}")
                 timer, last_iter = time.perf_counter(), self.iter
                 self._log_outputs(self.net, "Train", "solver.cpp:258",
                                   [self.net.blobs[n].data.ravel() for n in self.net.outputs])

@@ -5,10 +5,13 @@
     caffe time -model M [-iterations 50] [-phase TRAIN|TEST] [-gpu N]
     caffe device_query -gpu N|all
 
-Logs go to stderr in glog's format with Caffe's messages (`grep "Iteration" log | grep loss`).
-During `train`, SIGINT (Ctrl-C) stops after the current iteration and SIGHUP snapshots, as
--sigint_effect / -sighup_effect say (stop, snapshot or none); a second Ctrl-C before the first was
-acted on interrupts at once (snapshots are written atomically, so no file is left half written).
+Logs go to stderr in glog's format with Caffe's messages (`grep "Iteration" log | grep loss`);
+there is no progress bar, the log lines are the progress. During `train`, SIGINT (Ctrl-C) stops
+after the current iteration and SIGHUP snapshots, as -sigint_effect / -sighup_effect say (stop,
+snapshot or none); a stopped run writes its snapshot when `snapshot_after_train` is on (Caffe's
+default). A second Ctrl-C before the first was acted on interrupts at once; snapshots are written
+atomically, so no file is left half written. A NaN or infinite loss stops training with an error
+naming the iteration, before the weights are updated.
 """
 import signal
 import sys
