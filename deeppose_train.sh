@@ -8,10 +8,11 @@
 # as they are (the seed's schedule: 120000 iterations, snapshot every 20000). Without a GPU the
 # default is the short CPU schedule (~20 minutes on 2 cores): a run-local solver is derived from
 # the committed one (models/<net>/run/, git-ignored) with these overrides (environment variables):
-#   DEEPPOSE_ITER1=100  DEEPPOSE_ITER2=60     max_iter (snapshot: at the end) of stage 1 / stage 2
-#   DEEPPOSE_BATCH1=32  DEEPPOSE_BATCH2=32    TRAIN batch sizes (the committed 32 / 64)
-#   DEEPPOSE_LR1=0.001  DEEPPOSE_LR2=0.001    base_lr (the committed 1e-4 learns too slowly in
-#                                             a hundred iterations; see docs/pipeline.md)
+#   DEEPPOSE_ITER1=300  DEEPPOSE_ITER2=150    max_iter (snapshot: at the end) of stage 1 / stage 2
+#   DEEPPOSE_BATCH1=16  DEEPPOSE_BATCH2=32    TRAIN batch sizes (committed: 32 / 64); smaller
+#                                             batches give more updates for the same CPU time
+#   DEEPPOSE_LR1, DEEPPOSE_LR2                base_lr (default: the committed 1e-4, which learns
+#                                             on CPU too; 1e-3 learned slower, 1e-2 diverged)
 #   DEEPPOSE_TEST_ITER=20                     test_iter of the test at the end of training
 # Data: when data/K2HPD holds no annotations, a synthetic set is generated first:
 #   DEEPPOSE_SYNTH_TRAIN=2000 DEEPPOSE_SYNTH_TEST=150 DEEPPOSE_SYNTH_SEED=0
@@ -59,8 +60,8 @@ if [ "$SCHEDULE" = auto ]; then
         SCHEDULE=cpu
     fi
 fi
-solver_for() {  # solver_for DIR NAME ITER BATCH LR -> the solver file to train with
-    local dir=$1 name=$2 iter=$3 batch=$4 lr=$5
+solver_for() {  # solver_for DIR NAME ITER BATCH [LR] -> the solver file to train with
+    local dir=$1 name=$2 iter=$3 batch=$4 lr=${5:+base_lr=$5}
     local committed=$dir/${name}_solver.prototxt
     case "$SCHEDULE" in
         full)
@@ -72,13 +73,13 @@ solver_for() {  # solver_for DIR NAME ITER BATCH LR -> the solver file to train 
             fi ;;
         cpu)
             python -m deeppose.pipeline derive-solver "$committed" "$dir/run/${name}_solver.prototxt" \
-                solver_mode=CPU max_iter="$iter" snapshot="$iter" base_lr="$lr" display=10 \
+                solver_mode=CPU max_iter="$iter" snapshot="$iter" $lr display=10 \
                 test_interval="$iter" test_iter="${DEEPPOSE_TEST_ITER:-20}" --train-batch "$batch" ;;
         *) echo "DEEPPOSE_SCHEDULE must be auto, full or cpu, not '$SCHEDULE'" >&2; exit 2 ;;
     esac
 }
-SOLVER1=$(solver_for $M1 deeppose "${DEEPPOSE_ITER1:-100}" "${DEEPPOSE_BATCH1:-32}" "${DEEPPOSE_LR1:-0.001}")
-SOLVER2=$(solver_for $M2 deeppose_refine "${DEEPPOSE_ITER2:-60}" "${DEEPPOSE_BATCH2:-32}" "${DEEPPOSE_LR2:-0.001}")
+SOLVER1=$(solver_for $M1 deeppose "${DEEPPOSE_ITER1:-300}" "${DEEPPOSE_BATCH1:-16}" "${DEEPPOSE_LR1:-}")
+SOLVER2=$(solver_for $M2 deeppose_refine "${DEEPPOSE_ITER2:-150}" "${DEEPPOSE_BATCH2:-32}" "${DEEPPOSE_LR2:-}")
 if [ "$SCHEDULE" = cpu ]; then
     say "no GPU: running on CPU with the short schedule: $SOLVER1 and $SOLVER2 (derived from the committed solvers)"
 elif [ "$SOLVER1" != $M1/deeppose_solver.prototxt ]; then

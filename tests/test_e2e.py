@@ -1,0 +1,95 @@
+"""End to end: ./deeppose_train.sh on a tiny synthetic set with a tiny schedule, then the seed's
+commands (pytest.py, pyaccuracy.py --json, draw_loss.py), all as subprocesses in a copy of the
+repository's user-facing files (the checkout's data/ and models/ are left alone)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deeppose.dataset import K2HPD
+from deeppose.metrics import PDJ_FRACTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ["deeppose_train.sh", "data/K2HPD/get_stage.py", "tools/make_synthetic_k2hpd.py",
+         *(str(p.relative_to(ROOT)) for d in ("models/deeppose", "models/deeppose_refine")
+           for p in (ROOT / d).iterdir() if p.suffix in (".py", ".prototxt"))]
+TINY = {"DEEPPOSE_SCHEDULE": "cpu", "DEEPPOSE_SYNTH_TRAIN": "16", "DEEPPOSE_SYNTH_TEST": "8",
+        "DEEPPOSE_SYNTH_SEED": "0", "DEEPPOSE_ITER1": "2", "DEEPPOSE_ITER2": "2", "DEEPPOSE_BATCH1": "2",
+        "DEEPPOSE_BATCH2": "4", "DEEPPOSE_TEST_ITER": "2", "DEEPPOSE_PER_IMAGE": "2"}
+
+
+def run(args, cwd, env=None):
+    r = subprocess.run(args, cwd=cwd, env={**os.environ, **TINY, **(env or {})}, capture_output=True, text=True)
+    assert r.returncode == 0, f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    for f in FILES:
+        (repo / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, repo / f)
+    out = run(["bash", "deeppose_train.sh"], repo)
+    return repo, out
+
+
+def test_pipeline_makes_every_file(trained):
+    repo, out = trained
+    assert "holds no dataset" in out and "generating the synthetic" in out
+    assert "no GPU: running on CPU with the short schedule" in out
+    d = repo / K2HPD.root
+    assert len(list((d / K2HPD.image_dir).glob("*m.png"))) > 0  # mirrors
+    for m in ("models/deeppose", "models/deeppose_refine"):
+        assert (repo / m / "train_data_lmdb" / "data.mdb").exists()
+        assert (repo / m / "test_data_lmdb" / "data.mdb").exists()
+        assert (repo / m / "train_mean.binaryproto").exists()
+        assert (repo / m / "pdj_curve.png").exists()
+    assert (repo / "models/deeppose/snapshot/deeppose_iter_2.caffemodel").exists()
+    assert (repo / "models/deeppose_refine/snapshot/deeppose_refine_iter_2.caffemodel").exists()
+    assert (repo / "models/deeppose/deeppose.log").read_text().count("Iteration") > 0
+    stage2 = (d / "stage2/train.txt").read_text().split("\n")
+    n_train = len((d / "stage1/train.txt").read_text().splitlines())
+    assert len([l for l in stage2 if l]) == 2 * n_train  # DEEPPOSE_PER_IMAGE crops an image
+    assert (d / "stage2/displacements.json").exists() and (d / "stage1/output_val.txt").exists()
+
+
+def test_accuracy_report(trained):
+    repo, _ = trained
+    report = json.loads((repo / "models/deeppose_refine/accuracy.json").read_text())
+    assert report["images"] == 8
+    assert list(report["stages"]) == ["mean pose", "stage 1", "stage 2"]
+    for s in report["stages"].values():
+        assert list(s["pdj"]) == [f"{f:.2f}" for f in PDJ_FRACTIONS]
+        assert 0 <= s["pcp"] <= 1 and s["loss"] >= 0
+        assert set(s["mean_error_px"]) == set(K2HPD.joint_names)
+    one = json.loads((repo / "models/deeppose/accuracy.json").read_text())
+    assert list(one["stages"]) == ["mean pose", "stage 1"]
+    for key in ("loss", "pcp"):  # stage 1 alone and inside the cascade agree
+        assert one["stages"]["stage 1"][key] == pytest.approx(report["stages"]["stage 1"][key], rel=1e-5)
+
+
+def test_rerun_skips_and_from_restarts(trained):
+    repo, _ = trained
+    out = run(["bash", "deeppose_train.sh"], repo)
+    assert out.count("skipped") == 10
+    out = run(["bash", "deeppose_train.sh", "--from", "accuracy2"], repo)
+    assert out.count("skipped") == 9 and "PCP" in out
+
+
+def test_seed_commands(trained):
+    repo, _ = trained
+    m1 = "models/deeppose/snapshot/deeppose_iter_2.caffemodel"
+    m2 = "models/deeppose_refine/snapshot/deeppose_refine_iter_2.caffemodel"
+    image = f"{K2HPD.root}/{K2HPD.image_dir}/{K2HPD.image_name(16)}"
+    out = run([sys.executable, "models/deeppose/pytest.py", m1, image], repo)
+    assert out.count("\n") >= K2HPD.num_joints and (repo / "out/00000016_stage1.png").exists()
+    out = run([sys.executable, "models/deeppose_refine/pytest.py", m1, m2, image, "--out", "o.png"], repo)
+    assert "stage 2 joints" in out and (repo / "o.png").exists()
+    out = run([sys.executable, "models/deeppose/draw_loss.py"], repo)
+    assert (repo / "models/deeppose/deeppose_loss.png").exists()
