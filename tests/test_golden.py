@@ -1,16 +1,35 @@
 """Conformance with the real Caffe: every case of tests/golden (see its README.md) passes.
 
-One test per case, no per-case code; tolerances as the set's README gives them.
+One parametrised test per category, one test per case, no per-case code (a file case names its
+check and the check's arguments); tolerances are conftest's RTOL/ATOL, as the set's README gives
+them, and the worst error per category is reported at the end of the run.
+
+- layers: each layer's forward and backward (and BatchNorm's updated blobs) on recorded inputs;
+- solvers: each solver's trajectory from recorded weights, and restores of Caffe's snapshots
+  (paths in the solver files are relative to the current directory, as in Caffe, so each case
+  runs in a copy of the folder);
+- files: our readers read what Caffe's tools wrote; our tools, run on the same images and list
+  files, write the same records and mean; our Data layer yields the recorded batches.
 """
+import glob
 import json
 import os
+import shutil
 
+import cv2
 import numpy as np
 import pytest
 
 import caffe
-from conftest import GOLDEN, RTOL, ATOL, compare
+from caffe import db as cdb
+from caffe.image_list import read_list, to_chw
+from caffe.proto import caffe_pb2
+from caffe.protoio import read_binary_proto
+from caffe.tools import compute_image_mean, convert_imageset
+from conftest import ATOL, GOLDEN, RTOL, compare
 
+
+# ---------------------------------------------------------------------------------------- layers
 EXACT_TYPES = {"ArgMax", "Accuracy", "Threshold"}
 # layers whose TRAIN output depends on Caffe's RNG: checked by their rule, not by value
 STOCHASTIC = {"Dropout"}
@@ -64,3 +83,222 @@ def test_layer(case):
         compare("layers", case, k, net.blobs["bottom_" + k.split("_")[1]].diff, ref)
     for i, blob in enumerate(layer_blobs):
         compare("layers", case, f"paramdiff_{i}", blob.diff, arrays[f"paramdiff_{i}"])
+
+
+# --------------------------------------------------------------------------------------- solvers
+SOLVERS = os.path.join(GOLDEN, "solvers")
+SOLVER_CASES = sorted(os.path.basename(f)[:-len(".solver.prototxt")]
+               for f in glob.glob(os.path.join(SOLVERS, "*.solver.prototxt")))
+RESTORE = "sgd_snapshot_restore"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    folder = tmp_path / "solvers"
+    shutil.copytree(SOLVERS, folder)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def run_steps(case, solver, arrays, steps):
+    """Steps `steps` (0-based) of the golden procedure, compared with Caffe's after each one."""
+    net = solver.net
+    for i in steps:
+        compare("solvers", case, f"lr[{i}]", solver.lr, arrays["lr"][i])
+        net.blobs["x"].data[...] = arrays["x"]
+        net.blobs["y"].data[...] = arrays["y"]
+        solver.step(1)
+        compare("solvers", case, f"loss[{i}]", net.blobs["loss"].data, arrays["loss"][i])
+        compare("solvers", case, f"W[{i}]", net.params["fc"][0].data, arrays["W"][i])
+        compare("solvers", case, f"b[{i}]", net.params["fc"][1].data, arrays["b"][i])
+
+
+def new_solver(case, arrays):
+    solver = caffe.get_solver(f"{case}.solver.prototxt")
+    solver.net.params["fc"][0].data[...] = arrays["W0"]
+    solver.net.params["fc"][1].data[...] = arrays["b0"]
+    return solver
+
+
+@pytest.mark.parametrize("case", SOLVER_CASES)
+def test_solver(case, workdir):
+    arrays = np.load(f"{case}.npz")
+    solver = new_solver(case, arrays)
+    assert solver.type == solver.param.type
+    run_steps(case, solver, arrays, range(6))
+
+
+def test_restore_caffe_snapshot(workdir):
+    """Caffe's own .solverstate (relative learned_net) and .caffemodel of iteration 3, then steps 4-6."""
+    arrays = np.load(f"{RESTORE}.npz")
+    solver = caffe.get_solver(f"{RESTORE}.solver.prototxt")
+    solver.restore(f"{RESTORE}_iter_3.solverstate")
+    assert solver.iter == 3
+    compare("solvers", RESTORE, "W[2] restored", solver.net.params["fc"][0].data, arrays["W"][2])
+    run_steps(RESTORE, solver, arrays, range(3, 6))
+
+
+def test_restore_own_snapshot_from_elsewhere(workdir, monkeypatch):
+    """Our snapshot of iteration 3, restored by a new solver from another directory (learned_net is
+    then found next to the .solverstate), continues exactly like Caffe."""
+    arrays = np.load(f"{RESTORE}.npz")
+    for name in glob.glob(f"{RESTORE}_iter_3.*"):
+        os.remove(name)
+    run_steps(RESTORE, new_solver(RESTORE, arrays), arrays, range(3))
+    assert os.path.isfile(f"{RESTORE}_iter_3.caffemodel")
+    solver = caffe.get_solver(f"{RESTORE}.solver.prototxt")
+    monkeypatch.chdir(workdir.parent)
+    solver.restore(os.path.join("solvers", f"{RESTORE}_iter_3.solverstate"))
+    monkeypatch.chdir(workdir)
+    run_steps(RESTORE, solver, arrays, range(3, 6))
+
+
+def test_caffe_train_snapshot_then_final_test(tmp_path, monkeypatch, capsys):
+    """files/train.log's last test (iteration 8) from Caffe's own snapshot of the BatchNorm net: the
+    .solverstate holds a history blob for every parameter, BatchNorm's frozen ones included; before
+    that test Caffe's final display pass ran the TRAIN net forward once more (batch 9: records 2-5),
+    which moved BatchNorm's running statistics."""
+    shutil.copytree(os.path.join(GOLDEN, "files"), tmp_path / "files")
+    monkeypatch.chdir(tmp_path / "files")
+    log = open("train.log").read().splitlines()
+    caffe_loss = float([line for line in log if "Test net output #0" in line][-1].split()[10])
+    solver = caffe.get_solver("train_solver.prototxt")
+    solver.restore("snapshots/train_iter_8.solverstate")
+    assert solver.iter == 8 and solver.current_step == 1 and len(solver.history) == 9
+    bn = [b.data.copy() for b in solver.net.params["bn"]]
+    for _ in range(8):  # move the data cursor to batch 9, then put the statistics back
+        solver.net.forward()
+    for blob, value in zip(solver.net.params["bn"], bn):
+        blob.data[...] = value
+    solver.net.forward()
+    capsys.readouterr()
+    solver.test(0)
+    line = [x for x in capsys.readouterr().err.splitlines() if "Test net output #0" in x][0]
+    compare("solvers", "train.log", "test loss at iteration 8", float(line.split()[10]), caffe_loss)
+
+
+# ----------------------------------------------------------------------------------------- files
+FILES = os.path.join(GOLDEN, "files")
+TOOLS = {"convert_imageset": convert_imageset.main,
+         "convert_imageset_multilabel": convert_imageset.main_multilabel,
+         "compute_image_mean": compute_image_mean.main}
+
+
+def records(path):
+    db = cdb.LMDB(path)
+    try:
+        return list(db.records())
+    finally:
+        db.close()
+
+
+def compare_records(case, ours, ref):
+    """Same keys in the same order, and every record's bytes equal."""
+    assert [k for k, _ in ours] == [k for k, _ in ref], f"{case}: keys differ"
+    for (key, value), (_, want) in zip(ours, ref):
+        compare("files", case, key.decode(), np.frombuffer(value, np.uint8), np.frombuffer(want, np.uint8),
+                exact=True)
+
+
+def compare_mean(case, path):
+    ours = caffe.io.blobproto_to_array(read_binary_proto(path, caffe_pb2.BlobProto))
+    compare("files", case, "mean", ours, np.load(os.path.join(FILES, "mean.npy")), exact=True)
+
+
+def check_lmdb(case, tmp_path, monkeypatch, db, list_file, multilabel=False, size=0, encoded=False):
+    """Our reader: the keys, order, pixels (or file bytes) and labels of a recorded LMDB."""
+    entries = read_list(os.path.join(FILES, list_file), multilabel)
+    recs = records(os.path.join(FILES, db))
+    assert [k.decode() for k, _ in recs] == [f"{i:08d}_{e.path}" for i, e in enumerate(entries)]
+    for (key, value), entry in zip(recs, entries):
+        datum = cdb.parse_datum(value, db, key)
+        image = os.path.join(FILES, entry.path)
+        assert datum.encoded == encoded
+        if encoded:
+            with open(image, "rb") as f:
+                assert datum.data == f.read(), f"{case} {key}: not the file's own bytes"
+        else:
+            want = to_chw(cv2.resize(cv2.imread(image), (size, size), interpolation=cv2.INTER_LINEAR))
+            compare("files", case, f"{key} pixels", caffe.io.datum_to_array(datum), want, exact=True)
+        if multilabel:
+            assert not datum.HasField("label")
+            compare("files", case, f"{key} labels", np.float32(datum.float_data), np.float32(entry.label),
+                    exact=True)
+        else:
+            assert datum.label == entry.label and not datum.float_data
+
+
+def check_mean(case, tmp_path, monkeypatch):
+    """mean.binaryproto read by caffe.io equals mean.npy (pycaffe's reading of it)."""
+    compare_mean(case, os.path.join(FILES, "mean.binaryproto"))
+
+
+def check_net(case, tmp_path, monkeypatch, prototxt, weights, arrays):
+    """A net saved by Caffe, loaded with its weights: every blob of a forward pass."""
+    ref = np.load(os.path.join(FILES, arrays))
+    net = caffe.Net(os.path.join(FILES, prototxt), os.path.join(FILES, weights), caffe.TEST)
+    out = net.forward(data=ref["input"])
+    compare("files", case, "output", out[net.outputs[0]], ref["output"])
+    for key in (k for k in ref.files if k.startswith("blob_")):
+        compare("files", case, key, net.blobs[key[5:]].data, ref[key])
+
+
+def check_tool(case, tmp_path, monkeypatch, tool, args, expect):
+    """Our tool run on copies of the images and list files (in their directory, as Caffe's was)
+    writes what Caffe's wrote."""
+    shutil.copytree(os.path.join(FILES, "images"), tmp_path / "images")
+    for name in ("list_int.txt", "list_multilabel.txt"):
+        shutil.copy(os.path.join(FILES, name), tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    assert TOOLS[tool]([a.format(files=FILES) for a in args]) == 0
+    if expect.endswith("_lmdb"):
+        compare_records(case, records("out_lmdb"), records(os.path.join(FILES, expect)))
+    else:
+        compare_mean(case, "mean.binaryproto")
+        with open("mean.binaryproto", "rb") as ours, open(os.path.join(FILES, expect), "rb") as ref:
+            assert ours.read() == ref.read(), f"{case}: the BlobProto bytes differ"
+
+
+def check_data(case, tmp_path, monkeypatch, prototxt, phase, prefix):
+    """Our Data layer yields the recorded batches (paths in the prototxt are relative to files/)."""
+    monkeypatch.chdir(FILES)
+    ref = np.load(os.path.join(FILES, "data_layer_batches.npz"))
+    net = caffe.Net(prototxt, phase)
+    for i in range(len(ref[f"{prefix}_data"])):
+        out = net.forward()
+        compare("files", case, f"batch {i} data", out["data"], ref[f"{prefix}_data"][i])
+        compare("files", case, f"batch {i} label", out["label"], ref[f"{prefix}_label"][i])
+
+
+RESIZE = ["-resize_height=16", "-resize_width=16"]
+FILE_CASES = {
+    "read_multilabel_lmdb": (check_lmdb, dict(db="multilabel_lmdb", list_file="list_multilabel.txt",
+                                              multilabel=True, size=16)),
+    "read_int_lmdb": (check_lmdb, dict(db="int_lmdb", list_file="list_int.txt", size=16)),
+    "read_encoded_lmdb": (check_lmdb, dict(db="encoded_lmdb", list_file="list_int.txt", encoded=True)),
+    "read_mean_binaryproto": (check_mean, {}),
+    "tiny_net_forward": (check_net, dict(prototxt="tiny.prototxt", weights="tiny.caffemodel",
+                                         arrays="tiny_io.npz")),
+    "convert_imageset_multilabel": (check_tool, dict(tool="convert_imageset_multilabel", expect="multilabel_lmdb",
+                                                     args=RESIZE + ["", "list_multilabel.txt", "out_lmdb"])),
+    "convert_imageset": (check_tool, dict(tool="convert_imageset", expect="int_lmdb",
+                                          args=RESIZE + ["-shuffle=false", "", "list_int.txt", "out_lmdb"])),
+    "convert_imageset_encoded_png": (check_tool, dict(tool="convert_imageset", expect="encoded_lmdb",
+                                                      args=["-encoded", "-encode_type=png", "", "list_int.txt",
+                                                            "out_lmdb"])),
+    "compute_image_mean": (check_tool, dict(tool="compute_image_mean", expect="mean.binaryproto",
+                                            args=["{files}/multilabel_lmdb", "mean.binaryproto"])),
+    "data_train": (check_data, dict(prototxt="data_train.prototxt", phase=caffe.TRAIN, prefix="train")),
+    "data_test_crop12": (check_data, dict(prototxt="data_test_crop12.prototxt", phase=caffe.TEST,
+                                          prefix="test_crop12")),
+    "data_test_meanvalue": (check_data, dict(prototxt="data_test_meanvalue.prototxt", phase=caffe.TEST,
+                                             prefix="test_meanvalue")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_CASES))
+def test_file(case, tmp_path, monkeypatch):
+    check, kwargs = FILE_CASES[case]
+    check(case, tmp_path, monkeypatch, **kwargs)
