@@ -14,51 +14,11 @@ import time
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import caffe
+from deeppose_torch import DeepPoseTorch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class HandWritten(torch.nn.Module):
-    """The DeepPose deploy net written directly in PyTorch, with the caffe net's weights."""
-
-    def __init__(self, net):
-        super().__init__()
-        p = {name: [torch.from_numpy(b.data.copy()) for b in blobs] for name, blobs in net.params.items()}
-        self.w = torch.nn.ParameterDict({f"{k}_{i}": torch.nn.Parameter(t, requires_grad=False)
-                                         for k, ts in p.items() for i, t in enumerate(ts)})
-        self.bn = {}
-        for k in ("bn1", "bn2"):
-            mean, var, factor = p[k]
-            f = 0.0 if factor.item() == 0 else 1.0 / factor.item()
-            self.register_buffer(f"{k}_mean", mean * f)
-            self.register_buffer(f"{k}_var", var * f)
-        self.groups = {"conv2": 2, "conv4": 2, "conv5": 2}
-        strides = net._layer_params[net._layer_names.index("conv1")].convolution_param.stride
-        self.stride1 = strides[0] if strides else 1
-
-    def block(self, x, i, stride):
-        w = self.w
-        x = F.conv2d(x, w[f"conv{i}_0"], w[f"conv{i}_1"], stride=stride, padding=2 if i == 2 else 0,
-                     groups=self.groups.get(f"conv{i}", 1))
-        x = F.batch_norm(x, getattr(self, f"bn{i}_mean"), getattr(self, f"bn{i}_var"), training=False, eps=1e-5)
-        x = torch.relu(x * w[f"scale{i}_0"][:, None, None] + w[f"scale{i}_1"][:, None, None])
-        x = F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=1.0)
-        return F.max_pool2d(x, 3, 2, ceil_mode=True)
-
-    def forward(self, x):
-        w = self.w
-        x = self.block(x, 1, self.stride1)
-        x = self.block(x, 2, 1)
-        x = torch.relu(F.conv2d(x, w["conv3_0"], w["conv3_1"], padding=1))
-        x = torch.relu(F.conv2d(x, w["conv4_0"], w["conv4_1"], padding=1, groups=2))
-        x = torch.relu(F.conv2d(x, w["conv5_0"], w["conv5_1"], padding=1, groups=2))
-        x = F.max_pool2d(x, 3, 2, ceil_mode=True).flatten(1)
-        x = torch.relu(F.linear(x, w["fc6_0"], w["fc6_1"]))
-        x = torch.relu(F.linear(x, w["fc7_0"], w["fc7_1"]))
-        return F.linear(x, w["predict_0"], w["predict_1"])
 
 
 def flops_per_image(net):
@@ -95,7 +55,7 @@ def engines(prototxt, batch, seconds):
     net.reshape()
     x = rng.uniform(-1, 1, net.blobs[name].shape).astype(np.float32)
     xt = torch.from_numpy(x)
-    hand = HandWritten(net).eval()
+    hand = DeepPoseTorch(net).eval()
     out = {}
     with torch.no_grad():
         ref = hand(xt).numpy()
