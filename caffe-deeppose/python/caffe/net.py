@@ -307,6 +307,12 @@ class Net:
         return list(self._learnable)
 
     @property
+    def all_params(self):
+        """Every parameter tensor once (frozen ones included, shared ones once), in Caffe's
+        learnable_params order: the order of a .solverstate's history blobs."""
+        return list({id(p): p for view in self.layers for p in view.module.blobs}.values())
+
+    @property
     def param_specs(self):
         """(lr_mult, decay_mult) of each learnable param."""
         return list(self._param_specs)

@@ -51,18 +51,6 @@ def weighted_loss(net):
     return sum(w * float(net.blobs[n].data.sum()) for n, w in net.blob_loss_weights.items() if w)
 
 
-def _all_params(net):
-    """Every parameter in Caffe's learnable_params order (frozen ones included, shared ones once):
-    the order and count of the history blobs in a .solverstate."""
-    seen, params = set(), []
-    for view in net.layers:
-        for p in view.module.blobs:
-            if id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-    return params
-
-
 class Solver:
     """A Caffe solver (pycaffe's `caffe.SGDSolver(path)` etc.).
 
@@ -107,7 +95,7 @@ class Solver:
     # -- parameters and history ---------------------------------------------------------------
     def _init_history(self):
         net = self.net
-        self._all_params = _all_params(net)
+        self._all_params = net.all_params
         learnable = net.learnable_params
         specs = dict(zip(map(id, learnable), net.param_specs))
         for p in learnable:  # the grads exist from the start, so the diff arrays stay valid
