@@ -8,8 +8,8 @@
 # as they are (the seed's schedule: 120000 iterations, snapshot every 20000). Without a GPU the
 # default is the short CPU schedule (~20 minutes on 2 cores): a run-local solver is derived from
 # the committed one (models/<net>/run/, git-ignored) with these overrides (environment variables):
-#   DEEPPOSE_ITER1=300  DEEPPOSE_ITER2=150    max_iter (snapshot: at the end) of stage 1 / stage 2
-#   DEEPPOSE_BATCH1=16  DEEPPOSE_BATCH2=32    TRAIN batch sizes (committed: 32 / 64); smaller
+#   DEEPPOSE_ITER1=700  DEEPPOSE_ITER2=300    max_iter (snapshot: at the end) of stage 1 / stage 2
+#   DEEPPOSE_BATCH1=32  DEEPPOSE_BATCH2=32    TRAIN batch sizes (committed: 32 / 64); smaller
 #                                             batches give more updates for the same CPU time
 #   DEEPPOSE_LR1, DEEPPOSE_LR2                base_lr (default: the committed 1e-4, which learns
 #                                             on CPU too; 1e-3 learned slower, 1e-2 diverged)
@@ -78,8 +78,8 @@ solver_for() {  # solver_for DIR NAME ITER BATCH [LR] -> the solver file to trai
         *) echo "DEEPPOSE_SCHEDULE must be auto, full or cpu, not '$SCHEDULE'" >&2; exit 2 ;;
     esac
 }
-SOLVER1=$(solver_for $M1 deeppose "${DEEPPOSE_ITER1:-300}" "${DEEPPOSE_BATCH1:-16}" "${DEEPPOSE_LR1:-}")
-SOLVER2=$(solver_for $M2 deeppose_refine "${DEEPPOSE_ITER2:-150}" "${DEEPPOSE_BATCH2:-32}" "${DEEPPOSE_LR2:-}")
+SOLVER1=$(solver_for $M1 deeppose "${DEEPPOSE_ITER1:-700}" "${DEEPPOSE_BATCH1:-32}" "${DEEPPOSE_LR1:-}")
+SOLVER2=$(solver_for $M2 deeppose_refine "${DEEPPOSE_ITER2:-300}" "${DEEPPOSE_BATCH2:-32}" "${DEEPPOSE_LR2:-}")
 if [ "$SCHEDULE" = cpu ]; then
     say "no GPU: running on CPU with the short schedule: $SOLVER1 and $SOLVER2 (derived from the committed solvers)"
 elif [ "$SOLVER1" != $M1/deeppose_solver.prototxt ]; then

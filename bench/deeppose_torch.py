@@ -8,8 +8,10 @@ class DeepPoseTorch(torch.nn.Module):
     """conv-BN-scale-ReLU-LRN-pool x2, conv3-5, pool, fc6, fc7, predict; train() uses batch
     statistics and dropout like the Caffe net in TRAIN, eval() the stored statistics."""
 
-    def __init__(self, net):
+    def __init__(self, net, lrn=None):
+        """`lrn(x)`: the LRN to use; torch's F.local_response_norm by default."""
         super().__init__()
+        self.lrn = lrn or (lambda x: F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=1.0))
         p = {name: [torch.from_numpy(b.data.copy()) for b in blobs] for name, blobs in net.params.items()}
         self.w = torch.nn.ParameterDict({f"{k}_{i}": torch.nn.Parameter(t) for k, ts in p.items()
                                          for i, t in enumerate(ts) if not k.startswith("bn")})
@@ -27,7 +29,7 @@ class DeepPoseTorch(torch.nn.Module):
         x = F.batch_norm(x, getattr(self, f"bn{i}_mean"), getattr(self, f"bn{i}_var"),
                          training=self.training, momentum=0.001, eps=1e-5)
         x = torch.relu(x * w[f"scale{i}_0"][:, None, None] + w[f"scale{i}_1"][:, None, None])
-        x = F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=1.0)
+        x = self.lrn(x)
         return F.max_pool2d(x, 3, 2, ceil_mode=True)
 
     def forward(self, x):
