@@ -109,7 +109,7 @@ def engines(prototxt, batch):
         ref = hand(xt).numpy()
         for engine, fn in runs.items():
             got = fn()
-            got = got["predict"] if isinstance(got, dict) else got if isinstance(got, torch.Tensor) else got[0]
+            got = got["predict"] if isinstance(got, dict) else got if isinstance(got, (torch.Tensor, np.ndarray)) else got[0]
             got = got.detach().numpy() if isinstance(got, torch.Tensor) else np.asarray(got)
             assert np.abs(got.reshape(ref.shape) - ref).max() <= 1e-3 * np.abs(ref).max(), f"{engine} disagrees"
             fn()

@@ -125,6 +125,10 @@ class Blob:
     def set_diff(self, tensor):
         self._diff.set(tensor)
 
+    def release(self):
+        """Drop the data tensor (the net is about to compute a new one); the shape stays."""
+        self._data.set(None)
+
     def __repr__(self):
         return f"<Blob shape={self._shape}>"
 

@@ -328,42 +328,36 @@ class Net:
         """Forward layers start..end; returns the weighted loss (Caffe's Net::Forward)."""
         grad = self._needs_backward and torch.is_grad_enabled()
         self._live, self._grad_src = {}, {}  # drop the previous pass's graph before building the next
-        env = {}
-        for i, w in enumerate(self.module.wiring):
-            if i > end:
-                break
-            for b in w.bottoms:
-                if b not in env:
-                    env[b] = self.blobs[b].data_tensor()
-            if w.is_input and i >= start:
+        env, grad_src, made = {}, {}, set()
+        for w in self.module.wiring[start:end + 1]:
+            if w.is_input:  # the persistent input blobs; with force_backward they are their own grad source
                 for name in w.tops:
                     t = self.blobs[name].data_tensor()
-                    env[name] = t.detach().requires_grad_() if grad and self.force_backward else t
+                    env[name] = grad_src[name] = t.detach().requires_grad_() if grad and self.force_backward else t
+                continue
+            for b in w.bottoms:  # blobs made before `start` are read from storage
+                if b not in made and b not in env:
+                    env[b] = self.blobs[b].data_tensor()
+            made.update(w.tops)
+        for name in made:  # free the previous pass's activations before computing the new ones
+            if name not in env:
+                self.blobs[name].release()
         for view in self.layers:  # parameters written through a host mirror (GPU) go back first
             for blob in view.blobs:
                 blob._data.synced()
-        grad_src = {}
 
         def on_top(name, t):
             if t.requires_grad:
                 t.retain_grad()
             grad_src.setdefault(name, t)
 
-        for i in range(start, end + 1):  # Input tops that need a gradient are their own source
-            w = self.module.wiring[i]
-            if w.is_input:
-                for name in w.tops:
-                    grad_src.setdefault(name, env[name])
         with torch.set_grad_enabled(grad):
-            self.module.run(env, start, end, on_top)
+            self.module.run(env, start, end, on_top if grad else None)
         for name, t in env.items():
             self.blobs[name].set_data(t.detach())
         self._live, self._grad_src = env, grad_src
-        loss = 0.0
-        for name, weight in self._blob_loss_weights.items():
-            if name in grad_src:
-                loss += weight * float(env[name].detach().sum())
-        return loss
+        return sum(weight * float(env[name].detach().sum())
+                   for name, weight in self._blob_loss_weights.items() if name in made)
 
     def forward(self, blobs=None, start=None, end=None, **kwargs):
         """Set the input blobs given as keyword arrays, run layers start..end, return the outputs
