@@ -4,7 +4,9 @@ SGD with momentum, weight decay and per-param rates, batches already in memory),
 
     python bench/bench_train.py [--iters 12] [--batch 32] [--records 256]
 
-Prints images/s and the ratio; the Data layer's own rate is measured by bench/bench_data.py.
+Prints images/s and the ratio to the hand-written loop, which uses the same LRN operator as our
+layer (a second row uses torch's F.local_response_norm); the Data layer's own rate is measured
+by bench/bench_data.py.
 """
 import argparse
 import os
@@ -75,10 +77,12 @@ def caffe_train_rate(solver, batch):
     return float(np.mean(rates)) * batch
 
 
-def torch_loop_rate(images, labels, mean, batch, iters):
-    """Images/s of a plain PyTorch training loop of the same net and update rule."""
+def torch_loop_rate(images, labels, mean, batch, iters, same_lrn):
+    """Images/s of a plain PyTorch training loop of the same net and update rule (with our LRN
+    operator if `same_lrn`, else torch's F.local_response_norm)."""
     net = caffe.Net(TRAIN_NET.replace("_train_test", ""), caffe.TEST)  # weights' shapes, xavier-filled
-    model = DeepPoseTorch(net).train()
+    lrn = net.layers[net._layer_names.index("norm1")].module
+    model = DeepPoseTorch(net, lrn=(lambda t: lrn(t)[0]) if same_lrn else None).train()
     groups = [{"params": [p for n, p in model.w.items() if n.endswith("_0")], "lr": 1e-4, "weight_decay": 5e-3},
               {"params": [p for n, p in model.w.items() if n.endswith("_1")], "lr": 2e-4, "weight_decay": 0.0}]
     opt = torch.optim.SGD(groups, lr=1e-4, momentum=0.9)
@@ -106,11 +110,13 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         images, labels, mean = make_lmdb(folder, args.records)
         ours = caffe_train_rate(write_solver(folder, args.batch, args.iters), args.batch)
-        theirs = torch_loop_rate(images, labels, mean, args.batch, args.iters)
+        theirs = torch_loop_rate(images, labels, mean, args.batch, args.iters, same_lrn=True)
+        torch_lrn = torch_loop_rate(images, labels, mean, args.batch, args.iters, same_lrn=False)
     flops = 3 * 1.42e9  # forward + backward of the stage-1 net, per image (bench_inference computes 1.42)
     print(f"# DeepPose stage-1 training, batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"{'engine':40s} {'images/s':>9s} {'~GFLOP/s':>9s} {'vs hand-written':>16s}")
-    for name, r in (("PyTorch hand-written loop", theirs), ("caffe train (Data layer, LMDB)", ours)):
+    for name, r in (("PyTorch hand-written loop", theirs), ("PyTorch hand-written, torch's LRN", torch_lrn),
+                    ("caffe train (Data layer, LMDB)", ours)):
         print(f"{name:40s} {r:9.2f} {r * flops / 1e9:9.1f} {r / theirs:15.3f}x")
 
 

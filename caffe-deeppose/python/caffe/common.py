@@ -1,4 +1,8 @@
 """Caffe's global state: computing mode (CPU/GPU), device and random seed, like `Caffe::Get()`."""
+import ctypes
+import ctypes.util
+import sys
+
 import torch
 
 _state = {"mode": "cpu", "device_id": 0, "seed": None}
@@ -39,3 +43,21 @@ def device():
     if _state["mode"] == "gpu":
         return torch.device("cuda", _state["device_id"])
     return torch.device("cpu")
+
+
+def keep_large_blocks_on_heap():
+    """Stop glibc from mmap-ing (and unmapping on free) every block over 32 MB: the activations
+    of a batch (a 32x96x55x55 float blob is 37 MB) are freed and allocated again on every pass,
+    and fresh mappings page-fault on every touch. Kept on the heap they are reused; forward of
+    the DeepPose net at batch 32 runs ~30% faster (bench/bench_inference.py). The process keeps
+    its peak memory, as Caffe does with its blobs. No effect outside glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, 1 << 30)

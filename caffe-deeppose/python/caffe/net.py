@@ -19,6 +19,7 @@ from .registry import layer_class
 
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
+common.keep_large_blocks_on_heap()
 
 
 class NetError(ValueError):
@@ -421,9 +422,11 @@ class Net:
         set_input_arrays(self, data, labels)
 
     def clear_param_diffs(self):
+        """Zero the param diffs (Caffe's ClearParamDiffs). The gradient tensors are dropped rather
+        than filled with zeros: the next backward then hands its fresh gradients over without an
+        extra pass, and a diff read before that reads as zeros."""
         for p in self._learnable:
-            if p.grad is not None:
-                p.grad.zero_()
+            p.grad = None
 
     def forward_all(self, blobs=None, **kwargs):
         """Forward every item of the keyword input arrays in batches of the net's batch size."""

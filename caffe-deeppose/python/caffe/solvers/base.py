@@ -98,9 +98,6 @@ class Solver:
         self._all_params = net.all_params
         learnable = net.learnable_params
         specs = dict(zip(map(id, learnable), net.param_specs))
-        for p in learnable:  # the grads exist from the start, so the diff arrays stay valid
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
         self._params = learnable
         self._lr_mults = [np.float32(specs[id(p)][0]) for p in learnable]
         self._decay_mults = [np.float32(specs[id(p)][1]) for p in learnable]
@@ -125,6 +122,9 @@ class Solver:
         if self.param.display and self.iter % self.param.display == 0:
             glog.info("sgd_solver.cpp:112", f"Iteration {self.iter}, lr = {format_float(rate)}")
         if self._params:
+            for p in self._params:  # a param no loss reached has a zero diff
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
             grads = [p.grad for p in self._params]
             with torch.no_grad():
                 self._clip_gradients(grads)
