@@ -41,6 +41,7 @@ def register_layer(type_name):
 
 def layer_class(type_name, where=""):
     """The class registered for `type_name`; a clear error naming the registry if there is none."""
+    from . import layers  # noqa: F401  (registers the built-in types)
     try:
         return _LAYERS[type_name]
     except KeyError:
