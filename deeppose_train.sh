@@ -2,7 +2,8 @@
 # The whole DeepPose pipeline, run from the repository root:
 #   ./deeppose_train.sh [--from STEP]
 # Steps: data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2.
-# A step whose outputs exist is skipped; --from STEP redoes STEP and every later step.
+# A step whose outputs exist is skipped; --from STEP redoes STEP and every later step. A training
+# step stopped with Ctrl-C (caffe train snapshots then) resumes from that snapshot on the next run.
 #
 # Schedule (DEEPPOSE_SCHEDULE=auto|full|cpu, default auto): with a GPU the committed solvers run
 # as they are (the seed's schedule: 120000 iterations, snapshot every 20000). Without a GPU the
@@ -120,9 +121,16 @@ fi
 show_report() {  # the text report of a pyaccuracy --json file
     python -c 'import json, sys; from deeppose.evaluate import print_report; print_report(json.load(open(sys.argv[1])))' "$1"
 }
-train() {  # train SOLVER LOG
+train() {  # train SOLVER LOG: an interrupted run (Ctrl-C snapshots) resumes unless the step is redone
     mkdir -p "$(dirname "$(python -m deeppose.pipeline final-snapshot "$1")")"
-    caffe train -solver "$1" 2>&1 | tee "$2"
+    local state=""
+    [ $forced = 1 ] || state=$(python -m deeppose.pipeline latest-state "$1")
+    if [ -n "$state" ]; then
+        say "resuming from $state"
+        caffe train -solver "$1" -snapshot "$state" 2>&1 | tee -a "$2"
+    else
+        caffe train -solver "$1" 2>&1 | tee "$2"
+    fi
 }
 if should_run train1 "$MODEL1"; then
     train "$SOLVER1" $M1/deeppose.log

@@ -183,6 +183,19 @@ def final_snapshot(solver) -> Path:
     return Path(f"{param.snapshot_prefix}_iter_{param.max_iter}.caffemodel")
 
 
+def latest_state(solver) -> Path | None:
+    """The newest `.solverstate` an interrupted run of this solver left (iteration below max_iter;
+    `caffe train` snapshots when stopped with SIGINT), or None."""
+    param = protoio.read_prototxt(solver, caffe_pb2.SolverParameter)
+    prefix = Path(param.snapshot_prefix)
+    states = []
+    for path in prefix.parent.glob(f"{prefix.name}_iter_*.solverstate"):
+        n = path.name[len(prefix.name) + len("_iter_"):-len(".solverstate")]
+        if n.isdigit() and int(n) < param.max_iter:
+            states.append((int(n), path))
+    return max(states)[1] if states else None
+
+
 def input_size(deploy) -> tuple[int, int]:
     """(rows, cols) of a deploy prototxt's Input layer."""
     net = protoio.read_prototxt(deploy, caffe_pb2.NetParameter)
@@ -194,13 +207,14 @@ def input_size(deploy) -> tuple[int, int]:
 
 def main(argv=None) -> None:
     """Helpers for deeppose_train.sh: `derive-solver SRC DST key=value...`, `final-snapshot SOLVER`,
-    `input-size DEPLOY`."""
+    `latest-state SOLVER`, `input-size DEPLOY`."""
     p = argparse.ArgumentParser(prog="python -m deeppose.pipeline", description=main.__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("derive-solver")
     d.add_argument("src"), d.add_argument("dst"), d.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     d.add_argument("--train-batch", type=int, help="TRAIN Data layers' batch_size (inlines the net)")
     sub.add_parser("final-snapshot").add_argument("solver")
+    sub.add_parser("latest-state").add_argument("solver")
     sub.add_parser("input-size").add_argument("deploy")
     args = p.parse_args(argv)
     if args.cmd == "derive-solver":
@@ -210,6 +224,8 @@ def main(argv=None) -> None:
         print(derive_solver(args.src, args.dst, dict(o.split("=", 1) for o in args.overrides), args.train_batch))
     elif args.cmd == "final-snapshot":
         print(final_snapshot(args.solver))
+    elif args.cmd == "latest-state":
+        print(latest_state(args.solver) or "")
     else:
         print(*input_size(args.deploy))
 

@@ -183,6 +183,17 @@ def test_derived_solver_overrides_and_keeps_the_rest(tmp_path):
         pipeline.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": "7"})
 
 
+def test_an_interrupted_run_resumes_from_its_newest_state(tmp_path):
+    prefix = tmp_path / "snap" / "net"
+    solver = pipeline.derive_solver("models/deeppose/deeppose_solver.prototxt", tmp_path / "s.prototxt",
+                                    {"max_iter": "300", "snapshot_prefix": f'"{prefix}"'})
+    assert pipeline.latest_state(solver) is None
+    prefix.parent.mkdir()
+    for n in (100, 200, 300):  # 300 is the finished run's own snapshot, not a resume point
+        (prefix.parent / f"net_iter_{n}.solverstate").write_bytes(b"")
+    assert pipeline.latest_state(solver).name == "net_iter_200.solverstate"
+
+
 def test_committed_schedule_is_the_seeds():
     for d, wd in (("deeppose", 0.005), ("deeppose_refine", 0.001)):
         p = protoio.read_prototxt(f"models/{d}/{d}_solver.prototxt", caffe_pb2.SolverParameter)
