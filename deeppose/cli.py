@@ -4,7 +4,9 @@ joints with a skeleton PNG; the cascade's predictions on the stage-1 lists."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +18,21 @@ from .dataset import K2HPD
 from .draw import draw_skeleton, save_png
 
 
+def command(main):
+    """A user-facing entry point: a bad input (missing or unreadable file, malformed line, net or
+    weights that do not fit) ends the command with one line naming it, exit status 1."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
+
+    return run
+
+
+@command
 def predict_main(argv, n_models: int) -> None:
     """models/*/pytest.py: print the joints of one image after each stage, write the skeleton PNG."""
     p = argparse.ArgumentParser(description="Predict the joints of one image and draw them")
@@ -52,6 +69,7 @@ def show(title, image) -> None:
         print("--show: this OpenCV has no window support (headless); see the PNG instead")
 
 
+@command
 def output_main(argv) -> None:
     """models/deeppose/pyoutput.py: the cascade's predictions on stage-1 lists, in the seed's
     output.txt format, as data/K2HPD/stage<S>/output_<split>.txt (S = number of models)."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import stages
 from .cascade import Cascade
+from .cli import command
 from .dataset import K2HPD, DatasetDescription, annotation_paths, flip_joints, read_annotations, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .pipeline import image_path
@@ -90,6 +91,7 @@ def plot_pdj(report: dict, path) -> None:
                "PDJ", ylim=(0, 1))
 
 
+@command
 def main(argv, n_models: int, default_plot: str) -> None:
     """Entry point of models/*/pyaccuracy.py: `n_models` weight files (stage 1, refiners...)."""
     p = argparse.ArgumentParser(description="Loss, PCP and PDJ of the cascade on the whole test set")

@@ -271,3 +271,9 @@ def test_report_structure():
     assert s["loss"] == pytest.approx(0.5) and s["pcp"] == 1.0
     assert set(s["mean_error_px"]) == set(K2HPD.joint_names) and len(s["pcp_per_limb"]) == len(K2HPD.limbs)
     json.dumps(s)
+
+
+def test_commands_report_bad_input_in_one_line(tmp_path):
+    from deeppose.cli import predict_main
+    with pytest.raises(SystemExit, match=r"^error: cannot read image .*x\.png$"):
+        predict_main([str(tmp_path / "missing.caffemodel"), str(tmp_path / "x.png")], n_models=1)

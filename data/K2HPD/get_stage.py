@@ -11,9 +11,11 @@
 import argparse
 
 from deeppose.cascade import REFINE
+from deeppose.cli import command
 from deeppose.pipeline import input_size, make_refine_data, make_stage1_lists
 
 
+@command
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", type=int, required=True, help="cascade stage, 1 or more")
