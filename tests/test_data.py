@@ -10,7 +10,7 @@ import pytest
 import caffe
 from caffe import db as cdb
 from caffe.image_list import ListFileError
-from caffe.layers.data import set_input_arrays
+from caffe.layer_modules.data import set_input_arrays
 from caffe.proto import caffe_pb2
 from caffe.protoio import parse_prototxt
 from caffe.tools import flags as gflags

@@ -9,7 +9,6 @@ from .proto.caffe_pb2 import TEST, TRAIN  # noqa: F401
 
 _HOMES = {
     "Net": "net", "NetModule": "net",
-    "Layer": "layers",
     "layer_type_list": "registry", "register_layer": "registry",
     "set_mode_cpu": "common", "set_mode_gpu": "common", "set_device": "common", "set_random_seed": "common",
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import torch
 
-from . import common, layers as _layers  # noqa: F401  (registers the built-in layers)
+from . import common, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
@@ -418,7 +418,7 @@ class Net:
 
     def set_input_arrays(self, data, labels):
         """Feed a MemoryData first layer with numpy arrays (pycaffe)."""
-        from .layers.data import set_input_arrays
+        from .layer_modules.data import set_input_arrays
         set_input_arrays(self, data, labels)
 
     def clear_param_diffs(self):

@@ -1,12 +1,12 @@
 """The layer registry: the one way to add a layer type.
 
-A layer is a `caffe.layers.Layer` subclass registered under its Caffe type name::
+A layer is a `caffe.layer_modules.LayerModule` subclass registered under its Caffe type name::
 
     from caffe.registry import register_layer
-    from caffe.layers import Layer
+    from caffe.layer_modules import LayerModule
 
     @register_layer("Square")
-    class Square(Layer):
+    class Square(LayerModule):
         num_bottoms = 1
         num_tops = 1
 
@@ -27,7 +27,7 @@ class UnknownLayerError(KeyError):
 
 
 def register_layer(type_name):
-    """Class decorator registering a Layer subclass under the Caffe type name `type_name`."""
+    """Class decorator registering a LayerModule subclass under the Caffe type name `type_name`."""
 
     def decorate(cls):
         if type_name in _LAYERS and _LAYERS[type_name] is not cls:
@@ -41,7 +41,7 @@ def register_layer(type_name):
 
 def layer_class(type_name, where=""):
     """The class registered for `type_name`; a clear error naming the registry if there is none."""
-    from . import layers  # noqa: F401  (registers the built-in types)
+    from . import layer_modules  # noqa: F401  (registers the built-in types)
     try:
         return _LAYERS[type_name]
     except KeyError:
@@ -53,5 +53,5 @@ def layer_class(type_name, where=""):
 
 def layer_type_list():
     """The registered layer type names, sorted (pycaffe's `caffe.layer_type_list()`)."""
-    from . import layers  # noqa: F401  (registers the built-in types)
+    from . import layer_modules  # noqa: F401  (registers the built-in types)
     return sorted(_LAYERS)

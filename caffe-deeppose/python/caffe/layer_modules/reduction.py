@@ -1,13 +1,13 @@
 """Reduction: SUM, ASUM, SUMSQ or MEAN over every axis from `axis` on, times `coeff`."""
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer, canonical_axis
+from .base import LayerModule, canonical_axis
 
 _Op = caffe_pb2.ReductionParameter
 
 
 @register_layer("Reduction")
-class Reduction(Layer):
+class Reduction(LayerModule):
     """Top shape = bottom.shape[:axis] (a 0-axis blob for axis 0); ASUM's gradient at 0 is 0."""
 
     num_bottoms = 1

@@ -5,11 +5,11 @@ import torch
 
 from .. import fillers
 from ..registry import register_layer
-from .base import Layer, canonical_axis
+from .base import LayerModule, canonical_axis
 
 
 @register_layer("InnerProduct")
-class InnerProduct(Layer):
+class InnerProduct(LayerModule):
     num_bottoms = 1
     num_tops = 1
 

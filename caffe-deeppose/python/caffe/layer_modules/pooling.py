@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 
 _P = caffe_pb2.PoolingParameter
 _FLT_MAX = float(torch.finfo(torch.float32).max)
@@ -53,7 +53,7 @@ def _window_lengths(size, k, pad, stride, out, device):
 
 
 @register_layer("Pooling")
-class Pooling(Layer):
+class Pooling(LayerModule):
     num_bottoms = 1
     min_tops = 1
 

@@ -2,11 +2,11 @@
 import torch
 
 from ..registry import register_layer
-from .base import Layer, canonical_axis
+from .base import LayerModule, canonical_axis
 
 
 @register_layer("Softmax")
-class Softmax(Layer):
+class Softmax(LayerModule):
     num_bottoms = 1
     num_tops = 1
 
@@ -27,7 +27,7 @@ def sort_descending(x, dim):
 
 
 @register_layer("ArgMax")
-class ArgMax(Layer):
+class ArgMax(LayerModule):
     """The indices (as floats) of the top_k largest values along `axis`, or over each item's
     C*H*W values when no axis is given. With `axis`, out_max_val outputs the values instead of
     the indices; without, the top is (N, 2, top_k, 1...): indices, then values. No gradient."""
@@ -63,7 +63,7 @@ class ArgMax(Layer):
 
 
 @register_layer("Accuracy")
-class Accuracy(Layer):
+class Accuracy(LayerModule):
     """The fraction of (non-ignored) labels whose score is among the top_k: a label counts as
     correct when fewer than top_k other classes score at least as high. Optional top 1: the
     accuracy per class (0 for a class with no sample). No gradient."""

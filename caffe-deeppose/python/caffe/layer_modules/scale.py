@@ -4,7 +4,7 @@ import torch
 from .. import fillers
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 
 
 def _operand_shape(shape, axis, num_axes, what):
@@ -31,7 +31,7 @@ def _broadcast(operand, x, axis, what):
     return operand.reshape(operand.shape + (1,) * (x.dim() - axis - operand.dim()))
 
 
-class _Broadcasting(Layer):
+class _Broadcasting(LayerModule):
     """One or two bottoms: with one, the operand is the layer's first blob; with two, bottom 1."""
 
     min_bottoms = 1

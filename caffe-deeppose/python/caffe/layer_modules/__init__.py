@@ -2,7 +2,7 @@
 import importlib
 import pkgutil
 
-from .base import Layer  # noqa: F401
+from .base import LayerModule  # noqa: F401
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

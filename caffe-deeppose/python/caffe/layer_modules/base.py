@@ -10,7 +10,7 @@ def canonical_axis(axis, ndim, what="axis"):
     return axis % ndim
 
 
-class Layer(torch.nn.Module):
+class LayerModule(torch.nn.Module):
     """A Caffe layer.
 
     `__init__(param, phase)` reads everything the layer needs from its LayerParameter into plain

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 
 from .. import fillers
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -29,7 +29,7 @@ def _per_axis(p, name, n, default, short=None):
     return tuple(values) * n if len(values) == 1 else tuple(values)
 
 
-class _BaseConvolution(Layer):
+class _BaseConvolution(LayerModule):
     """Shared set-up; `transposed` selects Deconvolution (weights (C_in, num_output / group, *k))."""
 
     min_bottoms = 1

@@ -3,7 +3,7 @@ import torch
 
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 from .shape import check_same_shapes
 
 _Op = caffe_pb2.EltwiseParameter
@@ -27,7 +27,7 @@ class _QuotientProd(torch.autograd.Function):
 
 
 @register_layer("Eltwise")
-class Eltwise(Layer):
+class Eltwise(LayerModule):
     """SUM: sum of coeff_i * bottom_i. PROD: the product. MAX: the maximum, where bottom 1 beats
     bottom 0 on a tie and a later bottom wins only if strictly greater; its gradient goes to the
     winner only."""

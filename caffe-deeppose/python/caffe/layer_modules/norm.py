@@ -4,13 +4,13 @@ import torch.nn.functional as F
 
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 
 _LRN = caffe_pb2.LRNParameter
 
 
 @register_layer("LRN")
-class LRN(Layer):
+class LRN(LayerModule):
     """ACROSS_CHANNELS: x (k + alpha / n sum over n channels of x^2)^-beta, zero channels past the ends.
     WITHIN_CHANNEL: x (1 + alpha / n^2 sum over the n x n neighbourhood of x^2)^-beta, zero padding
     counted in the n^2 (Caffe builds it from AVE pooling with pad (n - 1) / 2; k is not used)."""
@@ -71,7 +71,7 @@ class _AcrossChannelsLRN(torch.autograd.Function):
 
 
 @register_layer("BatchNorm")
-class BatchNorm(Layer):
+class BatchNorm(LayerModule):
     """Blobs: running mean sum, running variance sum, scale factor (not learnable).
 
     TRAIN (unless use_global_stats): normalise with the batch mean and biased variance and add to
@@ -141,7 +141,7 @@ class _MVNFunction(torch.autograd.Function):
 
 
 @register_layer("MVN")
-class MVN(Layer):
+class MVN(LayerModule):
     """Mean (and variance) normalisation per (num, channel), or per num with across_channels."""
 
     num_bottoms = 1

@@ -1,10 +1,10 @@
 """Input: the net's input blobs, shaped as declared (the net fills them)."""
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 
 
 @register_layer("Input")
-class Input(Layer):
+class Input(LayerModule):
     num_bottoms = 0
     min_tops = 1
 

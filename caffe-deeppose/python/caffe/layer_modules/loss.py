@@ -6,13 +6,13 @@ import torch.nn.functional as F
 
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer, canonical_axis
+from .base import LayerModule, canonical_axis
 
 _Norm = caffe_pb2.LossParameter
 
 
 @register_layer("EuclideanLoss")
-class EuclideanLoss(Layer):
+class EuclideanLoss(LayerModule):
     """sum((a - b)^2) / (2 N). N is the batch size (stock Caffe) by default; with
     `loss_param { normalization: FULL }` it is every element of the bottom (the DeepPose patch),
     with NONE it is 1."""
@@ -78,7 +78,7 @@ class _SoftmaxLoss(torch.autograd.Function):
 
 
 @register_layer("SoftmaxWithLoss")
-class SoftmaxWithLoss(Layer):
+class SoftmaxWithLoss(LayerModule):
     """Softmax along `softmax_param.axis` then the mean negative log-likelihood of the labels
     (one per position outside the axis); normalised by the VALID count unless `loss_param` says
     otherwise. Optional top 1: the probabilities (no gradient flows back from them)."""
@@ -109,7 +109,7 @@ class SoftmaxWithLoss(Layer):
 
 
 @register_layer("SigmoidCrossEntropyLoss")
-class SigmoidCrossEntropyLoss(Layer):
+class SigmoidCrossEntropyLoss(LayerModule):
     """Cross-entropy of sigmoid(x) against targets in [0, 1]; normalised by the batch size unless
     `loss_param` says otherwise; targets equal to `ignore_label` are left out."""
 

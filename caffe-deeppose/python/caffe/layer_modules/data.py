@@ -17,7 +17,7 @@ from ..image_list import ListFileError, read_image, read_list, to_chw
 from ..prefetch import Prefetcher
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 
 
 def _check_tops(param, most):
@@ -25,7 +25,7 @@ def _check_tops(param, most):
         raise ValueError(f"takes 1 to {most} tops (data, label), the prototxt gives {len(param.top)}")
 
 
-class _PrefetchingLayer(Layer):
+class _PrefetchingLayer(LayerModule):
     """A layer whose tops come from a Prefetcher, moved to the layer's device."""
 
     num_bottoms = 0
@@ -202,7 +202,7 @@ class ImageData(_PrefetchingLayer):
 
 
 @register_layer("MemoryData")
-class MemoryData(Layer):
+class MemoryData(LayerModule):
     """Caffe's MemoryData layer: batches cut in turn from arrays given by `set_input_arrays`
     (not transformed, as Caffe's Reset). Labels come out as (batch, 1, 1, 1), like Caffe's."""
 
@@ -265,7 +265,7 @@ def set_input_arrays(net, data, labels):
 
 
 @register_layer("DummyData")
-class DummyData(Layer):
+class DummyData(LayerModule):
     """Caffe's DummyData: tops of the given shapes filled by `data_filler` (one for all tops, or
     one per top; none: constant 0). Constant tops are filled once, the others at every forward."""
 

@@ -4,7 +4,7 @@ import math
 import torch
 
 from ..registry import register_layer
-from .base import Layer, canonical_axis
+from .base import LayerModule, canonical_axis
 
 
 def check_same_shapes(bottoms, skip_axis=None):
@@ -32,7 +32,7 @@ def _legacy_axis(p, field, legacy_field, ndim):
 
 
 @register_layer("Concat")
-class Concat(Layer):
+class Concat(LayerModule):
     """Joins the bottoms along `axis` (legacy `concat_dim`)."""
 
     min_bottoms = 1
@@ -51,7 +51,7 @@ class Concat(Layer):
 
 
 @register_layer("Slice")
-class Slice(Layer):
+class Slice(LayerModule):
     """Cuts the bottom along `axis` (legacy `slice_dim`) at `slice_point`s, or into equal parts."""
 
     num_bottoms = 1
@@ -85,7 +85,7 @@ class Slice(Layer):
 
 
 @register_layer("Split")
-class Split(Layer):
+class Split(LayerModule):
     """Gives its bottom to several tops (sharing the data); the tops' gradients add up."""
 
     num_bottoms = 1
@@ -100,7 +100,7 @@ class Split(Layer):
 
 
 @register_layer("Flatten")
-class Flatten(Layer):
+class Flatten(LayerModule):
     """Merges the axes `axis`..`end_axis` (inclusive) into one."""
 
     num_bottoms = 1
@@ -119,7 +119,7 @@ class Flatten(Layer):
 
 
 @register_layer("Reshape")
-class Reshape(Layer):
+class Reshape(LayerModule):
     """Replaces the bottom axes [axis, axis + num_axes) by `shape`: 0 copies the bottom's dim, -1 is
     inferred from the count."""
 
@@ -170,7 +170,7 @@ class Reshape(Layer):
 
 
 @register_layer("Crop")
-class Crop(Layer):
+class Crop(LayerModule):
     """Crops bottom 0 to bottom 1's shape on the axes from `axis` on, starting at `offset` (one
     value for every cropped axis, or one per axis). Bottom 1 only gives the shape."""
 
@@ -201,7 +201,7 @@ class Crop(Layer):
 
 
 @register_layer("Tile")
-class Tile(Layer):
+class Tile(LayerModule):
     """Repeats the block of axes from `axis` on `tiles` times along `axis`."""
 
     num_bottoms = 1
@@ -220,7 +220,7 @@ class Tile(Layer):
 
 
 @register_layer("Silence")
-class Silence(Layer):
+class Silence(LayerModule):
     """Consumes its bottoms (so they are not net outputs); no tops."""
 
     min_bottoms = 1

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from .. import fillers
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import Layer
+from .base import LayerModule
 
 
-class Neuron(Layer):
+class Neuron(LayerModule):
     """One bottom, one top of its shape."""
 
     num_bottoms = 1
