@@ -34,11 +34,12 @@ def glog_lines(text):
 
 # -- golden rules ------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", sorted(RULE_CASES))
-def test_rule_net(case):
+def test_rule_net(case, monkeypatch):
     """Each rule net, built as Caffe builds it, gives Caffe's blobs (names and values)."""
     info = RULE_CASES[case]
     arrays = np.load(os.path.join(RULES, case + ".npz"))
-    net = caffe.Net(os.path.join(RULES, case + ".prototxt"), getattr(caffe, info["phase"]))
+    monkeypatch.chdir(RULES)  # data sources are relative to it
+    net = caffe.Net(case + ".prototxt", getattr(caffe, info["phase"]))
     assert list(net.blobs) == info["blobs"]
     assert net.outputs == info["outputs"]
     for key in arrays.files:
