@@ -247,3 +247,16 @@ def test_v0_net_with_unknown_field_upgrades_with_error_line(capfd):
         glog_lines(capfd.readouterr().err)
     assert [layer.type for layer in param.layer][:3] == ["Data", "Convolution", "ReLU"]
     assert list(param.layer[1].convolution_param.pad) == [2] and param.layer[1].bottom == ["data"]
+
+
+def test_v0_caffemodel_loads(tmp_path):
+    """A V0 binary caffemodel (weights inside `layers { layer { blobs } }`) loads by layer name."""
+    v0 = read_prototxt(os.path.join(RULES, "v0_net.prototxt"), caffe_pb2.NetParameter)
+    (tmp_path / "v0.caffemodel").write_bytes(v0.SerializeToString())
+    net = caffe.Net(os.path.join(RULES, "v0_net.prototxt"), caffe.TEST)
+    for blob in net.params["conv1"]:
+        blob.data[...] = 0
+    net.copy_from(str(tmp_path / "v0.caffemodel"))
+    arrays = np.load(os.path.join(RULES, "v0_net.npz"))
+    net.forward(x=arrays["input_x"])
+    compare("rules", "v0_net from a V0 caffemodel", "pool1", net.blobs["pool1"].data, arrays["blob_pool1"])
