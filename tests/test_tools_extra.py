@@ -11,20 +11,10 @@ import pytest
 from caffe.proto import caffe_pb2
 from caffe.tools import extract_features
 from conftest import GOLDEN, HERE
+from test_caffe_cli import files  # noqa: F401  (the fixture: a copy of tests/golden/files as cwd)
 
 TOOLS = os.path.join(HERE, "data", "tools")
 GLOG = re.compile(r"^([IWEF])\d+ [\d:.]+ +\d+ (.*)$")
-
-
-@pytest.fixture
-def files(tmp_path, monkeypatch):
-    folder = tmp_path / "files"
-    shutil.copytree(os.path.join(GOLDEN, "files"), folder)
-    for root, dirs, names in os.walk(folder):
-        for name in dirs + names:
-            os.chmod(os.path.join(root, name), 0o755)
-    monkeypatch.chdir(folder)
-    return folder
 
 
 def read_datums(path):
