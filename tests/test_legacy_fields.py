@@ -260,3 +260,11 @@ def test_v0_caffemodel_loads(tmp_path):
     arrays = np.load(os.path.join(RULES, "v0_net.npz"))
     net.forward(x=arrays["input_x"])
     compare("rules", "v0_net from a V0 caffemodel", "pool1", net.blobs["pool1"].data, arrays["blob_pool1"])
+
+
+def test_automatic_top_is_not_saved(tmp_path):
+    """net.save writes the prototxt's layers: the loss layer keeps no top, as Caffe's ToProto."""
+    net = caffe.Net(os.path.join(RULES, "loss_no_top.prototxt"), caffe.TRAIN)
+    net.save(str(tmp_path / "w.caffemodel"))
+    saved = caffe_pb2.NetParameter.FromString((tmp_path / "w.caffemodel").read_bytes())
+    assert list(saved.layer[-1].top) == [] and saved.layer[-1].type == "EuclideanLoss"

@@ -181,6 +181,7 @@ class Net:
             where = f"{source}:{line}" if line else source
             place = f"{where}: layer {lp.name!r} (type {lp.type})"
             cls = layer_class(lp.type, f"{where}: layer {lp.name!r}")
+            declared = lp  # what to_proto/save write: the prototxt's layer, without an automatic top
             if cls.loss_layer and not lp.top:  # Caffe's AutoTopBlobs: an anonymous loss top
                 lp = caffe_pb2.LayerParameter.FromString(lp.SerializeToString())
                 lp.top.append(AUTOMATIC_TOP if AUTOMATIC_TOP not in self.blobs else f"{AUTOMATIC_TOP}#{index}")
@@ -226,7 +227,7 @@ class Net:
             modules.append(module)
             wiring.append(_Wiring(list(lp.bottom), list(lp.top), tuple(detach), is_input))
             self._layer_names.append(lp.name)
-            self._layer_params.append(lp)
+            self._layer_params.append(declared)
             self.bottom_names[lp.name] = list(lp.bottom)
             self.top_names[lp.name] = list(lp.top)
             blobs = [ParamBlob(module, i) for i in range(len(module.blobs))]
