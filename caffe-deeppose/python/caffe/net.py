@@ -350,7 +350,10 @@ class Net:
         def on_top(name, t):
             if t.requires_grad:
                 t.retain_grad()
-            grad_src.setdefault(name, t)
+            # an in-place blob's diff is the gradient of its first version that gets one (in Caffe, a
+            # layer that does not propagate down leaves the diff its top received)
+            if name not in grad_src or (t.requires_grad and not grad_src[name].requires_grad):
+                grad_src[name] = t
 
         with torch.set_grad_enabled(grad):
             self.module.run(env, start, end, on_top if grad else None)

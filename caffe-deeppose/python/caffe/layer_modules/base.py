@@ -10,6 +10,16 @@ def canonical_axis(axis, ndim, what="axis"):
     return axis % ndim
 
 
+def check_index_range(index, size, what):
+    """Every value of the float tensor `index` lies in [0, size) (Caffe's index checks); the error names
+    the first bad value. Skipped for shape inference (meta tensors hold no values)."""
+    if index.is_meta:
+        return
+    bad = (index < 0) | (index >= size)
+    if bool(bad.any()):
+        raise ValueError(f"{what} {float(index[bad][0]):g} is out of range [0, {size})")
+
+
 class LayerModule(torch.nn.Module):
     """A Caffe layer.
 
