@@ -231,7 +231,7 @@ class Net:
             detach = []
             for i in range(len(lp.bottom)):
                 pd = lp.propagate_down[i] if i < len(lp.propagate_down) else True
-                detach.append(not pd or i in cls.no_grad_bottoms)
+                detach.append(not pd or i in module.no_grad_bottoms)
             self._share_and_register(module, lp, place, owners)
             modules.append(module)
             wiring.append(_Wiring(list(lp.bottom), list(lp.top), tuple(detach), is_input))

@@ -34,7 +34,7 @@ class LayerModule(torch.nn.Module):
     num_tops = None  # exact number of tops, or None (then min_tops applies)
     min_tops = 0
     loss_layer = False  # top 0 carries loss_weight 1 unless the prototxt says otherwise
-    no_grad_bottoms = ()  # bottoms Caffe never back-propagates to (labels, reference shapes)
+    no_grad_bottoms = ()  # bottoms Caffe never back-propagates to (labels, indices; may be set per instance)
     host_source = False  # produces its tops from host data (Data layers), not from bottoms
 
     def __init__(self, param, phase):

@@ -257,6 +257,7 @@ class Filter(LayerModule):
 
     def __init__(self, param, phase):
         super().__init__(param, phase)
+        self.no_grad_bottoms = (len(param.bottom) - 1,)
         if len(param.top) != len(param.bottom) - 1:
             raise ValueError(f"makes one top per bottom but the selector (the last bottom): {len(param.bottom)} "
                              f"bottoms need {len(param.bottom) - 1} tops, the prototxt gives {len(param.top)}")
