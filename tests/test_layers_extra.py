@@ -215,7 +215,8 @@ BUILD_ERRORS = [
     ("InfogainLoss", {"x": (2, 3), "l": (2,)}, "xl", "", "source"),
     ("InfogainLoss", {"x": (2, 3), "l": (2,), "h": (3, 3)}, "xlh", "loss_param { normalize: true }", "normalization"),
     ("InfogainLoss", {"x": (2, 3), "l": (2,), "h": (2, 2)}, "xlh", "", "3x3"),
-    ("InfogainLoss", {"x": (2, 3), "l": (3,), "h": (3, 3)}, "xlh", "", "3 labels for 2 predictions"),
+    ("InfogainLoss", {"x": (2, 3), "l": (1, 2), "h": (3, 3)}, "xlh", "", "same first dimension"),
+    ("InfogainLoss", {"x": (2, 3, 2), "l": (2, 3), "h": (3, 3)}, "xlh", "", "6 labels for 4 predictions"),
     ("InfogainLoss", {"x": (2, 3), "l": (2,)}, "xl", 'infogain_loss_param { source: "missing.binaryproto" }',
      "missing.binaryproto: cannot read"),
 ]

@@ -331,6 +331,7 @@ class InfogainLoss(LayerModule):
             self.h = None
 
     def forward(self, x, label, h=None):
+        _check_batch(x, label)
         axis = canonical_axis(self.axis, x.dim(), "infogain_loss_param.axis")
         outer, classes = math.prod(x.shape[:axis]), x.shape[axis]
         if label.numel() != x.numel() // classes:
