@@ -43,6 +43,7 @@ TYPES = {
     "SigmoidParameter": ("Sigmoid",),
     "SoftmaxParameter": ("Softmax",),
     "TanHParameter": ("TanH",),
+    "SPPParameter": ("SPP",),
 }
 BASES = {"Data": "files/data_train", "ImageData": "rules/image_data"}
 
@@ -82,16 +83,16 @@ AUDIT = {
         "filler": golden("rules/fillers"),
     },
     "ClipParameter": {
-        "min": pending("Clip"),
-        "max": pending("Clip"),
+        "min": test("test_layers_extra.py::test_clip_values_and_gradient_mask_includes_the_bounds"),
+        "max": test("test_layers_extra.py::test_clip_values_and_gradient_mask_includes_the_bounds"),
     },
     "ConcatParameter": {
         "axis": golden("layers/concat_axis1"),
         "concat_dim": golden("layers/concat_dim2"),
     },
     "ContrastiveLossParameter": {
-        "margin": pending("ContrastiveLoss"),
-        "legacy_version": pending("ContrastiveLoss"),
+        "margin": golden("layers/contrastive_margin2"),
+        "legacy_version": golden("layers/contrastive_legacy"),
     },
     "ConvolutionParameter": {
         "num_output": golden("layers/conv_1x1"),
@@ -110,7 +111,7 @@ AUDIT = {
         "weight_filler": golden("rules/fillers"),
         "bias_filler": golden("rules/fillers"),
         "engine": no_effect("picks an implementation (CAFFE or CUDNN), not a result"),
-        "axis": REFUSED,
+        "axis": REFUSED,  # by Convolution and Deconvolution (TYPES); Im2col takes it: layers/im2col_axis2_1d
         "force_nd_im2col": no_effect("picks the N-d im2col implementation, same numbers"),
     },
     "CropParameter": {
@@ -150,11 +151,11 @@ AUDIT = {
         "alpha": golden("layers/elu_alpha0.5"),
     },
     "EmbedParameter": {
-        "num_output": pending("Embed"),
-        "input_dim": pending("Embed"),
-        "bias_term": pending("Embed"),
-        "weight_filler": pending("Embed"),
-        "bias_filler": pending("Embed"),
+        "num_output": golden("layers/embed_bias"),
+        "input_dim": golden("layers/embed_bias"),
+        "bias_term": golden("layers/embed_nobias"),
+        "weight_filler": test("test_layers_extra.py::test_embed_rows_and_bias"),
+        "bias_filler": test("test_layers_extra.py::test_embed_rows_and_bias"),
     },
     "ExpParameter": {
         "base": golden("layers/exp_base2_scale_shift"),
@@ -174,7 +175,7 @@ AUDIT = {
         "file_name": pending("HDF5Output"),
     },
     "HingeLossParameter": {
-        "norm": pending("HingeLoss"),
+        "norm": golden("layers/hinge_l2_4d"),
     },
     "ImageDataParameter": {
         "source": golden("rules/image_data"),
@@ -191,8 +192,8 @@ AUDIT = {
         "root_folder": golden("rules/image_data"),
     },
     "InfogainLossParameter": {
-        "source": pending("InfogainLoss"),
-        "axis": pending("InfogainLoss"),
+        "source": golden("layers/infogain_source_ignore_prob"),
+        "axis": golden("layers/infogain_axis_batchsize"),
     },
     "InnerProductParameter": {
         "num_output": golden("layers/ip_axis1"),
@@ -230,7 +231,7 @@ AUDIT = {
         "eps": golden("layers/mvn_across_channels_eps0.1"),
     },
     "ParameterParameter": {
-        "shape": pending("Parameter"),
+        "shape": golden("layers/parameter"),
     },
     "PoolingParameter": {
         "pool": golden("layers/pool_ave_k3s2_ceil"),
@@ -298,9 +299,9 @@ AUDIT = {
         "axis": golden("layers/softmax_axis2"),
     },
     "SPPParameter": {
-        "pyramid_height": pending("SPP"),
-        "pool": pending("SPP"),
-        "engine": pending("SPP"),
+        "pyramid_height": golden("layers/spp_ave_h2_5x5"),
+        "pool": golden("layers/spp_ave_h2_5x5"),
+        "engine": no_effect("picks an implementation (CAFFE or CUDNN), not a result"),
     },
     "SliceParameter": {
         "axis": golden("layers/slice_axis1"),
