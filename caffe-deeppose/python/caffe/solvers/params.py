@@ -19,18 +19,23 @@ def read_solver_param(path):
     `solver_type` becomes `type`; a missing `snapshot_prefix` becomes the file's path without its
     extension, and a directory prefix gets the file's stem appended."""
     path = os.fspath(path)
-    param = read_prototxt(path, caffe_pb2.SolverParameter)
-    if param.HasField("solver_type"):
-        if param.HasField("type"):
-            raise SolverError(f"{path}: give the solver's `type` (string) or the old `solver_type` (enum), "
-                              "not both")
-        param.type = _LEGACY_TYPES[param.solver_type]
-        param.ClearField("solver_type")
+    param = upgrade_solver_type(read_prototxt(path, caffe_pb2.SolverParameter), path)
     if not param.HasField("snapshot_prefix"):
         param.snapshot_prefix = os.path.splitext(path)[0]
     elif os.path.isdir(param.snapshot_prefix):
         stem = os.path.splitext(os.path.basename(path))[0]
         param.snapshot_prefix = os.path.join(param.snapshot_prefix, stem)
+    return param
+
+
+def upgrade_solver_type(param, source):
+    """Caffe's UpgradeSolverAsNeeded: the legacy enum `solver_type` becomes the string `type`."""
+    if param.HasField("solver_type"):
+        if param.HasField("type"):
+            raise SolverError(f"{source}: give the solver's `type` (string) or the old `solver_type` (enum), "
+                              "not both")
+        param.type = _LEGACY_TYPES[param.solver_type]
+        param.ClearField("solver_type")
     return param
 
 
