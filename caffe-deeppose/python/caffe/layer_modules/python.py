@@ -162,14 +162,8 @@ class PythonLayer(LayerModule):
     def device(self):
         return self._anchor.device
 
-    def param_views(self):
-        """The ParamBlobs the user sees as `self.blobs` (the net's `layers[i].blobs`)."""
-        return self.user.blobs
-
     def setup(self, bottom_shapes):
-        bottom = [Blob(s) for s in bottom_shapes]
-        self._user("setup", bottom, self._tops)
-        self._user("reshape", bottom, self._tops)
+        self._user("setup", [Blob(s) for s in bottom_shapes], self._tops)
 
     def top_shapes(self, bottom_shapes):
         self._user("reshape", [Blob(s) for s in bottom_shapes], self._tops)
