@@ -579,11 +579,19 @@ class Net:
         set_input_arrays(self, data, labels)
 
     def clear_param_diffs(self):
-        """Zero the param diffs in place (Caffe's ClearParamDiffs): a `.diff` array taken before
-        sees the zeros, and the next backward accumulates into the same storage."""
-        grads = [p.grad for p in self._learnable if p.grad is not None]
-        if grads:
-            torch._foreach_zero_(grads)
+        """Zero the param diffs (Caffe's ClearParamDiffs). A diff handed out as a `.diff` array is
+        zeroed in place (the array sees the zeros, the next backward accumulates into it); the
+        others are dropped, so that the next backward hands its fresh gradients over without
+        zeroing and adding 44M floats each iteration (a dropped diff reads as zeros)."""
+        handed = {id(b._diff.tensor) for view in self.layers for b in view.blobs if b._diff.tensor is not None}
+        zero = []
+        for p in self._learnable:
+            if p.grad is not None and id(p.grad) in handed:
+                zero.append(p.grad)
+            else:
+                p.grad = None
+        if zero:
+            torch._foreach_zero_(zero)
 
     def forward_all(self, blobs=None, **kwargs):
         """Forward every item of the keyword input arrays in batches of the net's batch size."""
