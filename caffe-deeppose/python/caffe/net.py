@@ -487,21 +487,30 @@ class Net:
 
     def _backward_layers(self, start, end):
         """Layer by layer from `start` down to `end`, as Caffe does: each layer back-propagates its
-        tops' diffs (those of the layers above it in the range, summed, else the stored diffs) on
-        the last forward's graph; a range that forward did not compute is computed first."""
+        tops' diffs on the last forward's graph (a range that forward did not compute is computed
+        first). A top read by layers above it in the range gets their summed diffs (none: it is
+        not under the loss); the range's own output tops use their stored diffs (for the whole
+        net: the losses', and with force_backward every output's)."""
         wiring = self.module.wiring
         if not self._needs_backward:
             return
         if any(i not in self._records for i in range(end, start + 1) if not wiring[i].is_input):
             self._forward_range(end, start)
-        pending = {}
+        whole = start == len(wiring) - 1
+        read_above, pending = set(), {}
         for i in range(start, end - 1, -1):
             self._fire("before_backward", i)
             if i in self._records:
                 bottoms, tops = self._records[i]
-                grads = [pending.pop(name) if name in pending else self.blobs[name].diff_tensor()
-                         for name in wiring[i].tops]
-                outs = [(t, g) for t, g in zip(tops, grads) if t.requires_grad]
+                grads = []
+                for name in wiring[i].tops:
+                    if name in read_above:
+                        grads.append(pending.pop(name, None))
+                    elif whole and not (self.force_backward or name in self._loss_weights):
+                        grads.append(None)
+                    else:
+                        grads.append(self.blobs[name].diff_tensor())
+                outs = [(t, g) for t, g in zip(tops, grads) if t.requires_grad and g is not None]
                 into = [(name, b) for name, b in zip(wiring[i].bottoms, bottoms) if b.requires_grad]
                 params = [p for p in self.module.layers[i].blobs if p.requires_grad]
                 if outs and (into or params):
@@ -515,6 +524,8 @@ class Net:
                         for p, g in zip(params, got[len(into):]):
                             if g is not None:
                                 p.grad = g.clone() if p.grad is None else p.grad.add_(g)
+            read_above.difference_update(wiring[i].tops)
+            read_above.update(wiring[i].bottoms)
             self._fire("after_backward", i)
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
