@@ -81,7 +81,7 @@ class _Bridge(torch.autograd.Function):
         bottom = [_host_blob(t) for t in tensors[:n_bottoms]]
         tops = layer.run_forward(bottom)
         ctx.layer, ctx.bottom, ctx.device = layer, bottom, layer.device()
-        return tuple(t.to(ctx.device) for t in tops)
+        return tuple(t.detach().to(ctx.device) for t in tops)  # new tensor objects for autograd to own
 
     @staticmethod
     def backward(ctx, *grads):
