@@ -1,7 +1,8 @@
 """`type: "Python"`: a layer written by the user in Python, as pycaffe's `caffe.Layer`.
 
 `python_param { module layer param_str }` names a class deriving from `caffe.Layer`; it is
-imported from `sys.path` (plus the working directory) and called like Caffe's PythonLayer does:
+imported from `sys.path` (PYTHONPATH), to which the working directory is appended (BVLC's
+`caffe` binary finds it only on PYTHONPATH), and called like Caffe's PythonLayer does:
 `param_str` and `phase` are set, then `setup(bottom, top)` and `reshape(bottom, top)` once, and
 `reshape` + `forward(bottom, top)` at every forward, `backward(top, propagate_down, bottom)` at
 every backward, on Blob objects holding host (numpy) arrays. On a GPU the bottoms are copied to
@@ -128,8 +129,7 @@ class PythonLayer(LayerModule):
         if not self.module_name or not self.class_name:
             raise self._error("python_param needs both `module` and `layer`")
         cwd = os.getcwd()
-        added = cwd not in sys.path and "" not in sys.path
-        if added:
+        if cwd not in sys.path and "" not in sys.path:  # stays, for what the module imports later
             sys.path.append(cwd)
         try:
             module = importlib.import_module(self.module_name)
@@ -137,9 +137,6 @@ class PythonLayer(LayerModule):
             raise self._error(f"cannot import module {self.module_name!r} ({type(e).__name__}: {e}); it is looked "
                               f"for on sys.path (PYTHONPATH) and in the working directory {cwd}\n"
                               f"{traceback.format_exc()}") from e
-        finally:
-            if added:
-                sys.path.remove(cwd)
         cls = getattr(module, self.class_name, None)
         if cls is None:
             raise self._error(f"module {self.module_name!r} ({getattr(module, '__file__', '?')}) has no "
