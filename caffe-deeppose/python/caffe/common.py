@@ -2,10 +2,11 @@
 import ctypes
 import ctypes.util
 import sys
+import time
 
 import torch
 
-_state = {"mode": "cpu", "device_id": 0, "seed": None}
+_state = {"mode": "cpu", "device_id": 0, "seed": None, "solver_count": 1, "solver_rank": 0, "multiprocess": False}
 
 
 def set_mode_cpu():
@@ -32,6 +33,34 @@ def set_random_seed(seed):
     """Seed Caffe's random generator (fillers, Dropout, data shuffling and mirroring)."""
     _state["seed"] = int(seed)
     torch.manual_seed(int(seed))
+
+
+def set_solver_count(count):
+    """The number of workers training one solver together (Caffe::set_solver_count)."""
+    _state["solver_count"] = int(count)
+
+
+def set_solver_rank(rank):
+    """This worker's rank among them; rank 0 is the root solver (logs, tests, snapshots)."""
+    _state["solver_rank"] = int(rank)
+
+
+def set_multiprocess(multiprocess):
+    """Whether the workers are processes (pycaffe's train.py, torchrun) rather than threads."""
+    _state["multiprocess"] = bool(multiprocess)
+
+
+def solver_count():
+    return _state["solver_count"]
+
+
+def solver_rank():
+    return _state["solver_rank"]
+
+
+def root_solver():
+    """True in the worker that logs, tests and snapshots (rank 0; the only one without multi-GPU)."""
+    return _state["solver_rank"] == 0
 
 
 def mode():
@@ -61,3 +90,30 @@ def keep_large_blocks_on_heap():
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 1 << 30)
     mallopt(m_trim_threshold, 1 << 30)
+
+
+class Timer:
+    """pycaffe's Timer: `start()`, `stop()`, `ms` (the time between them; GPU work is waited for
+    in GPU mode, like Caffe's Timer with CUDA events)."""
+
+    def __init__(self):
+        self._start = self._stop = None
+
+    def _now(self):
+        if _state["mode"] == "gpu":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def start(self):
+        self._start, self._stop = self._now(), None
+
+    def stop(self):
+        if self._start is not None:
+            self._stop = self._now()
+
+    @property
+    def ms(self):
+        if self._start is None:
+            return 0.0
+        end = self._stop if self._stop is not None else self._now()
+        return (end - self._start) * 1000.0

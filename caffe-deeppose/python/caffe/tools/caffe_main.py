@@ -21,6 +21,7 @@ import torch
 
 from .. import common, glog
 from ..net import TEST, TRAIN, Net
+from ..layer_modules.python import PythonLayerError
 from ..registry import UnknownLayerError
 from ..proto import caffe_pb2
 from ..solvers import format_float, get_solver, weighted_loss
@@ -257,7 +258,7 @@ def time_(flags):
     n = flags["iterations"]
     glog.info("caffe.cpp:367", "*** Benchmark begins ***")
     glog.info("caffe.cpp:368", f"Testing for {n} iterations.")
-    names = [view.module.name for view in net.layers]
+    names = list(net._layer_names)
     forward, backward = [0.0] * len(names), [0.0] * len(names)
     total_start = time.perf_counter()
     for j in range(n):
@@ -314,7 +315,7 @@ def main(argv=None):
         return 1
     try:
         return command(flags)
-    except (ValueError, OSError, UnknownLayerError) as e:
+    except (ValueError, OSError, UnknownLayerError, PythonLayerError) as e:
         glog.log("F", "caffe.cpp", str(e))
         return 1
 
