@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 import cv2
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 
 import caffe
 from deeppose_torch import DeepPoseTorch
+from timing import measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # inductor settings of our fastest path: weights frozen as constants (folded into the graph);
@@ -43,27 +43,19 @@ def flops_per_image(net):
     return total
 
 
-def measure(runs, batch, seconds, rounds=12):
-    """Images/s of each callable: `rounds` interleaved slices of seconds / rounds each, median
-    (interleaving spreads the machine's drift evenly over the engines)."""
-    rates = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds / rounds:
-                fn()
-                n += 1
-            rates[name].append(n * batch / (time.perf_counter() - start))
-    return {name: float(np.median(r)) for name, r in rates.items()}
+def random_weights(net, seed=0):
+    """Fill the params with random values (1-axis ones in [0.5, 1), others N(0, 0.02)); returns the generator."""
+    rng = np.random.default_rng(seed)
+    for blobs in net.params.values():
+        for b in blobs:
+            b.data[...] = rng.uniform(0.5, 1.0, b.shape) if b.data.ndim <= 1 else rng.normal(0, 0.02, b.shape)
+    return rng
 
 
 def engines(prototxt, batch):
     """name -> a callable running one batch, each checked against the hand-written net and warm."""
     net = caffe.Net(prototxt, caffe.TEST)
-    rng = np.random.default_rng(0)
-    for blobs in net.params.values():
-        for b in blobs:
-            b.data[...] = rng.uniform(0.5, 1.0, b.shape) if b.data.ndim <= 1 else rng.normal(0, 0.02, b.shape)
+    rng = random_weights(net)
     name = net.inputs[0]
     net.blobs[name].reshape(batch, *net.blobs[name].shape[1:])
     net.reshape()

@@ -77,26 +77,35 @@ def caffe_train_rate(solver, batch):
     return float(np.mean(rates)) * batch
 
 
-def torch_loop_rate(images, labels, mean, batch, iters, same_lrn):
-    """Images/s of a plain PyTorch training loop of the same net and update rule (with our LRN
-    operator if `same_lrn`, else torch's F.local_response_norm)."""
-    net = caffe.Net(TRAIN_NET.replace("_train_test", ""), caffe.TEST)  # weights' shapes, xavier-filled
+def hand_written_step(net, same_lrn=True):
+    """`step(x, y)`: one iteration of a plain PyTorch training loop of `net`'s stage-1
+    architecture (its weights copied) and update rule on the batch (x, y), with our LRN operator
+    if `same_lrn`, else torch's F.local_response_norm."""
     lrn = net.layers[net._layer_names.index("norm1")].module
     model = DeepPoseTorch(net, lrn=(lambda t: lrn(t)[0]) if same_lrn else None).train()
     groups = [{"params": [p for n, p in model.w.items() if n.endswith("_0")], "lr": 1e-4, "weight_decay": 5e-3},
               {"params": [p for n, p in model.w.items() if n.endswith("_1")], "lr": 2e-4, "weight_decay": 0.0}]
     opt = torch.optim.SGD(groups, lr=1e-4, momentum=0.9)
-    x_all = torch.from_numpy((images.astype(np.float32) - mean) * 0.00390625)
-    y_all = torch.from_numpy(labels)
-    step_times = []
-    for it in range(iters):
-        start = time.perf_counter()
-        first = (it * batch) % (len(images) - batch + 1)
-        x, y = x_all[first:first + batch], y_all[first:first + batch]
+
+    def step(x, y):
         opt.zero_grad()
         loss = ((model(x) - y) ** 2).sum() / (2 * y.numel())
         loss.backward()
         opt.step()
+
+    return step
+
+
+def torch_loop_rate(images, labels, mean, batch, iters, same_lrn):
+    """Images/s of a plain PyTorch training loop of the same net and update rule (`hand_written_step`)."""
+    net = caffe.Net(TRAIN_NET.replace("_train_test", ""), caffe.TEST)  # weights' shapes, xavier-filled
+    x_all = torch.from_numpy((images.astype(np.float32) - mean) * 0.00390625)
+    y_all = torch.from_numpy(labels)
+    step, step_times = hand_written_step(net, same_lrn), []
+    for it in range(iters):
+        start = time.perf_counter()
+        first = (it * batch) % (len(images) - batch + 1)
+        step(x_all[first:first + batch], y_all[first:first + batch])
         step_times.append(time.perf_counter() - start)
     return batch / float(np.mean(step_times[2:]))
 

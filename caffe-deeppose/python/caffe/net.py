@@ -10,7 +10,7 @@ import re
 import numpy as np
 import torch
 
-from . import common, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
+from . import common, fastpath, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
@@ -253,6 +253,7 @@ class Net:
                    if not name.startswith(AUTOMATIC_TOP)
                    and not any(name in w.bottoms for w in wiring[produced_last[name] + 1:])]
         self.module = NetModule(modules, wiring, inputs, outputs)
+        self._fast = fastpath.CompiledForward(self.module)
         self._input_names, self._output_names = inputs, outputs
         self._needs_backward = bool(self._loss_weights) or self.force_backward
         self._live, self._grad_src, self._records = {}, {}, {}
@@ -443,7 +444,10 @@ class Net:
             self._fire("after_forward", i)
 
         with torch.set_grad_enabled(grad):
-            self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)
+            if grad or self._hooks["before_forward"] or self._hooks["after_forward"] or not fastpath.enabled():
+                self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)
+            else:
+                self._fast.run(env, start, end)
         for name, t in env.items():
             self.blobs[name].set_data(t.detach())
         self._live, self._grad_src, self._records = env, grad_src, records

@@ -1,0 +1,203 @@
+"""Our engine against the real Caffe (the original system's pycaffe), in one run, interleaved:
+the stage-1 DeepPose net's forward (deploy net), forward + backward and one solver step (the
+train net with its data layers as in-memory Input blobs), and a hand-written PyTorch training
+loop of the same net, at each batch size.
+
+    python bench/bench_vs_caffe.py [--batches 32 1] [--seconds 8] [--seed-caffe /opt/seed-caffe]
+
+The real Caffe runs in its own process (its python, its pycaffe: bench/seed_caffe_worker.py),
+driven slice by slice, so both sides share the machine's drift. Both load the same weights and
+inputs; the forward outputs are checked to agree. Prints images/s and the ratio to the real
+Caffe, and which BLAS / threading libraries each side loaded (threadpoolctl, in each process),
+so that no ratio is read against a handicapped baseline. `solver.step` is what `caffe train`
+runs each iteration (here without the Data layer, which bench/bench_data.py measures apart).
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import threadpoolctl
+import torch
+
+import caffe
+from caffe.proto import caffe_pb2
+from caffe.protoio import read_prototxt, write_prototxt
+from bench_inference import flops_per_image, random_weights
+from bench_train import hand_written_step
+from timing import measure
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEPLOY = os.path.join(ROOT, "models", "deeppose", "deeppose.prototxt")
+TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
+SOLVER = os.path.join(ROOT, "models", "deeppose", "deeppose_solver.prototxt")
+SIZE, LABELS = 227, 30
+
+
+class SeedCaffe:
+    """The real Caffe in a worker process; `run(key, what)` is a callable for `measure`."""
+
+    def __init__(self, home):
+        env = dict(os.environ, PYTHONPATH=os.path.join(home, "python"), GLOG_minloglevel="2")
+        env["PATH"] = os.path.join(home, "bin") + os.pathsep + env.get("PATH", "")
+        self.proc = subprocess.Popen([os.path.join(home, "venv", "bin", "python"),
+                                      os.path.join(ROOT, "bench", "seed_caffe_worker.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, **request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"the real Caffe's worker died on {request['op']} (its stderr is above)")
+        reply = json.loads(line)
+        if "error" in reply:
+            sys.exit(f"the real Caffe's worker: {reply['error']}")
+        return reply
+
+    def run(self, key, what):
+        worker = self
+
+        class Remote:
+            def __call__(self):
+                worker.ask(op="run", key=key, what=what)
+
+            @staticmethod
+            def time_slice(seconds):
+                reply = worker.ask(op="time", key=key, what=what, seconds=seconds)
+                return reply["calls"], reply["elapsed"]
+
+        return Remote()
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def blas_lines(info):
+    """One line per BLAS / OpenMP library threadpoolctl found."""
+    return [f"{i['internal_api']} {i.get('version') or ''} {i.get('architecture') or ''} "
+            f"{i['num_threads']} threads ({os.path.basename(i['filepath'])})".replace("  ", " ")
+            for i in info]
+
+
+def write_nets(folder, batch):
+    """The deploy net and the train net (TRAIN phase, Input layers for data and label) at `batch`,
+    and a CPU solver for the train net; returns their paths."""
+    deploy = read_prototxt(DEPLOY, caffe_pb2.NetParameter)
+    deploy.layer[0].input_param.shape[0].dim[0] = batch
+    train = read_prototxt(TRAIN_NET, caffe_pb2.NetParameter)
+    keep = [lp for lp in train.layer if lp.type != "Data"]
+    del train.layer[:]
+    for name, shape in (("data", (batch, 3, SIZE, SIZE)), ("label", (batch, LABELS))):
+        lp = train.layer.add(name=name, type="Input", top=[name])
+        lp.input_param.shape.add(dim=shape)
+    train.layer.extend(keep)
+    solver = read_prototxt(SOLVER, caffe_pb2.SolverParameter)
+    solver.solver_mode, solver.display, solver.snapshot = caffe_pb2.SolverParameter.CPU, 0, 0
+    solver.snapshot_after_train = False
+    for field in ("test_iter", "test_interval"):
+        solver.ClearField(field)
+    paths = {k: os.path.join(folder, f"{k}_{batch}.prototxt") for k in ("deploy", "train", "solver")}
+    solver.net = paths["train"]
+    for key, msg in (("deploy", deploy), ("train", train), ("solver", solver)):
+        write_prototxt(paths[key], msg)
+    return paths
+
+
+def engines(folder, batch, seed):
+    """(inference runs, training runs, GFLOP per image forward), every run warm; the forward
+    outputs of both engines are checked to agree."""
+    paths = write_nets(folder, batch)
+    rng = np.random.default_rng(batch)
+    inputs = {"data": rng.uniform(-1, 1, (batch, 3, SIZE, SIZE)).astype(np.float32),
+              "label": rng.normal(0, 0.5, (batch, LABELS)).astype(np.float32)}
+    files = {}
+    for name, value in inputs.items():
+        files[name] = os.path.join(folder, f"{name}_{batch}.npy")
+        np.save(files[name], value)
+    deploy = caffe.Net(paths["deploy"], caffe.TEST)
+    random_weights(deploy)
+    weights = os.path.join(folder, f"weights_{batch}.caffemodel")
+    deploy.save(weights)
+    deploy.blobs["data"].data[...] = inputs["data"]
+    train = caffe.Net(paths["train"], caffe.TRAIN, weights=weights)
+    solver = caffe.get_solver(paths["solver"])
+    for net in (train, solver.net):
+        net.copy_from(weights)
+        for name, value in inputs.items():
+            net.blobs[name].data[...] = value
+    hand_step = hand_written_step(deploy)
+    x, y = torch.from_numpy(inputs["data"]), torch.from_numpy(inputs["label"])
+    infer = {"ours: caffe.Net.forward": lambda: deploy.forward()}
+    training = {"ours: Net.forward + backward": lambda: (train.forward(), train.backward()),
+                "ours: solver.step (caffe train)": lambda: solver.step(1),
+                "PyTorch hand-written loop step": lambda: hand_step(x, y)}
+    if seed is not None:
+        seed.ask(op="net", key=f"deploy{batch}", prototxt=paths["deploy"], phase="TEST", weights=weights,
+                 inputs={"data": files["data"]})
+        seed.ask(op="net", key=f"train{batch}", prototxt=paths["train"], phase="TRAIN", weights=weights,
+                 inputs=files)
+        seed.ask(op="solver", key=f"solver{batch}", solver=paths["solver"], weights=weights, inputs=files)
+        infer["real Caffe: forward"] = seed.run(f"deploy{batch}", "forward")
+        training["real Caffe: forward + backward"] = seed.run(f"train{batch}", "forward_backward")
+        training["real Caffe: solver.step"] = seed.run(f"solver{batch}", "step")
+        saved = os.path.join(folder, f"predict_{batch}.npy")
+        seed.ask(op="run", key=f"deploy{batch}", what="forward", save={"predict": saved})
+        ours, theirs = deploy.forward()["predict"], np.load(saved)
+        err = np.abs(ours - theirs).max() / np.abs(theirs).max()
+        assert err < 1e-4, f"batch {batch}: our forward differs from the real Caffe's by {err:.2g} of its scale"
+    for fn in list(infer.values()) + list(training.values()):
+        fn()
+    return infer, training, flops_per_image(deploy) / 1e9
+
+
+def table(title, results, batch, base, flops):
+    print(f"\n{title}, batch {batch}")
+    print(f"{'engine':36s} {'images/s':>9s} {'GFLOP/s':>8s} {'vs ' + base:>24s}")
+    for name, r in results.items():
+        ratio = f"{r / results[base]:.2f}x" if base in results else "-"
+        print(f"{name:36s} {r:9.1f} {r * flops:8.1f} {ratio:>24s}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[32, 1])
+    ap.add_argument("--seconds", type=float, default=8.0, help="time per engine and batch (in interleaved slices)")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--seed-caffe", default="/opt/seed-caffe", help="the real Caffe's install (bin, python, venv)")
+    args = ap.parse_args()
+    caffe.init_log(2)
+    seed = SeedCaffe(args.seed_caffe) if os.path.isdir(os.path.join(args.seed_caffe, "python")) else None
+    print(f"# stage-1 DeepPose net, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    print(f"# ours: torch's oneDNN {torch.backends.mkldnn.is_available() and 'on'} (convolutions), "
+          f"{blas.group(1) if blas else 'unknown'} BLAS linked into torch (inner products); loaded libraries: "
+          + "; ".join(blas_lines(threadpoolctl.threadpool_info())))
+    if seed is None:
+        print(f"# the real Caffe is not installed at {args.seed_caffe}: only our engine is measured")
+    else:
+        print("# real Caffe: " + "; ".join(blas_lines(seed.ask(op="blas", threadpoolctl=threadpoolctl.__file__)["blas"])))
+    with tempfile.TemporaryDirectory() as folder:
+        for batch in args.batches:
+            infer, training, flops = engines(folder, batch, seed)
+            results = measure({**infer, **training}, batch, args.seconds, args.rounds)
+            table("Inference", {k: results[k] for k in infer}, batch, "real Caffe: forward", flops)
+            table("Training (GFLOP/s as 3x forward)", {k: results[k] for k in training}, batch,
+                  "real Caffe: solver.step", 3 * flops)
+            if "real Caffe: forward + backward" in results:
+                print(f"{'ours fwd+bwd vs real Caffe fwd+bwd':36s} "
+                      f"{results['ours: Net.forward + backward'] / results['real Caffe: forward + backward']:.2f}x")
+            print(f"{'caffe train step vs hand-written':36s} "
+                  f"{results['ours: solver.step (caffe train)'] / results['PyTorch hand-written loop step']:.2f}x")
+    if seed is not None:
+        seed.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The inference fast path: a net's forward without gradients through `torch.compile`.
+
+`Net.forward` on a net that needs no gradients (a TEST net, or under `torch.no_grad()`) splits
+the range of layers into segments of built-in layers that compute a pure function of their
+bottoms and params (`COMPILABLE`) and the layers between (Data, Python, ...). A segment runs
+eagerly until its runs at the same input shapes have taken `CAFFE_COMPILE_AFTER` seconds in all
+(default 20, about what compiling the DeepPose net costs: a short job never pays for a compile
+it cannot win back, a long one spends at most that much before it); from then on that shape
+runs compiled (compiled once per shape; a new shape starts counting again). The compiled
+graph reads the params as inputs, so writes into `net.params` take effect, and returns every blob
+the segment computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it
+off (the test suite does, not to pay compile time); a segment whose compilation fails logs a
+warning and stays eager.
+"""
+import os
+import time
+
+import torch
+
+from . import glog
+
+# built-in layer types whose forward is a pure tensor function (in inference mode, see _compilable)
+COMPILABLE = frozenset((
+    "Convolution", "Deconvolution", "Pooling", "LRN", "BatchNorm", "Scale", "Bias", "InnerProduct",
+    "ReLU", "PReLU", "Sigmoid", "TanH", "ELU", "AbsVal", "BNLL", "Swish", "Power", "Exp", "Log",
+    "Threshold", "Clip", "Dropout", "Softmax", "Eltwise", "Concat", "Slice", "Split", "Flatten",
+    "Reshape", "Crop", "Tile"))
+
+
+def enabled():
+    return os.environ.get("CAFFE_COMPILE", "1") != "0"
+
+
+def compile_after():
+    """Seconds of eager runs at one shape before that shape is compiled."""
+    return float(os.environ.get("CAFFE_COMPILE_AFTER", "20"))
+
+
+def _compilable(layer):
+    """A built-in layer of a COMPILABLE type in inference mode (BatchNorm on its stored
+    statistics, Dropout the identity)."""
+    if layer.type_name not in COMPILABLE or not type(layer).__module__.startswith("caffe.layer_modules"):
+        return False
+    if layer.type_name == "BatchNorm":
+        return layer.use_global_stats
+    if layer.type_name == "Dropout":
+        return not layer.train_phase
+    return True
+
+
+class _Segment(torch.nn.Module):
+    """Layers start..end of a NetModule as a function of the blobs they read from before start."""
+
+    def __init__(self, module, start, end):
+        super().__init__()
+        self.net = module
+        self.start, self.end = start, end
+        made, inputs, outputs = set(), [], []
+        for w in module.wiring[start:end + 1]:
+            reads = w.tops if w.is_input else w.bottoms  # an Input layer's tops are already in env
+            inputs.extend(b for b in reads if b not in made and b not in inputs)
+            if w.is_input:
+                continue
+            made.update(w.tops)
+            outputs.extend(t for t in w.tops if t not in outputs)
+        self.inputs, self.outputs = inputs, outputs
+
+    def forward(self, *tensors):
+        env = self.net.run(dict(zip(self.inputs, tensors)), self.start, self.end)
+        return tuple(env[name] for name in self.outputs)
+
+
+class CompiledForward:
+    """The fast path of one NetModule's no-grad forward over a range of layers."""
+
+    def __init__(self, module):
+        self.module = module
+        self._parts = {}  # (start, end) -> [(first, last, _Segment or None to run eagerly)]
+        self._eager_s = {}  # (first, last, input shapes) -> seconds of eager runs so far
+        self._compiled = {}  # (first, last) -> the compiled segment, or None after a failure
+
+    def _split(self, start, end):
+        """Maximal runs of compilable layers (Input layers join any run) and the runs between."""
+        if (start, end) not in self._parts:
+            wiring, layers = self.module.wiring, self.module.layers
+            kinds = [None if wiring[i].is_input else _compilable(layers[i]) for i in range(start, end + 1)]
+            parts, first = [], start
+            for i in range(start, end + 1):
+                kind = kinds[i - start]
+                if kind is not None:
+                    later = [k for k in kinds[i - start + 1:] if k is not None]
+                    if not later or later[0] != kind:
+                        parts.append((first, i, _Segment(self.module, first, i) if kind else None))
+                        first = i + 1
+            if first <= end:  # only Input layers left
+                parts.append((first, end, None))
+            self._parts[(start, end)] = parts
+        return self._parts[(start, end)]
+
+    def run(self, env, start, end):
+        """Compute layers start..end into `env` (by blob name), like `NetModule.run`."""
+        for first, last, segment in self._split(start, end):
+            tops = None
+            if segment is not None:
+                tensors = [env[name] for name in segment.inputs]
+                key = (first, last, tuple(tuple(t.shape) for t in tensors))
+                spent = self._eager_s.get(key, 0.0)
+                if spent >= compile_after() and self._compiled.get((first, last), True) is not None:
+                    tops = self._compiled_run(first, last, segment, tensors)
+            if tops is None:
+                began = time.perf_counter()
+                self.module.run(env, first, last)
+                if segment is not None:
+                    self._eager_s[key] = spent + time.perf_counter() - began
+            else:
+                env.update(zip(segment.outputs, tops))
+        return env
+
+    def _compiled_run(self, first, last, segment, tensors):
+        """The segment's tops through torch.compile, or None if compiling fails (logged once)."""
+        if (first, last) not in self._compiled:
+            self._compiled[(first, last)] = torch.compile(segment, dynamic=False)
+        try:
+            return self._compiled[(first, last)](*tensors)
+        except Exception as e:  # noqa: BLE001  (any compiler failure; the eager run decides about real errors)
+            glog.warning("fastpath.py", f"layers {first}..{last} stay eager: torch.compile failed ({e})")
+            self._compiled[(first, last)] = None
+            return None

@@ -1,0 +1,129 @@
+"""The inference fast path (caffe/fastpath.py): compiled segments give the eager forward's blobs,
+see writes into the params, compile per shape only after the eager budget, and leave layers
+that are not pure (Python layers) eager between them."""
+import numpy as np
+import pytest
+import torch
+
+import caffe
+from caffe import fastpath
+
+NET = """
+name: "fast"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+LAYER
+layer { name: "drop" type: "Dropout" bottom: "mid" top: "mid" }
+layer { name: "ip" type: "InnerProduct" bottom: "mid" top: "ip"
+        inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.3 } } }
+"""
+SPLIT = 'layer { name: "split" type: "Split" bottom: "pool" top: "mid" }'
+PYTHON = ('layer { name: "py" type: "Python" bottom: "pool" top: "mid" '
+          'python_param { module: "fastpath_double" layer: "Double" } }')
+DOUBLE = """
+import caffe
+
+
+class Double(caffe.Layer):
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 2 * bottom[0].data
+"""
+
+
+@pytest.fixture
+def compiling(monkeypatch):
+    """Compile at once (no eager budget), with dynamo's eager backend (the graph capture and the
+    segment plumbing are ours to test; inductor's code generation is torch's, and slow here)."""
+    monkeypatch.setenv("CAFFE_COMPILE", "1")
+    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "0")
+    compiled, compile = [], torch.compile
+
+    def compile_eager(module, **kwargs):
+        compiled.append(module)
+        return compile(module, backend="eager", **kwargs)
+
+    monkeypatch.setattr(fastpath.torch, "compile", compile_eager)
+    torch._dynamo.reset()
+    return compiled
+
+
+def make_net(tmp_path, layer):
+    path = tmp_path / "net.prototxt"
+    path.write_text(NET.replace("LAYER", layer))
+    net = caffe.Net(str(path), caffe.TEST)
+    rng = np.random.default_rng(0)
+    net.params["bn"][0].data[...] = rng.normal(0, 1, 4)
+    net.params["bn"][1].data[...] = rng.uniform(1, 2, 4)
+    net.params["bn"][2].data[...] = 1
+    net.blobs["data"].data[...] = rng.normal(0, 1, net.blobs["data"].shape)
+    return net
+
+
+def eager_blobs(net, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setenv("CAFFE_COMPILE", "0")
+        net.forward()
+    return {name: blob.data.copy() for name, blob in net.blobs.items()}
+
+
+def test_compiled_forward_gives_every_blob_and_sees_param_writes(tmp_path, monkeypatch, compiling):
+    net = make_net(tmp_path, SPLIT)
+    want = eager_blobs(net, monkeypatch)
+    out = net.forward()
+    assert len(compiling) == 1 and compiling[0].inputs == ["data"]
+    np.testing.assert_allclose(out["ip"], want["ip"], rtol=1e-6, atol=1e-6)
+    for name, blob in net.blobs.items():
+        np.testing.assert_allclose(blob.data, want[name], rtol=1e-6, atol=1e-6, err_msg=name)
+    net.params["ip"][0].data[...] *= -2  # a write through the numpy view reaches the compiled graph
+    np.testing.assert_allclose(net.forward()["ip"], eager_blobs(net, monkeypatch)["ip"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_new_shape_runs_eagerly_until_its_own_budget_is_spent(tmp_path, monkeypatch, compiling):
+    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "3600")
+    net = make_net(tmp_path, SPLIT)
+    net.forward()
+    assert compiling == []  # the budget is not spent: eager
+    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "0")
+    net.forward()
+    assert len(compiling) == 1
+    net.blobs["data"].reshape(3, 3, 9, 9)
+    net.reshape()
+    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "1e-9")
+    net.forward()  # first run of this shape: eager (it has spent nothing yet)
+    assert net._fast._eager_s[(0, 7, ((3, 3, 9, 9),))] > 0
+    assert net.blobs["ip"].data.shape == (3, 5)
+    want = eager_blobs(net, monkeypatch)["ip"]
+    np.testing.assert_allclose(net.forward()["ip"], want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_python_layer_runs_eagerly_between_compiled_segments(tmp_path, monkeypatch, compiling):
+    (tmp_path / "fastpath_double.py").write_text(DOUBLE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    net = make_net(tmp_path, PYTHON)
+    want = eager_blobs(net, monkeypatch)
+    net.forward()
+    assert [(s.start, s.end) for s in compiling] == [(0, 4), (6, 7)]
+    np.testing.assert_allclose(net.blobs["mid"].data, 2 * net.blobs["pool"].data, rtol=1e-6)
+    np.testing.assert_allclose(net.blobs["ip"].data, want["ip"], rtol=1e-6, atol=1e-6)
+
+
+def test_hooks_gradients_and_train_mode_layers_take_the_eager_path(tmp_path, monkeypatch, compiling):
+    net = make_net(tmp_path, SPLIT)
+    seen = []
+    net.after_forward(seen.append)
+    net.forward()
+    assert compiling == [] and seen == list(range(8))
+    train = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)  # BatchNorm on batch statistics, Dropout
+    with torch.no_grad():
+        train.forward()
+    assert [(s.start, s.end) for s in compiling] == [(0, 1), (3, 5), (7, 7)]
