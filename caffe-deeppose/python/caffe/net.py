@@ -256,7 +256,7 @@ class Net:
         self._fast = fastpath.CompiledForward(self.module)
         self._input_names, self._output_names = inputs, outputs
         self._needs_backward = bool(self._loss_weights) or self.force_backward
-        self._live, self._grad_src, self._records = {}, {}, {}
+        self._live, self._grad_src, self._records, self._diffs = {}, {}, {}, {}
         self._hooks = {"before_forward": [], "after_forward": [], "before_backward": [], "after_backward": []}
 
     @staticmethod
@@ -413,6 +413,13 @@ class Net:
         grad = self._needs_backward and torch.is_grad_enabled()
         self._live, self._grad_src, self._records = {}, {}, {}  # drop the previous graph before the next
         env, grad_src, made, records = {}, {}, set(), {}
+        diffs = self._diffs = {}
+
+        def keep_diff(name, t):
+            """The blob's diff is its grad source's gradient as the backward passes it (a hook keeps
+            the tensor itself: retain_grad would copy every blob's gradient)."""
+            if t.requires_grad:
+                t.register_hook(lambda g: diffs.__setitem__(name, g))
         for w in self.module.wiring[start:end + 1]:
             if w.is_input:  # the persistent input blobs; with force_backward they are their own grad source
                 for name in w.tops:
@@ -424,6 +431,8 @@ class Net:
                     t = self.blobs[b].data_tensor()
                     env[b] = grad_src[b] = t.detach().requires_grad_() if grad else t
             made.update(w.tops)
+        for name, t in grad_src.items():
+            keep_diff(name, t)
         for name in made:  # free the previous pass's activations before computing the new ones
             if name not in env:
                 self.blobs[name].release()
@@ -435,12 +444,11 @@ class Net:
             if grad:
                 records[i] = (bottoms, tops)
                 for name, t in zip(self.module.wiring[i].tops, tops):
-                    if t.requires_grad:
-                        t.retain_grad()
                     # an in-place blob's diff is the gradient of its first version that gets one (in Caffe, a
                     # layer that does not propagate down leaves the diff its top received)
                     if name not in grad_src or (t.requires_grad and not grad_src[name].requires_grad):
                         grad_src[name] = t
+                        keep_diff(name, t)
             self._fire("after_forward", i)
 
         with torch.set_grad_enabled(grad):
@@ -501,12 +509,11 @@ class Net:
                     root_names.add(name)
         if not roots:
             return
-        for t in self._grad_src.values():  # blob diffs are overwritten, not accumulated
-            t.grad = None
+        self._diffs.clear()  # blob diffs are overwritten, not accumulated
         torch.autograd.backward(roots, grads, retain_graph=True)  # Caffe may run Backward twice
         for name, t in self._grad_src.items():
             if name not in root_names:
-                g = t.grad
+                g = self._diffs.get(name)
                 self.blobs[name].set_diff(g if g is not None else torch.zeros_like(t))
 
     def _backward_layers(self, start, end):

@@ -2,6 +2,7 @@
 Im2col, the patch matrix a convolution multiplies (any number of spatial axes)."""
 import math
 
+import torch
 import torch.nn.functional as F
 
 from .. import fillers
@@ -90,8 +91,16 @@ class _BaseConvolution(LayerModule):
 
     def forward(self, *bottoms):
         bias = self.blobs[1] if self.bias_term else None
-        return tuple(self._op(x, self.blobs[0], bias, stride=self.stride, padding=self.pad,
+        return tuple(self._op(self._layout(x), self.blobs[0], bias, stride=self.stride, padding=self.pad,
                               dilation=self.dilation, groups=self.group) for x in bottoms)
+
+    def _layout(self, x):
+        """On the CPU a 2-d convolution reads its bottom in channels-last layout: oneDNN's faster
+        kernels; the top comes out channels-last and the layers after it keep that layout, so only
+        the net's input is converted. Same values, other strides (blobs read as before)."""
+        if x.dim() == 4 and x.device.type == "cpu" and not self.transposed:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 @register_layer("Convolution")
