@@ -172,9 +172,13 @@ def main():
     ap.add_argument("--seed-caffe", default="/opt/seed-caffe", help="the real Caffe's install (bin, python, venv)")
     args = ap.parse_args()
     caffe.init_log(2)
+    # our inference fast path compiles a shape once it has spent this many seconds eagerly (20 by
+    # default); the bench compiles at once, in its warm-up, to time the steady state
+    os.environ.setdefault("CAFFE_COMPILE_AFTER", "0")
     seed = SeedCaffe(args.seed_caffe) if os.path.isdir(os.path.join(args.seed_caffe, "python")) else None
     print(f"# stage-1 DeepPose net, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, CAFFE_COMPILE="
+          f"{os.environ.get('CAFFE_COMPILE', '1')} CAFFE_COMPILE_AFTER={os.environ['CAFFE_COMPILE_AFTER']}")
     blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
     print(f"# ours: torch's oneDNN {torch.backends.mkldnn.is_available() and 'on'} (convolutions), "
           f"{blas.group(1) if blas else 'unknown'} BLAS linked into torch (inner products); loaded libraries: "

@@ -1,0 +1,74 @@
+"""A/B of the engine's fast-path changes in one run, interleaved: the stage-1 deploy net's
+`caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
+default), and compiled (the default once a shape has spent CAFFE_COMPILE_AFTER s eagerly); the
+train net's forward + backward with NCHW and with channels-last convolutions.
+
+    python bench/bench_fastpath.py [--batch 32] [--seconds 10]
+"""
+import argparse
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+import caffe
+from caffe.layer_modules import conv
+from bench_inference import random_weights
+from bench_vs_caffe import write_nets
+from timing import measure
+
+
+def variant(net, step, channels_last, compiled):
+    """A callable running `step(net)` with the convolution layout and the compile switch set."""
+    layout = conv._BaseConvolution._layout
+
+    def run():
+        conv._BaseConvolution._layout = layout if channels_last else (lambda self, x: x)
+        os.environ["CAFFE_COMPILE"] = "1" if compiled else "0"
+        try:
+            step(net)
+        finally:
+            conv._BaseConvolution._layout = layout
+
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=10.0, help="time per variant (in interleaved slices)")
+    ap.add_argument("--rounds", type=int, default=6)
+    args = ap.parse_args()
+    caffe.init_log(2)
+    os.environ["CAFFE_COMPILE_AFTER"] = "0"
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_nets(folder, args.batch)
+        x = rng.uniform(-1, 1, (args.batch, 3, 227, 227)).astype(np.float32)
+
+        def net(path, phase):
+            n = caffe.Net(path, phase)
+            random_weights(n)
+            n.blobs["data"].data[...] = x
+            return n
+
+        forward, train = (lambda n: n.forward()), (lambda n: (n.forward(), n.backward()))
+        runs = {
+            "forward, eager, NCHW convolutions": variant(net(paths["deploy"], caffe.TEST), forward, False, False),
+            "forward, eager, channels-last": variant(net(paths["deploy"], caffe.TEST), forward, True, False),
+            "forward, compiled, channels-last": variant(net(paths["deploy"], caffe.TEST), forward, True, True),
+            "forward + backward, NCHW convolutions": variant(net(paths["train"], caffe.TRAIN), train, False, False),
+            "forward + backward, channels-last": variant(net(paths["train"], caffe.TRAIN), train, True, False),
+        }
+        for fn in runs.values():
+            fn()
+        results = measure(runs, args.batch, args.seconds, args.rounds)
+    print(f"# batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{'variant':40s} {'images/s':>9s}")
+    for name, r in results.items():
+        print(f"{name:40s} {r:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
