@@ -76,4 +76,22 @@ def image_files():
         "rgba8.png": rgba,
         "rgb16.png": r.integers(0, 65536, (4, 3, 3), dtype=np.uint16),
         "grey16.png": r.integers(0, 65536, (4, 3), dtype=np.uint16),
+        detector_case()[1]: detector_case()[2],
     }
+
+
+def classifier_case():
+    """(Classifier keyword settings, images) for classifier_net.prototxt: images of two sizes,
+    resized to 10 x 12, cropped to the 8 x 8 input."""
+    settings = {"image_dims": (10, 12), "mean": np.array([0.2, 0.5, 0.4]), "raw_scale": 2.0,
+                "channel_swap": (2, 1, 0), "input_scale": 1.5}
+    r = _rng(17)
+    return settings, [r.uniform(size=(7, 9, 3)).astype(np.float32), r.uniform(size=(12, 10, 3)).astype(np.float32),
+                      r.uniform(size=(10, 12, 3)).astype(np.float32)]
+
+
+def detector_case():
+    """(Detector keyword settings, image file name, its RGB pixels, windows (ymin, xmin, ymax, xmax))."""
+    settings = {"mean": np.array([0.3, 0.5, 0.4]), "raw_scale": 2.0, "channel_swap": (2, 1, 0)}
+    pixels = _rng(18).integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    return settings, "detector_image.png", pixels, [(0, 0, 8, 8), (2, 3, 14, 18), (5, 1, 16, 11)]

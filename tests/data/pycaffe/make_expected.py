@@ -57,6 +57,19 @@ def main(out):
         expected[f"load_image/{name}/color"] = caffe.io.load_image(path)
         expected[f"load_image/{name}/grey"] = caffe.io.load_image(path, color=False)
 
+    prototxt = os.path.join(out, "classifier_net.prototxt")
+    weights = os.path.join(out, "classifier_net.caffemodel")
+    caffe.set_random_seed(1)
+    caffe.Net(prototxt, caffe.TEST).save(weights)
+    settings, images = io_cases.classifier_case()
+    classifier = caffe.Classifier(prototxt, weights, **settings)
+    expected["classifier/oversample"] = classifier.predict(images)
+    expected["classifier/center"] = classifier.predict(images, oversample=False)
+    settings, name, _, windows = io_cases.detector_case()
+    detector = caffe.Detector(prototxt, weights, **settings)
+    found = detector.detect_windows([(os.path.join(out, name), windows)])
+    expected["detector/windows"] = np.array([d["prediction"] for d in found])
+
     np.savez_compressed(os.path.join(out, "expected.npz"), **expected)
 
 
