@@ -87,5 +87,7 @@ def test_errors():
         L.Silence(data, ntop=0)
     with pytest.raises(AttributeError, match="'kernel_sise' is not a field of LayerParameter or convolution_param"):
         L.Convolution(data[0], kernel_sise=3).to_proto()
+    with pytest.raises(AttributeError, match=r"'stride' is not a field of LayerParameter \(a Deconvolution layer"):
+        L.Deconvolution(data[0], stride=2).to_proto()  # as in pycaffe: Deconvolution's fields go in convolution_param
     with pytest.raises(AttributeError, match="NetSpec has no top named 'nope'"):
         caffe.NetSpec().nope

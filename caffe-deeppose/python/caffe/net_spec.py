@@ -124,7 +124,9 @@ class Function:
                 return
         if key not in layer.DESCRIPTOR.fields_by_name:
             own = _param_names.get(self.type_name)
-            where = f"LayerParameter or {own}_param" if own else "LayerParameter"
+            where = (f"LayerParameter or {own}_param" if own else
+                     f"LayerParameter (a {self.type_name} layer has no parameter message of its own "
+                     "name: give its fields inside one, e.g. convolution_param=dict(...))")
             raise AttributeError(f"{self.type_name} layer: {key!r} is not a field of {where}")
         assign_proto(layer, key, value)
 
