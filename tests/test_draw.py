@@ -60,6 +60,9 @@ def test_draw_net_renders_png_and_svg(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     caffe.draw.draw_net_to_file(lenet(), str(tmp_path / "net.svg"), "TB")
     assert "<svg" in (tmp_path / "net.svg").read_text()
+    with pytest.raises(RuntimeError, match="dot cannot render the net as 'xyz': Format: \"xyz\" not recognized"):
+        caffe.draw.draw_net_to_file(lenet(), str(tmp_path / "net.xyz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.svg"]
 
 
 @needs_dot
@@ -75,6 +78,9 @@ def test_draw_net_tool(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1 and f"{bad}:1:" in run.stderr and "typo" in run.stderr
     assert not (tmp_path / "x.png").exists()
+    run = subprocess.run([sys.executable, "-m", "caffe.tools.draw_net", LENET, str(tmp_path / "no" / "x.png")],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr == f"draw_net: cannot write {tmp_path / 'no' / 'x.png'}: No such file or directory\n"
 
 
 def test_draw_net_without_dot_says_so(monkeypatch):

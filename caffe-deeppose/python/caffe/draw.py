@@ -6,6 +6,7 @@ count (Data: its batch size). Rendering (`draw_net`, `draw_net_to_file`) runs Gr
 """
 import os
 import shutil
+import subprocess
 
 import pydot
 
@@ -121,10 +122,16 @@ def get_pydot_graph(caffe_net, rankdir, label_edges=True, phase=None, display_lr
 
 def draw_net(caffe_net, rankdir, ext='png', phase=None, display_lrm=False):
     """The picture of `caffe_net` rendered by Graphviz's `dot` in format `ext` (bytes)."""
-    if shutil.which('dot') is None:
+    dot = shutil.which('dot')
+    if dot is None:
         raise RuntimeError("caffe.draw: rendering needs Graphviz's `dot` program, which is not on "
                            "PATH (install Graphviz, e.g. `apt-get install graphviz`)")
-    return get_pydot_graph(caffe_net, rankdir, phase=phase, display_lrm=display_lrm).create(format=ext)
+    source = get_pydot_graph(caffe_net, rankdir, phase=phase, display_lrm=display_lrm).to_string()
+    run = subprocess.run([dot, f'-T{ext}'], input=source.encode(), capture_output=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"caffe.draw: Graphviz's dot cannot render the net as {ext!r}: "
+                           f"{run.stderr.decode(errors='replace').strip()}")
+    return run.stdout
 
 
 def draw_net_to_file(caffe_net, filename, rankdir='LR', phase=None, display_lrm=False):

@@ -38,8 +38,11 @@ def main(argv=None):
         print(f"Drawing net to {args.output_image_file}")
         draw.draw_net_to_file(net, args.output_image_file, args.rankdir, PHASES[args.phase],
                               args.display_lrm)
-    except (ProtoFileError, ValueError, RuntimeError, OSError) as e:
+    except (ProtoFileError, ValueError, RuntimeError) as e:
         print(f"draw_net: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"draw_net: cannot write {args.output_image_file}: {e.strerror}", file=sys.stderr)
         return 1
     return 0
 
