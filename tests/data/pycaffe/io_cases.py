@@ -66,7 +66,7 @@ def transformer_full_mean_case():
 
 def image_files():
     """{file name: (H x W [x C] array)} written by make_expected.py with OpenCV: 8-bit RGB, grey,
-    RGBA (partly transparent), 16-bit RGB and grey."""
+    RGBA (partly transparent), 16-bit RGB and grey, JPEG."""
     r = _rng(16)
     rgba = r.integers(0, 256, (5, 6, 4), dtype=np.uint8)
     rgba[0, :, 3] = 0
@@ -77,6 +77,7 @@ def image_files():
         "rgb16.png": r.integers(0, 65536, (4, 3, 3), dtype=np.uint16),
         "grey16.png": r.integers(0, 65536, (4, 3), dtype=np.uint16),
         detector_case()[1]: detector_case()[2],
+        "smooth8.jpg": np.repeat(np.repeat(r.integers(0, 256, (4, 5, 3), dtype=np.uint8), 4, 0), 4, 1),
     }
 
 
