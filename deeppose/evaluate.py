@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -64,17 +63,6 @@ def evaluate(stage1_weights, refine_weights=(), desc: DatasetDescription = K2HPD
         results[f"stage {s}"] = scores(pred, truth, desc)
     return {"images": len(items), "seconds": seconds, "models": [str(stage1_weights), *map(str, refine_weights)],
             "stages": results}
-
-
-def read_report(path) -> dict:
-    """A report written by `--out`; an error naming the file if it is missing, cut or not one."""
-    try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a complete accuracy report ({e})") from None
-    if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
-        raise ValueError(f"{path}: not a complete accuracy report (no stages)")
-    return report
 
 
 def print_report(report: dict, desc: DatasetDescription = K2HPD) -> None:
