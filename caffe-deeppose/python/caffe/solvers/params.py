@@ -9,9 +9,8 @@ from .. import glog
 from ..net import TEST, TRAIN, Net
 from ..proto import caffe_pb2
 from ..protoio import read_prototxt
+from ..upgrade import UpgradeError, upgrade_solver
 from .lr_policy import SolverError
-
-_LEGACY_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 
 
 def read_solver_param(path):
@@ -19,23 +18,19 @@ def read_solver_param(path):
     `solver_type` becomes `type`; a missing `snapshot_prefix` becomes the file's path without its
     extension, and a directory prefix gets the file's stem appended."""
     path = os.fspath(path)
-    param = upgrade_solver_type(read_prototxt(path, caffe_pb2.SolverParameter), path)
+    param = read_prototxt(path, caffe_pb2.SolverParameter)
+    try:
+        upgrade_solver(param, path)
+    except UpgradeError as e:
+        raise SolverError(str(e)) from None
     if not param.HasField("snapshot_prefix"):
         param.snapshot_prefix = os.path.splitext(path)[0]
+        glog.info("upgrade_proto.cpp:1108", f"snapshot_prefix was not specified and is set to {param.snapshot_prefix}")
     elif os.path.isdir(param.snapshot_prefix):
         stem = os.path.splitext(os.path.basename(path))[0]
         param.snapshot_prefix = os.path.join(param.snapshot_prefix, stem)
-    return param
-
-
-def upgrade_solver_type(param, source):
-    """Caffe's UpgradeSolverAsNeeded: the legacy enum `solver_type` becomes the string `type`."""
-    if param.HasField("solver_type"):
-        if param.HasField("type"):
-            raise SolverError(f"{source}: give the solver's `type` (string) or the old `solver_type` (enum), "
-                              "not both")
-        param.type = _LEGACY_TYPES[param.solver_type]
-        param.ClearField("solver_type")
+        glog.info("upgrade_proto.cpp:1113", f"snapshot_prefix was a directory and is replaced to "
+                                            f"{param.snapshot_prefix}")
     return param
 
 
