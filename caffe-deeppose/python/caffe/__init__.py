@@ -19,6 +19,8 @@ _HOMES = {
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
     "RMSPropSolver": "solvers", "AdaDeltaSolver": "solvers", "AdamSolver": "solvers", "get_solver": "solvers",
     "get_solver_from_string": "solvers",
+    "NetSpec": "net_spec", "layers": "net_spec", "params": "net_spec", "to_proto": "net_spec",
+    "Classifier": "classifier", "Detector": "detector",
 }
 
 
