@@ -453,6 +453,22 @@ def test_python_layer_refuses_multi_gpu_in_one_process(here):
         caffe.set_multiprocess(False)
 
 
+def test_share_in_parallel_has_no_effect(here):
+    """Caffe marks python_param.share_in_parallel DEPRECATED and never reads it."""
+    tmp, module = here
+    outs = []
+    for flag in ("false", "true"):
+        body = SCALAR_NET.replace("LAYER", PY_SCALAR.replace("MODULE", module).replace(
+            'param_str: "0.5"', f'param_str: "0.5" share_in_parallel: {flag}'))
+        net = caffe.Net(write_net(tmp / f"sip_{flag}.prototxt", body), caffe.TRAIN)
+        net.blobs["x"].data[...] = 2
+        net.forward()
+        net.backward()
+        outs.append((net.blobs["s"].data.copy(), net.params["scale"][0].diff.copy()))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
 def test_get_solver_from_string(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_net(tmp_path / "h.prototxt", HOOK_NET)

@@ -23,8 +23,8 @@ from .. import common, glog
 from ..proto import caffe_pb2
 from ..protoio import array_to_blobproto, blobproto_to_array, parse_prototxt, read_binary_proto, write_binary_proto
 from .lr_policy import SolverError, learning_rate
-from ..upgrade import upgrade_solver
-from .params import build_test_nets, build_train_net, read_solver_param, upgrade_solver_type
+from ..upgrade import UpgradeError, upgrade_solver
+from .params import build_test_nets, build_train_net, read_solver_param
 
 _SOLVERS = {}
 
@@ -389,7 +389,11 @@ def get_solver_from_string(text):
     """The solver for a SolverParameter given as prototxt text (`net` paths are relative to the
     working directory)."""
     param = parse_prototxt(text, caffe_pb2.SolverParameter(), "<solver string>")
-    return get_solver(upgrade_solver_type(param, "<solver string>"))
+    try:
+        upgrade_solver(param, "<solver string>")
+    except UpgradeError as e:
+        raise SolverError(str(e)) from None
+    return get_solver(param)
 
 
 def get_solver(solver_file_or_param):

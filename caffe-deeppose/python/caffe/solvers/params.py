@@ -18,7 +18,11 @@ def read_solver_param(path):
     `solver_type` becomes `type`; a missing `snapshot_prefix` becomes the file's path without its
     extension, and a directory prefix gets the file's stem appended."""
     path = os.fspath(path)
-    param = upgrade_solver_type(read_prototxt(path, caffe_pb2.SolverParameter), path)
+    param = read_prototxt(path, caffe_pb2.SolverParameter)
+    try:
+        upgrade_solver(param, path)
+    except UpgradeError as e:
+        raise SolverError(str(e)) from None
     if not param.HasField("snapshot_prefix"):
         param.snapshot_prefix = os.path.splitext(path)[0]
         glog.info("upgrade_proto.cpp:1108", f"snapshot_prefix was not specified and is set to {param.snapshot_prefix}")
@@ -27,15 +31,6 @@ def read_solver_param(path):
         param.snapshot_prefix = os.path.join(param.snapshot_prefix, stem)
         glog.info("upgrade_proto.cpp:1113", f"snapshot_prefix was a directory and is replaced to "
                                             f"{param.snapshot_prefix}")
-    return param
-
-
-def upgrade_solver_type(param, source):
-    """Caffe's UpgradeSolverAsNeeded: the legacy enum `solver_type` becomes the string `type`."""
-    try:
-        upgrade_solver(param, source)
-    except UpgradeError as e:
-        raise SolverError(str(e)) from None
     return param
 
 
