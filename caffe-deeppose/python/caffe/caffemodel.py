@@ -73,7 +73,8 @@ def _concat(chunks):
 
 
 def read_weights(path):
-    """[(layer name, [(shape, legacy, values), ...]), ...] of the layers with blobs in a caffemodel."""
+    """[(layer name, [(shape, legacy, values), ...]), ...] of the layers of a caffemodel (their blobs,
+    perhaps none)."""
     path = os.fspath(path)
     buf = read_file(path, binary=True)
     out = []
@@ -88,8 +89,7 @@ def read_weights(path):
                     name = buf[v[0]:v[1]].decode("utf-8")
                 elif n == blobs_field and w == 2:
                     blobs.append(_blob(buf, v))
-            if blobs:
-                out.append((name, blobs))
+            out.append((name, blobs))
     except (ValueError, IndexError, UnicodeDecodeError) as e:
         raise ProtoFileError(f"{path}: not a valid NetParameter (truncated or corrupt, {len(buf)} bytes): {e}") from None
     return out
