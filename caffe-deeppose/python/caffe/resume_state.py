@@ -2,7 +2,8 @@
 
 Caffe's SolverState keeps the iteration, the history and the weights' file; the next iterations
 also depend on the data layers' read positions (next record, crop/mirror and shuffle RNGs) and on
-the global random generators (Dropout's masks, random fillers of DummyData). We write these as
+Caffe's global random generator (torch's, which `random_seed` seeds: Dropout's masks, random
+fillers of DummyData). We write these as
 JSON in field 1000 of the SolverState message, a field Caffe's schema does not have: protobuf
 parsers skip unknown fields, so Caffe's own tools still read our .solverstate files, and a
 .solverstate written by Caffe (without the field) resumes as in Caffe, the data from the start.
@@ -10,7 +11,6 @@ parsers skip unknown fields, so Caffe's own tools still read our .solverstate fi
 import base64
 import json
 
-import numpy as np
 import torch
 
 from . import common, glog
@@ -43,9 +43,7 @@ def seek_net(net, positions, where):
 
 
 def _random_states():
-    keys, pos, has_gauss, cached = np.random.get_state()[1:]
-    states = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
-              "numpy": [keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    states = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
     if common.mode() == "gpu":
         states["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
     return states
@@ -53,8 +51,6 @@ def _random_states():
 
 def _set_random_states(states):
     torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(states["torch"])), dtype=torch.uint8))
-    keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state(("MT19937", np.asarray(keys, np.uint32), pos, has_gauss, cached))
     if "cuda" in states and common.mode() == "gpu":
         torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(states["cuda"])), dtype=torch.uint8))
 

@@ -368,6 +368,9 @@ class DummyData(LayerModule):
             if len(p.shape) not in (1, n):
                 raise ValueError(f"dummy_data_param: give 'shape' once or once per top ({n}), got {len(p.shape)}")
             self.shapes = [tuple(int(d) for d in p.shape[0 if len(p.shape) == 1 else i].dim) for i in range(n)]
+        for i, shape in enumerate(self.shapes):
+            if not np.prod(shape, dtype=np.int64):  # Caffe's fillers refuse an empty blob
+                raise ValueError(f"dummy_data_param: top {i} has shape {shape}, with no elements")
         default = caffe_pb2.FillerParameter(type="constant", value=0) if not p.data_filler else None
         self.fillers = [default or p.data_filler[0 if len(p.data_filler) == 1 else i] for i in range(n)]
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
