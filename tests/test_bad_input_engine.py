@@ -19,9 +19,11 @@ import pytest
 
 import caffe
 from caffe import db as cdb
+from caffe import resume_state
 from caffe.filelock import hold
 from caffe.proto import caffe_pb2
 from caffe.tools import caffe_main
+from conftest import GOLDEN
 
 NET = """name: "tiny"
 layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
@@ -193,6 +195,28 @@ def test_second_train_on_a_held_prefix_refused(tmp_path, capsys):
     assert "Starting Optimization" not in log and "Iteration" not in log
     assert sorted(os.listdir(folder / "snap")) == ["net.lock", "net_iter_40.caffemodel"]
     assert (folder / "snap" / "net_iter_40.caffemodel").read_bytes() == b"first run's"
+
+
+@pytest.mark.parametrize("layer", [
+    'layer { name: "d" type: "Data" top: "data" top: "label" transform_param { mirror: true crop_size: 5 } '
+    'data_param { source: "train_lmdb" batch_size: 3 backend: LMDB label_num: 1 rand_skip: 4 } }',
+    'layer { name: "d" type: "ImageData" top: "data" top: "label" transform_param { mirror: true crop_size: 5 } '
+    f'image_data_param {{ source: "{GOLDEN}/files/list_int.txt" root_folder: "{GOLDEN}/files/" batch_size: 4 '
+    'shuffle: true } }'])
+def test_data_layer_seek_repeats_the_batches(workdir, layer):
+    """A data layer moved back to a read position gives the same batches again (the records, crops,
+    mirrors and shuffled order), though its thread had read ahead."""
+    caffe.set_random_seed(3)
+    net = caffe.Net(write_net("data.prototxt", layer), caffe.TRAIN)
+    for _ in range(2):
+        net.forward()
+    position = resume_state.net_positions(net)
+    batches = [{k: v.copy() for k, v in net.forward().items()} for _ in range(5)]
+    resume_state.seek_net(net, position, "test")
+    for expected in batches:
+        got = net.forward()
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name])
 
 
 # -- refusals, run in-process ---------------------------------------------------------------------

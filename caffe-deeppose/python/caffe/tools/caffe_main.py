@@ -338,6 +338,9 @@ def main(argv=None):
     except (ValueError, OSError, UnknownLayerError, LockedError) as e:
         glog.log("F", "caffe.cpp", str(e))
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C before the first was acted on
+        glog.log("F", "caffe.cpp", "Interrupted")
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":
