@@ -263,24 +263,20 @@ def test_iterations_zero_refused(workdir, capsys, command):
     assert rc == 1 and fatal(log) == "-iterations=0: give a positive number of iterations"
 
 
-def test_inner_product_num_output_zero_refused(workdir, capsys):
-    write_net("ip0.prototxt", 'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
-                              'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y" '
-                              'inner_product_param { num_output: 0 } }\n')
-    rc, log = caffe_in_process(capsys, "time", "-model", "ip0.prototxt", "-iterations", "1")
-    assert rc == 1
-    assert fatal(log).startswith("ip0.prototxt:2: layer 'fc' (type InnerProduct): inner_product_param.num_output "
-                                 "must be positive, got 0")
-
-
-def test_zero_size_blob_refused(workdir, capsys):
-    """Caffe's fillers refuse an empty blob (CHECK(count)); so do ours, naming the layer."""
-    write_net("empty.prototxt", 'layer { name: "d" type: "DummyData" top: "x" dummy_data_param { '
-                                'shape { dim: 2 dim: 0 } data_filler { type: "gaussian" } } }\n')
-    rc, log = caffe_in_process(capsys, "time", "-model", "empty.prototxt", "-iterations", "1")
-    assert rc == 1
-    assert fatal(log).startswith("empty.prototxt:1: layer 'd' (type DummyData): dummy_data_param: top 0 has shape "
-                                 "(2, 0), with no elements")
+@pytest.mark.parametrize("input_dims, layer, message", [
+    (3, 'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 0 } }',
+     "layer 'fc' (type InnerProduct): inner_product_param.num_output must be positive, got 0"),
+    (3, 'layer { name: "d" type: "DummyData" top: "z" dummy_data_param { shape { dim: 2 dim: 0 } '
+        'data_filler { type: "gaussian" } } }',  # Caffe's fillers refuse an empty blob (CHECK(count))
+     "layer 'd' (type DummyData): dummy_data_param: top 0 has shape (2, 0), with no elements"),
+    (0, 'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 2 } }',
+     "layer 'fc' (type InnerProduct): cannot fill a blob of shape (2, 0): it has no elements"),
+], ids=["inner_product_num_output_0", "dummy_data_dim_0", "weights_of_an_empty_input"])
+def test_zero_size_outputs_refused(workdir, capsys, input_dims, layer, message):
+    write_net("zero.prototxt", f'layer {{ name: "in" type: "Input" top: "x" input_param {{ shape {{ dim: 2 '
+                               f'dim: {input_dims} }} }} }}\n{layer}\n')
+    rc, log = caffe_in_process(capsys, "time", "-model", "zero.prototxt", "-iterations", "1")
+    assert rc == 1 and fatal(log).startswith(f"zero.prototxt:2: {message}")
 
 
 def test_train_net_without_loss_refused(workdir, capsys):

@@ -171,7 +171,7 @@ def train(flags):
             solver.restore(flags["snapshot"])
         glog.info("caffe.cpp:239", "Starting Optimization")
         solver.solve()
-        if signals.terminated:
+        if signals.terminated and solver.iter < param.max_iter:
             if solver.last_snapshot_iter != solver.iter:
                 solver.snapshot()
             glog.info("caffe.cpp", f"Stopped by SIGTERM at iteration {solver.iter}; resume with -snapshot "
