@@ -180,7 +180,9 @@ def test_real_caffe_resumes_from_our_solverstate(tmp_path, reference):
     p = subprocess.run([SEED_CAFFE, "train", "-solver", "solver.prototxt", "-snapshot", f"{FINAL}.solverstate"],
                        cwd=folder, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert f"Iteration {MAX_ITER + 1}" in p.stderr and os.path.exists(folder / f"snap/net_iter_{MAX_ITER + 2}.solverstate")
+    assert f"Restoring previous solver status from {FINAL}.solverstate" in p.stderr
+    assert f"Iteration {MAX_ITER + 1}" in p.stderr and f"Iteration {MAX_ITER - 1}" not in p.stderr
+    assert os.path.exists(folder / f"snap/net_iter_{MAX_ITER + 2}.solverstate")
 
 
 def test_second_train_on_a_held_prefix_refused(tmp_path, capsys):
