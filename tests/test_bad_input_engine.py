@@ -180,7 +180,7 @@ def test_real_caffe_resumes_from_our_solverstate(tmp_path, reference):
     p = subprocess.run([SEED_CAFFE, "train", "-solver", "solver.prototxt", "-snapshot", f"{FINAL}.solverstate"],
                        cwd=folder, stderr=subprocess.PIPE, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert f"Restoring previous solver status from {FINAL}.solverstate" in p.stderr
+    assert f"Resuming from {FINAL}.solverstate" in p.stderr and "SGDSolver: restoring history" in p.stderr
     assert f"Iteration {MAX_ITER + 1}" in p.stderr and f"Iteration {MAX_ITER - 1}" not in p.stderr
     assert os.path.exists(folder / f"snap/net_iter_{MAX_ITER + 2}.solverstate")
 
