@@ -23,8 +23,8 @@ FORMAT = 1
 def net_positions(net):
     """{layer name: read position} of a net's data layers."""
     out = {}
-    for name, module in zip(net._layer_names, net.module.layers):
-        read_position = getattr(module, "read_position", None)
+    for name, layer in zip(net._layer_names, net.module.layers):  # (a Python layer's view is the user's object)
+        read_position = getattr(layer, "read_position", None)
         if read_position is not None:
             out[name] = read_position()
     return out
@@ -34,12 +34,12 @@ def seek_net(net, positions, where):
     """Move each data layer of `net` to its position in `positions` (from `net_positions`)."""
     layers = dict(zip(net._layer_names, net.module.layers))
     for name, position in positions.items():
-        module = layers.get(name)
-        if module is None or not hasattr(module, "seek"):
+        layer = layers.get(name)
+        if layer is None or not hasattr(layer, "seek"):
             glog.warning("resume_state", f"{where}: the net has no data layer {name!r} to continue reading where "
                                          "the snapshot stopped")
             continue
-        module.seek(position)
+        layer.seek(position)
 
 
 def _random_states():

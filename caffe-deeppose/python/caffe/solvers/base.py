@@ -22,8 +22,8 @@ import torch
 
 from .. import common, filelock, glog, resume_state
 from ..proto import caffe_pb2
-from ..protoio import (array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, parse_prototxt,
-                       read_file, write_binary_proto)
+from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, parse_prototxt, read_file, \
+    write_binary_proto
 from .lr_policy import SolverError, learning_rate
 from ..upgrade import UpgradeError, upgrade_solver
 from .params import build_test_nets, build_train_net, read_solver_param

@@ -336,7 +336,7 @@ def main(argv=None):
         return 1
     try:
         return command(flags)
-    except (ValueError, OSError, UnknownLayerError, PythonLayerError, LockedError) as e:
+    except (ValueError, OSError, UnknownLayerError, LockedError, PythonLayerError) as e:
         glog.log("F", "caffe.cpp", str(e))
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C before the first was acted on
