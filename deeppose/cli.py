@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from caffe.filelock import LockedError
+
 from . import pipeline, preprocess
 from .cascade import Cascade
 from .dataset import K2HPD
@@ -20,13 +22,14 @@ from .draw import draw_skeleton, save_png
 
 def command(main):
     """A user-facing entry point: a bad input (missing or unreadable file, malformed line, net or
-    weights that do not fit) ends the command with one line naming it, exit status 1."""
+    weights that do not fit, an output another process is writing) ends the command with one line
+    naming it, exit status 1."""
 
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, LockedError) as e:
             sys.exit(f"error: {e}")
 
     return run

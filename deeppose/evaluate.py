@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
+
+from caffe.protoio import atomic_write
 
 from . import stages
 from .cascade import Cascade
@@ -63,6 +66,17 @@ def evaluate(stage1_weights, refine_weights=(), desc: DatasetDescription = K2HPD
             "stages": results}
 
 
+def read_report(path) -> dict:
+    """A report written by `--out`; an error naming the file if it is missing, cut or not one."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a complete accuracy report ({e})") from None
+    if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
+        raise ValueError(f"{path}: not a complete accuracy report (no stages)")
+    return report
+
+
 def print_report(report: dict, desc: DatasetDescription = K2HPD) -> None:
     names = list(report["stages"])
     last = report["stages"][names[-1]]
@@ -97,12 +111,16 @@ def main(argv, n_models: int, default_plot: str) -> None:
     p = argparse.ArgumentParser(description="Loss, PCP and PDJ of the cascade on the whole test set")
     p.add_argument("models", nargs=n_models, metavar="MODEL", help="stage-1 weights, then refiner weights")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", metavar="JSON", help="write the JSON report to this file, atomically and "
+                   "last: the file exists only once the report is complete")
     p.add_argument("--plot", default=default_plot, help="PDJ-curve PNG (default %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="images per forward pass (default %(default)s)")
     args = p.parse_args(argv)
     report = evaluate(args.models[0], args.models[1:], batch=args.batch)
     plot_pdj(report, args.plot)
     report["plot"] = args.plot
+    if args.out:
+        atomic_write(args.out, json.dumps(report, indent=1) + "\n")
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -39,7 +39,10 @@ def make_stage1_lists(desc: DatasetDescription = K2HPD, val_fraction: float = 0.
     test images, each line ``<image> <offsets of the joints from the image centre>``, shuffled."""
     rng = np.random.default_rng(seed)
     paths = annotation_paths(desc.root, desc)
-    train = read_annotations(paths["train"], desc)
+    train, test = read_annotations(paths["train"], desc), read_annotations(paths["test"], desc)
+    for split, items in (("train", train), ("test", test)):
+        if not items:
+            raise ValueError(f"{paths[split]}: no annotation lines (the {split} set is empty)")
     order = rng.permutation(len(train))
     n_val = int(round(val_fraction * len(train)))
     val_items, train_items = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
@@ -50,8 +53,9 @@ def make_stage1_lists(desc: DatasetDescription = K2HPD, val_fraction: float = 0.
         rows["train"] += [(path, stages.stage1_targets(joints, desc.size)),
                           (mirrored, stages.stage1_targets(mjoints, desc.size))]
     rows["val"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size)) for n, j in val_items]
-    rows["test"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size))
-                    for n, j in read_annotations(paths["test"], desc)]
+    for name, _ in val_items + test:  # listed as they are: the LMDB tool must be able to read them
+        stages.read_training_image(image_path(name, desc), desc)
+    rows["test"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size)) for n, j in test]
     out = {}
     for split, items in rows.items():
         items = [items[i] for i in rng.permutation(len(items))]
@@ -173,7 +177,7 @@ def derive_solver(src, dst, overrides: dict[str, str], train_batch: int | None =
         note["TRAIN batch_size"] = train_batch
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(f"# derived from {src} by deeppose_train.sh: {note}\n" + text_format.MessageToString(param))
+    protoio.atomic_write(dst, f"# derived from {src} by deeppose_train.sh: {note}\n" + text_format.MessageToString(param))
     return dst
 
 
@@ -207,7 +211,8 @@ def input_size(deploy) -> tuple[int, int]:
 
 def main(argv=None) -> None:
     """Helpers for deeppose_train.sh: `derive-solver SRC DST key=value...`, `final-snapshot SOLVER`,
-    `latest-state SOLVER`, `input-size DEPLOY`."""
+    `latest-state SOLVER`, `input-size DEPLOY`, `check-report JSON` (exit 1 unless a complete accuracy
+    report)."""
     p = argparse.ArgumentParser(prog="python -m deeppose.pipeline", description=main.__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("derive-solver")
@@ -216,6 +221,7 @@ def main(argv=None) -> None:
     sub.add_parser("final-snapshot").add_argument("solver")
     sub.add_parser("latest-state").add_argument("solver")
     sub.add_parser("input-size").add_argument("deploy")
+    sub.add_parser("check-report").add_argument("report")
     args = p.parse_args(argv)
     if args.cmd == "derive-solver":
         bad = [o for o in args.overrides if "=" not in o]
@@ -226,6 +232,13 @@ def main(argv=None) -> None:
         print(final_snapshot(args.solver))
     elif args.cmd == "latest-state":
         print(latest_state(args.solver) or "")
+    elif args.cmd == "check-report":
+        from .evaluate import read_report
+        try:
+            read_report(args.report)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 1
     else:
         print(*input_size(args.deploy))
 
