@@ -12,10 +12,10 @@ import numpy as np
 
 from caffe.protoio import atomic_write
 
-from . import stages
+from . import datasets, stages
 from .cascade import Cascade
 from .cli import command
-from .dataset import K2HPD, DatasetDescription, annotation_paths, flip_joints, read_annotations, torso_diameter
+from .dataset import DatasetDescription, flip_joints, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .pipeline import image_path
 from .plot import line_chart
@@ -23,14 +23,14 @@ from .plot import line_chart
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 
 
-def mean_pose(desc: DatasetDescription = K2HPD) -> np.ndarray:
+def mean_pose(desc: DatasetDescription) -> np.ndarray:
     """The mean stage-1 target of the training set and its mirror (offsets from the centre, (J, 2))."""
-    joints = np.stack([j for _, j in read_annotations(annotation_paths(desc.root, desc)["train"], desc)])
+    joints = np.stack([j for _, j in read_split(desc, "train")])
     both = np.concatenate([joints, flip_joints(joints, desc.width, desc)])
     return stages.stage1_targets(both, desc.size).mean(axis=0)
 
 
-def scores(pred, truth, desc: DatasetDescription = K2HPD) -> dict:
+def scores(pred, truth, desc: DatasetDescription) -> dict:
     """Loss, PCP (overall, per limb), PDJ (per fraction; per joint at each fraction), mean error."""
     p = pdj(pred, truth, torso_diameter(truth, desc))
     c = pcp(pred, truth, desc.limbs)
@@ -47,14 +47,14 @@ def scores(pred, truth, desc: DatasetDescription = K2HPD) -> dict:
     }
 
 
-def evaluate(stage1_weights, refine_weights=(), desc: DatasetDescription = K2HPD, batch: int = 32) -> dict:
+def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch: int = 32) -> dict:
     """Scores of the baseline and of every stage on the whole test set."""
-    items = read_annotations(annotation_paths(desc.root, desc)["test"], desc)
+    items = read_split(desc, "test")
     if not items:
         raise ValueError(f"{desc.root}: the test set is empty")
     truth = np.stack([j for _, j in items])
     start = time.time()
-    cascade = Cascade(stage1_weights, refine_weights, desc, batch)
+    cascade = Cascade(desc, stage1_weights, refine_weights, batch)
     preds = cascade.predict_files([str(image_path(n, desc)) for n, _ in items])
     seconds = time.time() - start
     sizes = np.array([desc.size] * len(items), float)
@@ -77,7 +77,7 @@ def read_report(path) -> dict:
     return report
 
 
-def print_report(report: dict, desc: DatasetDescription = K2HPD) -> None:
+def print_report(report: dict, desc: DatasetDescription) -> None:
     names = list(report["stages"])
     last = report["stages"][names[-1]]
     print(f"{report['images']} test images ({report['seconds']:.1f} s through the cascade)")
@@ -115,8 +115,10 @@ def main(argv, n_models: int, default_plot: str) -> None:
                    "last: the file exists only once the report is complete")
     p.add_argument("--plot", default=default_plot, help="PDJ-curve PNG (default %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="images per forward pass (default %(default)s)")
+    datasets.add_argument(p)
     args = p.parse_args(argv)
-    report = evaluate(args.models[0], args.models[1:], batch=args.batch)
+    desc = datasets.selected(args.dataset)
+    report = evaluate(desc, args.models[0], args.models[1:], batch=args.batch)
     plot_pdj(report, args.plot)
     report["plot"] = args.plot
     if args.out:
@@ -124,5 +126,5 @@ def main(argv, n_models: int, default_plot: str) -> None:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print_report(report)
+        print_report(report, desc)
         print(f"\nPDJ curves: {args.plot}")

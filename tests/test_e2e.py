@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deeppose.dataset import K2HPD
+from deeppose.datasets import K2HPD
 from deeppose.metrics import PDJ_FRACTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
