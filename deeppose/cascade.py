@@ -5,8 +5,6 @@ per batch of crops).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -14,23 +12,8 @@ import caffe
 from caffe.caffemodel import read_weights
 
 from . import nets, preprocess, stages
+from .nets import REFINE, STAGE1, ModelFiles
 from .dataset import DatasetDescription
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """A stage's deploy prototxt and the training prototxt whose Data layer gives its preprocessing."""
-
-    deploy: str
-    train: str
-    snapshot_prefix: str  # as in the solver, for finding snapshots
-
-
-STAGE1 = ModelFiles("models/deeppose/deeppose.prototxt", "models/deeppose/deeppose_train_test.prototxt",
-                    "models/deeppose/snapshot/deeppose")
-REFINE = ModelFiles("models/deeppose_refine/deeppose_refine.prototxt",
-                    "models/deeppose_refine/deeppose_refine_train_test.prototxt",
-                    "models/deeppose_refine/snapshot/deeppose_refine")
 
 
 class StageNet:

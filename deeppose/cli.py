@@ -15,7 +15,6 @@ import numpy as np
 from caffe.filelock import LockedError
 
 from . import datasets, pipeline, preprocess
-from .cascade import Cascade
 from .draw import draw_skeleton, save_png
 
 
@@ -46,6 +45,8 @@ def predict_main(argv, n_models: int) -> None:
     args = p.parse_args(argv)
     desc = datasets.selected(args.dataset)
     image = preprocess.load_image(args.image, desc)
+    from .cascade import Cascade  # torch: imported by the commands that run a net, not by `command`'s users
+
     preds = Cascade(desc, args.models[0], args.models[1:]).predict([image])
     panels = []
     for s, joints in enumerate(preds, 1):
@@ -85,6 +86,8 @@ def output_main(argv) -> None:
     datasets.add_argument(p)
     args = p.parse_args(argv)
     desc = datasets.selected(args.dataset)
+    from .cascade import Cascade
+
     cascade = Cascade(desc, args.models[0], args.models[1:], batch=args.batch)
     for split in args.split or ["val"]:
         names, truth = pipeline.read_stage1_list(pipeline.stage_dir(1, desc) / f"{split}.txt", desc)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -66,18 +65,7 @@ def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch:
             "stages": results}
 
 
-def read_report(path) -> dict:
-    """A report written by `--out`; an error naming the file if it is missing, cut or not one."""
-    try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a complete accuracy report ({e})") from None
-    if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
-        raise ValueError(f"{path}: not a complete accuracy report (no stages)")
-    return report
-
-
-def print_report(report: dict, desc: DatasetDescription) -> None:
+def print_report(report: dict, desc: DatasetDescription = K2HPD) -> None:
     names = list(report["stages"])
     last = report["stages"][names[-1]]
     print(f"{report['images']} test images ({report['seconds']:.1f} s through the cascade)")

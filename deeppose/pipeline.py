@@ -7,6 +7,7 @@ the run's dataset description.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -201,6 +202,18 @@ def latest_state(solver) -> Path | None:
     return max(states)[1] if states else None
 
 
+def read_report(path) -> dict:
+    """An accuracy report written by `pyaccuracy.py --out`; an error naming the file if it is
+    missing, cut or not one."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a complete accuracy report ({e})") from None
+    if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
+        raise ValueError(f"{path}: not a complete accuracy report (no stages)")
+    return report
+
+
 def input_size(deploy) -> tuple[int, int]:
     """(rows, cols) of a deploy prototxt's Input layer."""
     net = protoio.read_prototxt(deploy, caffe_pb2.NetParameter)
@@ -234,7 +247,6 @@ def main(argv=None) -> None:
     elif args.cmd == "latest-state":
         print(latest_state(args.solver) or "")
     elif args.cmd == "check-report":
-        from .evaluate import read_report
         try:
             read_report(args.report)
         except ValueError as e:

@@ -294,6 +294,25 @@ def test_a_full_disk_leaves_no_database(tmp_path):
     assert leftovers(tmp_path, "db") == []
 
 
+def test_an_interrupted_conversion_leaves_no_database(tmp_path, monkeypatch):
+    """Ctrl-C half-way (KeyboardInterrupt at the second image)."""
+    from caffe.tools import convert_imageset
+    names = images(tmp_path / "img")
+    (tmp_path / "list.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
+    read = convert_imageset.image_datum
+    calls = []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return read(*args)
+    monkeypatch.setattr(convert_imageset, "image_datum", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        convert_imageset.main([f"{tmp_path}/img/", str(tmp_path / "list.txt"), str(tmp_path / "db")])
+    assert leftovers(tmp_path, "db") == []
+
+
 def test_a_killed_writers_leftovers_are_cleared(tmp_path):
     names = images(tmp_path / "img")
     (tmp_path / "list.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))

@@ -6,7 +6,7 @@ import pytest
 from scipy.io import savemat
 
 from deeppose import datasets, nets
-from deeppose.cascade import REFINE, STAGE1
+from deeppose.nets import REFINE, STAGE1
 from deeppose.dataset import read_split
 from deeppose.datasets import FLIC, K2HPD, LSP
 from deeppose.datasets.flic import COORD_INDEX, POINTS

@@ -13,7 +13,6 @@ against the dataset's joints.
 import argparse
 
 from deeppose import datasets, nets
-from deeppose.cascade import REFINE, STAGE1
 from deeppose.cli import command
 from deeppose.pipeline import input_size, make_refine_data, make_stage1_lists
 
@@ -36,11 +35,11 @@ def main(argv=None):
         p.error("--stage must be 1 or more")
     desc = datasets.selected(args.dataset)
     if args.stage == 1:
-        nets.check_stage1(desc, STAGE1)
+        nets.check_stage1(desc, nets.STAGE1)
         make_stage1_lists(desc, val_fraction=args.val_fraction, seed=args.seed)
     else:
-        nets.check_refiner(desc, REFINE)
-        rows, _ = input_size(REFINE.deploy)
+        nets.check_refiner(desc, nets.REFINE)
+        rows, _ = input_size(nets.REFINE.deploy)
         make_refine_data(desc, args.stage, rows, args.displacements, args.per_image, seed=args.seed)
 
 
