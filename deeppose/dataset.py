@@ -103,8 +103,8 @@ def depth_to_grey(depth: np.ndarray, near: float, far: float) -> np.ndarray:
 def read_annotations(path, desc: DatasetDescription) -> list[tuple[str, np.ndarray]]:
     """Read ``<file name> x1,y1,x2,y2,...`` lines into ``(name, joints (J, 2))`` pairs.
 
-    Leading NUL bytes (present in some K2HPD lines) are stripped, blank lines skipped, and
-    only the first 2*J numbers of a line are used (K2HPD lines carry more); a value that is not
+    Leading NUL bytes (present in some lines of real annotation files) are stripped, blank lines skipped, and
+    only the first 2*J numbers of a line are used (lines may carry more); a value that is not
     a finite number is an error naming the file and line.
     """
     need = 2 * desc.num_joints
@@ -131,7 +131,7 @@ def read_annotations(path, desc: DatasetDescription) -> list[tuple[str, np.ndarr
 
 
 def write_annotations(path, items: Iterable[tuple[str, np.ndarray]], decimals: int = 3) -> None:
-    """Write ``(name, joints (J, 2))`` pairs as K2HPD lines ``<name> x1,y1,x2,y2,...`` (atomically)."""
+    """Write ``(name, joints (J, 2))`` pairs as text annotation lines ``<name> x1,y1,x2,y2,...`` (atomically)."""
     lines = [f"{name} " + ",".join(f"{v:.{decimals}f}" for v in np.asarray(joints, float).ravel()) + "\n"
              for name, joints in items]
     atomic_write(path, "".join(lines))

@@ -65,7 +65,7 @@ def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch:
             "stages": results}
 
 
-def print_report(report: dict, desc: DatasetDescription = K2HPD) -> None:
+def print_report(report: dict, desc: DatasetDescription) -> None:
     names = list(report["stages"])
     last = report["stages"][names[-1]]
     print(f"{report['images']} test images ({report['seconds']:.1f} s through the cascade)")
