@@ -43,11 +43,21 @@ if [ -n "$FROM" ] && [[ " ${STEPS[*]} " != *" $FROM "* ]]; then
     echo "unknown step '$FROM'; steps: ${STEPS[*]}" >&2; exit 2
 fi
 
-DATASET_VARS=$(python -m deeppose.datasets "${DS[@]}")  # DATA, ANNOTATIONS, TEXT_ANNOTATIONS
+DATASET_VARS=$(python -m deeppose.datasets "${DS[@]}")  # DATASET_NAME, DATA, ANNOTATIONS, TEXT_ANNOTATIONS
 eval "$DATASET_VARS"
 M1=models/deeppose
 M2=models/deeppose_refine
 say() { echo "[deeppose_train] $*"; }
+
+# the models/ outputs (databases, snapshots, reports) belong to one dataset: another one remakes them
+STAMP=models/dataset.txt
+if [ -e $STAMP ] && [ "$(cat $STAMP)" != "$DATASET_NAME" ]; then
+    case "$FROM" in
+        data|stage1|lmdb1) ;;
+        *) say "models/ holds the outputs of a run on $(cat $STAMP), not $DATASET_NAME: run with --from stage1 to remake them (or move them away first)" >&2
+           exit 1 ;;
+    esac
+fi
 
 # forced: steps from --from on run even when their outputs exist
 forced=0
@@ -137,6 +147,7 @@ make_lmdbs() {  # make_lmdbs MODEL_DIR DEPLOY LIST_DIR
 }
 if should_run lmdb1 $M1/train_data_lmdb $M1/test_data_lmdb $M1/train_mean.binaryproto; then
     make_lmdbs $M1 $M1/deeppose.prototxt $DATA/stage1
+    echo "$DATASET_NAME" > $STAMP
 fi
 
 train() {  # train SOLVER LOG: an interrupted run (Ctrl-C snapshots) resumes unless the step is redone

@@ -69,3 +69,7 @@ def test_a_dataset_described_in_one_file_runs_through_the_pipeline(tmp_path):
     lines = (repo / "data/Synth14/stage1/train.txt").read_text().splitlines()
     assert len(lines[0].split()) == 1 + 28  # an image and 14 joint offsets
     assert cv2.imread(str(images[0])).shape[:2] == (240, 320)
+
+    # models/ now holds this dataset's outputs: a run on another dataset refuses to reuse them
+    r = subprocess.run(["bash", "deeppose_train.sh"], cwd=repo, env={**os.environ, **TINY}, capture_output=True, text=True)
+    assert r.returncode == 1 and "models/ holds the outputs of a run on Synth14, not K2HPD" in r.stderr

@@ -1,5 +1,5 @@
 """`python -m deeppose.datasets [--dataset NAME|FILE.py]`: the chosen dataset's paths as shell
-assignments for deeppose_train.sh: DATA (its directory), ANNOTATIONS (its annotation files, an
+assignments for deeppose_train.sh: DATASET_NAME, DATA (its directory), ANNOTATIONS (its annotation files, an
 array), TEXT_ANNOTATIONS (1 when it reads text annotations, which the synthetic generator writes)."""
 
 import argparse
@@ -16,6 +16,7 @@ def main(argv=None) -> None:
     add_argument(p)
     desc = selected(p.parse_args(argv).dataset)
     files = sorted({str(f) for f in annotation_paths(desc.root, desc).values()})
+    print(f"DATASET_NAME={shlex.quote(desc.name)}")
     print(f"DATA={shlex.quote(desc.root)}")
     print(f"ANNOTATIONS=({' '.join(map(shlex.quote, files))})")
     print(f"TEXT_ANNOTATIONS={int(desc.reader is None)}")
