@@ -29,6 +29,12 @@ def mean_pose(desc: DatasetDescription) -> np.ndarray:
     return stages.stage1_targets(both, desc.size).mean(axis=0)
 
 
+def mean_pose_baseline(desc: DatasetDescription, count: int) -> np.ndarray:
+    """The mean-pose baseline's prediction for `count` test images (N, J, 2): `mean_pose` about
+    the image centre, the same for every image."""
+    return np.broadcast_to(stages.stage1_joints(mean_pose(desc), desc.size), (count, desc.num_joints, 2))
+
+
 def scores(pred, truth, desc: DatasetDescription) -> dict:
     """Loss, PCP (overall, per limb), PDJ (per fraction; per joint at each fraction), mean error."""
     p = pdj(pred, truth, torso_diameter(truth, desc))
@@ -56,9 +62,7 @@ def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch:
     cascade = Cascade(desc, stage1_weights, refine_weights, batch)
     preds = cascade.predict_files([str(image_path(n, desc)) for n, _ in items])
     seconds = time.time() - start
-    sizes = np.array([desc.size] * len(items), float)
-    baseline = np.broadcast_to(stages.stage1_joints(mean_pose(desc), sizes[:, None, :]), truth.shape)
-    results = {"mean pose": scores(baseline, truth, desc)}
+    results = {"mean pose": scores(mean_pose_baseline(desc, len(truth)), truth, desc)}
     for s, pred in enumerate(preds, 1):
         results[f"stage {s}"] = scores(pred, truth, desc)
     return {"images": len(items), "seconds": seconds, "models": [str(stage1_weights), *map(str, refine_weights)],
