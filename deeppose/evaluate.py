@@ -8,6 +8,7 @@ import json
 import time
 
 import numpy as np
+from caffe.plot import line_chart
 
 from caffe.protoio import atomic_write
 
@@ -17,7 +18,6 @@ from .cli import command
 from .dataset import DatasetDescription, flip_joints, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .pipeline import image_path
-from .plot import line_chart
 
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 
