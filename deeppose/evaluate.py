@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 from caffe.plot import line_chart
-
 from caffe.protoio import atomic_write
 
 from . import datasets, stages

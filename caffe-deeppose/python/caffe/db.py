@@ -208,7 +208,9 @@ class LMDBWriter:
                           "at that path") from None
 
     def close(self):
-        """Commit what is queued and put the complete database at its path."""
+        """Commit what is queued and put the complete database at its path (once)."""
+        if self._tmp is None:
+            return
         try:
             self.commit()
             self.env.close()
