@@ -118,3 +118,30 @@ def test_nets_are_checked_against_the_description():
     with pytest.raises(ValueError, match=r"deeppose_refine.prototxt: layer 'data' input_param.shape.dim\[0\] is 15; "
                                          r"it must be 11 \(the deploy batch is one crop per joint"):
         nets.check_refiner(FLIC, REFINE)
+
+
+def test_tools_take_the_dataset(tmp_path):
+    """The baseline tool scores a dataset given by a description file with its joint names; the
+    synthetic generator refuses a dataset whose annotations are not text."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deeppose.dataset import write_annotations
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "two.py").write_text(
+        "from deeppose.dataset import DatasetDescription\n"
+        "DATASET = DatasetDescription(name='two', size=(32, 24), joint_names=('tip', 'base'), limbs=((0, 1),),\n"
+        "    torso_joints=(0, 1), flip_pairs=(), alpha=1.0, root='d', image_dir='i',\n"
+        "    train_annotations='tr.txt', test_annotations='te.txt', image_name_format='{}.png')\n")
+    (tmp_path / "d").mkdir()
+    write_annotations(tmp_path / "d/tr.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(4)])
+    write_annotations(tmp_path / "d/te.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(3)])
+    r = subprocess.run([sys.executable, root / "tools/baseline_mean_pose.py", "--dataset", "two.py"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "tested on 3 images" in r.stdout and "tip " in r.stdout and "base " in r.stdout
+    r = subprocess.run([sys.executable, root / "tools/make_synthetic_k2hpd.py", "--dataset", "LSP",
+                        "--train", "1", "--test", "1"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and "LSP has annotation files of its own format" in r.stderr
+    assert not (tmp_path / LSP.root).exists()
