@@ -10,7 +10,7 @@ import re
 import numpy as np
 import torch
 
-from . import common, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
+from . import common, hdf5, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
@@ -457,8 +457,11 @@ class Net:
 
     # -- weights ---------------------------------------------------------------------------------
     def copy_from(self, path):
-        """Copy weights from a .caffemodel by layer name (layers not in this net are ignored)."""
+        """Copy weights from a .caffemodel (binary, or HDF5 as `load_hdf5`) by layer name (layers
+        not in this net are ignored)."""
         path = os.fspath(path)
+        if hdf5.is_hdf5(path):
+            return self.load_hdf5(path)
         mine = {name: view for name, view in zip(self._layer_names, self.layers)}
         for name, blobs in read_weights(path):
             view = mine.get(name)
@@ -476,6 +479,17 @@ class Net:
                                    "from scratch instead, rename it in the prototxt.")
                 with torch.no_grad():
                     blob.param.copy_(torch.from_numpy(values.reshape(target)))
+
+    def load_hdf5(self, path):
+        """Copy weights from an HDF5 caffemodel (Caffe's CopyTrainedLayersFromHDF5)."""
+        try:
+            hdf5.load_weights(self, path)
+        except hdf5.HDF5Error as e:
+            raise NetError(str(e)) from None
+
+    def save_hdf5(self, path, write_diff=False):
+        """Write the weights (and with `write_diff` the diffs) as an HDF5 caffemodel, atomically."""
+        hdf5.save_weights(self, path, write_diff)
 
     def to_proto(self):
         """The net with its weights as a NetParameter."""
