@@ -358,6 +358,21 @@ def check_hdf5_snapshot(case, tmp_path, monkeypatch, ours):
     for ext in ("caffemodel.h5", "solverstate.h5"):
         compare_h5(f"{case} {ext}", f"{prefix}.{ext}", f"caffe/{prefix}.{ext}")
 
+def check_window(case, tmp_path, monkeypatch, mirror=False):
+    """Our WindowData warps the window file's one foreground and one background window as Caffe did
+    (context padding, square crops, means, scale); with mirror, each item is one of Caffe's items
+    (both orientations appear there) with its label."""
+    monkeypatch.chdir(FILES)
+    ref = np.load("window_batches.npz")
+    data, label = caffe.Net(f"{case}.prototxt", caffe.TRAIN).forward().values()
+    want, want_label = ref[f"{case}_data"], ref[f"{case}_label"]
+    compare("files", case, "label", label, want_label, exact=True)
+    for i, item in enumerate(data):
+        match = [j for j in range(len(want)) if want_label[j] == label[i] and np.allclose(want[j], item)] \
+            if mirror else [i]
+        assert match, f"{case}: item {i} is none of Caffe's items of label {label[i]}"
+        compare("files", case, f"item {i}", item, want[match[0]])
+
 RESIZE = ["-resize_height=16", "-resize_width=16"]
 FILE_CASES = {
     "read_multilabel_lmdb": (check_lmdb, dict(db="multilabel_lmdb", list_file="list_multilabel.txt",
@@ -386,6 +401,9 @@ FILE_CASES = {
     "hdf5_data_shuffle": (check_hdf5_data, dict(prototxt="hdf5_data_shuffle.prototxt", prefix="shuffled")),
     "hdf5_snapshot_restore": (check_hdf5_snapshot, dict(ours=False)),
     "hdf5_snapshot_layout": (check_hdf5_snapshot, dict(ours=True)),
+    "window_warp": (check_window, {}),
+    "window_square_pad": (check_window, {}),
+    "window_context_mirror": (check_window, dict(mirror=True)),
 }
 
 
