@@ -100,3 +100,18 @@ def test_timesteps_fixed_at_setup(tmp_path):
     net.blobs["cont"].reshape(4, 2)
     with pytest.raises(ValueError, match="number of timesteps changed"):
         net.reshape()
+
+
+@pytest.mark.parametrize("type_, shapes", [
+    ("LSTM", [(16, 6), (16,), (16, 5), (16, 4)]),
+    ("RNN", [(4, 6), (4,), (4, 5), (4, 4), (4, 4), (4,)]),
+])
+def test_blob_shapes_and_fillers(tmp_path, type_, shapes):
+    """The unrolled net's blobs (x_static's weight before the recurrent one); weight_filler fills the
+    weights, bias_filler the biases."""
+    text = (f'layer {{ name: "rec" type: "{type_}" bottom: "x" bottom: "cont" bottom: "s" top: "y" recurrent_param {{ '
+            'num_output: 4 weight_filler { type: "constant" value: 0.25 } bias_filler { type: "constant" value: -1 } } }\n')
+    net = net_from(tmp_path, {"x": (3, 2, 3, 2), "cont": (3, 2), "s": (2, 5)}, text)
+    assert [b.data.shape for b in net.params["rec"]] == shapes
+    for blob, shape in zip(net.params["rec"], shapes):
+        assert (blob.data == (-1 if len(shape) == 1 else 0.25)).all()

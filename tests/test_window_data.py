@@ -94,3 +94,11 @@ def test_sampling_statistics(tmp_path, monkeypatch):
     assert (labels[:, :7] == 0).all() and (labels[:, 7:] > 0).all()
     share = (labels[:, 7:] == 1).mean()
     assert 0.4 < share < 0.6  # 180 draws of p = 0.5: 0.5 +- 0.1 is over 2.5 standard deviations
+
+
+def test_cache_images_gives_the_same_batch(tmp_path, monkeypatch):
+    """cache_images keeps the encoded files in memory; the pixels are those of Caffe's batch."""
+    monkeypatch.chdir(FILES)
+    net = window_net(tmp_path, "crop_size: 8 mean_value: 100 mean_value: 110 mean_value: 120", batch=4,
+                     extra="fg_threshold: 0.5 bg_threshold: 0.3 fg_fraction: 0.5 scale: 0.5 cache_images: true")
+    np.testing.assert_allclose(net.forward()["data"], np.load("window_batches.npz")["window_warp_data"], rtol=1e-6)
