@@ -397,6 +397,7 @@ FILE_CASES = {
     "data_test_meanvalue": (check_data, dict(prototxt="data_test_meanvalue.prototxt", phase=caffe.TEST,
                                              prefix="test_meanvalue")),
     "hdf5_output": (check_hdf5_output, dict(index=0)),
+    "hdf5_output_3rows": (check_hdf5_output, dict(index=1)),
     "hdf5_data": (check_hdf5_data, dict(prototxt="hdf5_data.prototxt", prefix="ordered")),
     "hdf5_data_shuffle": (check_hdf5_data, dict(prototxt="hdf5_data_shuffle.prototxt", prefix="shuffled")),
     "hdf5_snapshot_restore": (check_hdf5_snapshot, dict(ours=False)),
