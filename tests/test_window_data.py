@@ -59,9 +59,9 @@ def window_net(tmp_path, transform="crop_size: 8", extra="", batch=8, source=Non
 
 
 @pytest.mark.parametrize("transform, extra, message", [
-    ("crop_size: 8", "crop_size: 8", "window_data_param.crop_size is not used"),
-    ("crop_size: 8", "mirror: true", "window_data_param.mirror is not used"),
-    ("crop_size: 8 scale: 0.5", "", "transform_param.scale is not used"),
+    ("crop_size: 8", "crop_size: 8", "window_data_param.crop_size is not supported"),
+    ("crop_size: 8", "mirror: true", "window_data_param.mirror is not supported"),
+    ("crop_size: 8 scale: 0.5", "", "transform_param.scale is not supported"),
     ("", "", "crop_size must be positive"),
     ("crop_size: 8", 'crop_mode: "fit"', "crop_mode 'fit'"),
     ("crop_size: 8", "context_pad: 4", "context_pad 4 leaves no room"),
@@ -102,3 +102,13 @@ def test_cache_images_gives_the_same_batch(tmp_path, monkeypatch):
     net = window_net(tmp_path, "crop_size: 8 mean_value: 100 mean_value: 110 mean_value: 120", batch=4,
                      extra="fg_threshold: 0.5 bg_threshold: 0.3 fg_fraction: 0.5 scale: 0.5 cache_images: true")
     np.testing.assert_allclose(net.forward()["data"], np.load("window_batches.npz")["window_warp_data"], rtol=1e-6)
+
+
+def test_root_folder_prefixes_image_paths(tmp_path, monkeypatch):
+    """root_folder is put before each image path of the window file (here: the golden files folder)."""
+    monkeypatch.chdir(tmp_path)
+    net = window_net(tmp_path, "crop_size: 8 mean_value: 100 mean_value: 110 mean_value: 120", batch=4,
+                     source=os.path.join(FILES, "windows.txt"),
+                     extra=f'fg_threshold: 0.5 bg_threshold: 0.3 fg_fraction: 0.5 scale: 0.5 root_folder: "{FILES}/"')
+    want = np.load(os.path.join(FILES, "window_batches.npz"))["window_warp_data"]
+    np.testing.assert_allclose(net.forward()["data"], want, rtol=1e-6)

@@ -102,8 +102,9 @@ class _Recurrent(LayerModule):
         self.expose_hidden = p.expose_hidden
         exposed = len(self.state_names) if self.expose_hidden else 0
         if len(param.bottom) not in (2 + exposed, 3 + exposed):
-            raise ValueError(f"takes x, cont, optionally x_static{', ' + ', '.join(self.state_names) if exposed else ''}"
-                             f": {2 + exposed} or {3 + exposed} bottoms, the prototxt gives {len(param.bottom)}")
+            names = "x, cont, optionally x_static" + "".join(f", {n}" for n in self.state_names[:exposed])
+            raise ValueError(f"takes {names}: {2 + exposed} or {3 + exposed} bottoms, the prototxt gives "
+                             f"{len(param.bottom)}")
         if len(param.top) != 1 + exposed:
             raise ValueError(f"takes {1 + exposed} top(s) (the outputs"
                              f"{' and the final ' + ', '.join(self.state_names) if exposed else ''}), "

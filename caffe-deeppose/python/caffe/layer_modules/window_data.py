@@ -207,11 +207,11 @@ class WindowData(_PrefetchingLayer):
         p, t = param.window_data_param, param.transform_param
         for field in ("crop_size", "mirror", "mean_file"):
             if p.HasField(field):
-                raise ValueError(f"window_data_param.{field} is not used by Caffe's WindowData (it reads "
-                                 f"transform_param.{field}); set transform_param.{field} instead")
+                raise ValueError(f"window_data_param.{field} is not supported: Caffe's WindowData ignores it "
+                                 f"and reads transform_param.{field}; set transform_param {{ {field} }} instead")
         for field in ("scale", "force_color", "force_gray"):
             if t.HasField(field):
-                raise ValueError(f"transform_param.{field} is not used by Caffe's WindowData"
+                raise ValueError(f"transform_param.{field} is not supported by WindowData (Caffe's ignores it)"
                                  + (" (its scale is window_data_param.scale)" if field == "scale" else ""))
         if p.crop_mode not in ("warp", "square"):
             raise ValueError(f"window_data_param.crop_mode {p.crop_mode!r}: use \"warp\" or \"square\"")
