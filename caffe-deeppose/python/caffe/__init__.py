@@ -13,6 +13,8 @@ _HOMES = {
     "set_mode_cpu": "common", "set_mode_gpu": "common", "set_device": "common", "set_random_seed": "common",
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
     "RMSPropSolver": "solvers", "AdaDeltaSolver": "solvers", "AdamSolver": "solvers", "get_solver": "solvers",
+    "NetSpec": "net_spec", "layers": "net_spec", "params": "net_spec", "to_proto": "net_spec",
+    "Classifier": "classifier", "Detector": "detector",
 }
 
 
