@@ -127,3 +127,49 @@ def test_hdf5_output_refusals(tmp_path):
         net_from(tmp_path, {"d": (2, 3), "l": (3,)}, text % (tmp_path / "o.h5"), force_backward=False)
     with pytest.raises(caffe.net.NetError, match="Failed to open HDF5 file"):
         net_from(tmp_path, {"d": (2, 3), "l": (2,)}, text % (tmp_path / "no" / "o.h5"), force_backward=False)
+
+
+def test_hdf5_data_resumes_where_it_stopped(tmp_path):
+    """read_position/seek (what a snapshot keeps): a new layer continues the shuffled sequence."""
+    from caffe import libc_rand
+    write_h5(tmp_path / "a.h5", data=np.arange(10.0).reshape(5, 2), label=np.arange(5.0))
+    write_h5(tmp_path / "b.h5", data=np.arange(6.0).reshape(3, 2) + 100, label=np.arange(3.0) + 10)
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'a.h5'}\n{tmp_path / 'b.h5'}\n")
+    text = (f'layer {{ name: "h5" type: "HDF5Data" top: "data" top: "label" hdf5_data_param {{ '
+            f'source: "{tmp_path / "list.txt"}" batch_size: 3 shuffle: true }} }}\n')
+    libc_rand.srand(1)
+    first = net_from(tmp_path, {}, text, force_backward=False)
+    for _ in range(2):
+        first.forward()
+    position = first.layers[0].module.read_position()
+    want = [first.forward()["label"].copy() for _ in range(4)]
+    libc_rand.srand(7)
+    second = net_from(tmp_path, {}, text, force_backward=False, name="second.prototxt")
+    second.layers[0].module.seek(position)
+    np.testing.assert_array_equal([second.forward()["label"].copy() for _ in range(4)], want)
+
+
+def test_hdf5_snapshot_resumes_exactly(tmp_path, monkeypatch):
+    """A run resumed from its .solverstate.h5 (with the data positions and random states of our
+    `resume_state` dataset) ends with the weights of the uninterrupted run."""
+    from caffe import libc_rand
+    monkeypatch.chdir(tmp_path)
+    r = np.random.RandomState(0)
+    write_h5("a.h5", data=r.randn(7, 3), label=r.randn(7, 2))
+    (tmp_path / "list.txt").write_text("a.h5\n")
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "h5" type: "HDF5Data" top: "data" top: "label" hdf5_data_param { source: "list.txt" '
+        'batch_size: 3 shuffle: true } }\nlayer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+        'inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.1 } } }\n'
+        'layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "label" top: "loss" }\n')
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt" base_lr: 0.1 momentum: 0.9 lr_policy: "fixed" max_iter: 6 snapshot: 3 '
+        'snapshot_prefix: "s" snapshot_format: HDF5 random_seed: 1 snapshot_after_train: false solver_mode: CPU\n')
+    libc_rand.srand(1)
+    straight = caffe.get_solver("solver.prototxt")
+    straight.solve()
+    want = straight.net.params["fc"][0].data.copy()
+    libc_rand.srand(5)
+    resumed = caffe.get_solver("solver.prototxt")
+    resumed.solve("s_iter_3.solverstate.h5")
+    np.testing.assert_array_equal(resumed.net.params["fc"][0].data, want)

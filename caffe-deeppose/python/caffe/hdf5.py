@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import torch
 
+from . import glog
 from .protoio import atomic_write
 
 
@@ -129,9 +130,10 @@ def save_weights(net, path, write_diff=False):
 def load_weights(net, path):
     """Copy weights from an HDF5 caffemodel by layer name (Net::CopyTrainedLayersFromHDF5): layers
     not in the net are ignored; a blob may be missing only where the net shares it from another
-    layer; shapes must match exactly."""
+    layer; shapes must match exactly. Returns the names of the layers copied."""
     path = os.fspath(path)
     owned = dict(zip(net._layer_names, _owned(net)))
+    copied = set()
     with open_file(path) as f:
         data = f.get("data")
         if not isinstance(data, h5py.Group):
@@ -139,7 +141,9 @@ def load_weights(net, path):
         for name in data:
             row = owned.get(name)
             if row is None:
+                glog.info("net.cpp:812", f"Ignoring source layer {name}")
                 continue
+            copied.add(name)
             group = data[name]
             if len(group) > len(row):
                 raise HDF5Error(f"{path}: layer {name!r} has {len(group)} blobs, the net's layer has {len(row)} "
@@ -156,11 +160,16 @@ def load_weights(net, path):
                                     "scratch instead, rename it in the prototxt.")
                 with torch.no_grad():
                     p.copy_(torch.from_numpy(values))
+    return copied
 
 
 # -- solver state -------------------------------------------------------------------------------
-def save_solver_state(path, iteration, learned_net, current_step, history):
-    """Write a .solverstate.h5 (SGDSolver::SnapshotSolverStateToHDF5); `history` are arrays."""
+RESUME = "resume_state"  # our extension: caffe.resume_state's bytes (Caffe reads datasets by name only)
+
+
+def save_solver_state(path, iteration, learned_net, current_step, history, resume=None):
+    """Write a .solverstate.h5 (SGDSolver::SnapshotSolverStateToHDF5); `history` are arrays,
+    `resume` optional bytes kept in a uint8 dataset `resume_state`."""
 
     def fill(f):
         write_int(f, "iter", iteration)
@@ -169,13 +178,16 @@ def save_solver_state(path, iteration, learned_net, current_step, history):
         group = f.create_group("history")
         for i, h in enumerate(history):
             write_float(group, str(i), h)
+        if resume is not None:
+            f.create_dataset(RESUME, data=np.frombuffer(resume, np.uint8))
 
     write_file(path, fill)
 
 
 def load_solver_state(path, history_shapes):
-    """(iter, learned_net or None, current_step, [history arrays]) of a .solverstate.h5; the history
-    must have one dataset per expected shape, each of exactly that shape."""
+    """(iter, learned_net or None, current_step, [history arrays], resume bytes or None) of a
+    .solverstate.h5; the history must have one dataset per expected shape, each of exactly that
+    shape."""
     path = os.fspath(path)
     with open_file(path) as f:
         iteration = read_int(f, "iter", path)
@@ -194,4 +206,5 @@ def load_solver_state(path, history_shapes):
                 raise HDF5Error(f"{path}: history blob {i} has shape {values.shape}, the parameter has "
                                 f"shape {tuple(shape)}")
             history.append(values)
-    return iteration, learned_net, current_step, history
+        resume = f[RESUME][()].tobytes() if RESUME in f else None
+    return iteration, learned_net, current_step, history, resume

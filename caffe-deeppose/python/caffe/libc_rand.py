@@ -24,6 +24,15 @@ class _GlibcRand:
             r.append((r[i - 31] + r[i - 3]) & 0xFFFFFFFF)
         self._r = r[-34:]
 
+    @property
+    def state(self):
+        """The 34 words the next outputs depend on (a JSON-able list)."""
+        return list(self._r)
+
+    @state.setter
+    def state(self, words):
+        self._r = list(words)
+
     def __call__(self):
         value = (self._r[-31] + self._r[-3]) & 0xFFFFFFFF
         self._r.append(value)

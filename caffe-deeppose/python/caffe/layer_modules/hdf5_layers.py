@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .. import glog, hdf5
-from ..libc_rand import random_shuffle
+from ..libc_rand import rand, random_shuffle
 from ..registry import register_layer
 from .base import LayerModule
 
@@ -97,6 +97,23 @@ class HDF5Data(LayerModule):
 
     def top_shapes(self, bottom_shapes):
         return [(self.batch_size,) + shape for shape in self.row_shapes]
+
+    def read_position(self):
+        """What the next batch depends on (caffe.resume_state): file, row, orders, rand()'s state."""
+        return {"file": self.current_file, "row": self.current_row, "file_order": list(self.file_order),
+                "row_order": list(self.row_order), "rand": rand.state if self.shuffle else None}
+
+    def seek(self, position):
+        """Continue where `read_position()` gave `position` (the same list of files)."""
+        self.file_order = list(position["file_order"])
+        self.current_file = position["file"]
+        self._load(self.files[self.file_order[self.current_file]])
+        if len(position["row_order"]) != len(self.row_order):
+            raise ValueError(f"{self.where}: {self.files[self.file_order[self.current_file]]} has "
+                             f"{len(self.row_order)} rows, the snapshot read {len(position['row_order'])}")
+        self.row_order, self.current_row = list(position["row_order"]), position["row"]
+        if position["rand"] is not None:
+            rand.state = position["rand"]
 
     def forward(self):
         batch = [np.empty((self.batch_size,) + shape, np.float32) for shape in self.row_shapes]

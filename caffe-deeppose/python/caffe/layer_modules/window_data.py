@@ -141,6 +141,13 @@ class _WindowBatches:
         self.spec, self.images, self.fg, self.bg, self.rng = spec, images, fg, bg, rng
         self.cache = {}
 
+    def position(self):
+        """The sampling RNG's state: what the next batches depend on (caffe.resume_state)."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def seek(self, position):
+        self.rng.bit_generator.state = position["rng"]
+
     def read(self, index):
         path = self.images[index][0]
         if self.spec.cache_images:
