@@ -275,10 +275,10 @@ def test_python_data_layer_feeds_caffe_train(here):
     assert w == pytest.approx(3, abs=0.05) and b == pytest.approx(-1, abs=0.05)
 
 
-def error_net(tmp, module, layer, param_str=""):
+def error_net(tmp, module, layer, param_str="", extra=""):
     return write_net(tmp / f"err_{layer}.prototxt", f'''
     layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
-    layer {{ name: "bad" type: "Python" bottom: "x" top: "t"
+    layer {{ name: "bad" type: "Python" bottom: "x" top: "t" {extra}
       python_param {{ module: "{module}" layer: "{layer}" param_str: "{param_str}" }} }}
     ''', force_backward=True)
 
@@ -319,7 +319,7 @@ def test_import_errors(here, module, layer, message):
 
 def test_caffe_train_reports_a_failing_python_layer(here):
     tmp, module = here
-    error_net(tmp, module, "Raises", "forward")
+    error_net(tmp, module, "Raises", "forward", extra="loss_weight: 1")
     (tmp / "solver.prototxt").write_text('net: "err_Raises.prototxt" base_lr: 0.1 lr_policy: "fixed" max_iter: 2')
     caffe_tool = os.path.join(os.path.dirname(sys.executable), "caffe")
     r = subprocess.run([caffe_tool, "train", "--solver=solver.prototxt"], cwd=tmp, capture_output=True,
