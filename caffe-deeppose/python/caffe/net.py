@@ -10,7 +10,8 @@ import re
 import numpy as np
 import torch
 
-from . import common, fastpath, glog, hdf5, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
+from . import common, fastpath, glog, hdf5  # noqa: F401
+from . import layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
