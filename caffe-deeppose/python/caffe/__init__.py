@@ -11,6 +11,8 @@ _HOMES = {
     "Net": "net", "NetModule": "net",
     "layer_type_list": "registry", "register_layer": "registry",
     "set_mode_cpu": "common", "set_mode_gpu": "common", "set_device": "common", "set_random_seed": "common",
+    "set_solver_count": "common", "set_solver_rank": "common", "set_multiprocess": "common",
+    "solver_count": "common", "solver_rank": "common", "NCCL": "distributed", "has_nccl": "distributed",
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
     "RMSPropSolver": "solvers", "AdaDeltaSolver": "solvers", "AdamSolver": "solvers", "get_solver": "solvers",
 }

@@ -5,7 +5,9 @@ import sys
 
 import torch
 
-_state = {"mode": "cpu", "device_id": 0, "seed": None}
+from . import glog
+
+_state = {"mode": "cpu", "device_id": 0, "seed": None, "solver_count": 1, "solver_rank": 0, "multiprocess": False}
 
 
 def set_mode_cpu():
@@ -32,6 +34,35 @@ def set_random_seed(seed):
     """Seed Caffe's random generator (fillers, Dropout, data shuffling and mirroring)."""
     _state["seed"] = int(seed)
     torch.manual_seed(int(seed))
+
+
+def set_solver_count(count):
+    """The number of workers training one solver together (Caffe::set_solver_count)."""
+    _state["solver_count"] = int(count)
+
+
+def set_solver_rank(rank):
+    """This worker's rank among them; rank 0 is the root solver (logs, tests, snapshots)."""
+    _state["solver_rank"] = int(rank)
+    glog.root_solver = int(rank) == 0  # as Caffe's LOG_IF(INFO, Caffe::root_solver())
+
+
+def set_multiprocess(multiprocess):
+    """Whether the workers are processes (pycaffe's train.py, torchrun) rather than threads."""
+    _state["multiprocess"] = bool(multiprocess)
+
+
+def solver_count():
+    return _state["solver_count"]
+
+
+def solver_rank():
+    return _state["solver_rank"]
+
+
+def root_solver():
+    """True in the worker that logs, tests and snapshots (rank 0; the only one without multi-GPU)."""
+    return _state["solver_rank"] == 0
 
 
 def mode():
