@@ -81,6 +81,7 @@ class NCCL:
         self.solver = solver
         self._requested = None
         self._agreed = NONE
+        self._layer_wise = False
 
     @staticmethod
     def new_uid():
@@ -101,20 +102,45 @@ class NCCL:
         """Nothing to do before an iteration's passes (as Caffe's NCCL)."""
 
     def on_gradients_ready(self):
-        """Sum the param diffs over the workers and scale them by 1/N; in the same all-reduce the
-        workers agree on the actions (stop, snapshot) asked of any of them."""
-        params = self.solver.net.learnable_params
+        """Sum the param diffs over the workers and scale them by 1/N (unless the net's
+        after-backward hook did it layer by layer); in the same all-reduce the workers agree on
+        the actions (stop, snapshot) asked of any of them."""
         local = self._requested() if self._requested else NONE
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        device = grads[0].device if grads else torch.device("cpu")
-        flags = torch.tensor([local == SNAPSHOT, local == STOP], dtype=torch.float32, device=device)
-        flat = torch.cat([g.reshape(-1) for g in grads] + [flags])
-        dist.all_reduce(flat)
-        snapshot, stop = flat[-2:].tolist()
+        params = [] if self._layer_wise else self.solver.net.learnable_params
+        snapshot, stop = self._reduce(params, [local == SNAPSHOT, local == STOP])
         self._agreed = STOP if stop else SNAPSHOT if snapshot else NONE
-        flat = flat[:-2].mul_(1.0 / dist.get_world_size())
-        for p, g in zip(params, flat.split([p.numel() for p in params])):
-            p.grad = g.view_as(p)
+
+    def __call__(self, layer):
+        """Layer-wise reduce (`solver.net.after_backward(nccl)` with `layer_wise_reduce: true`,
+        as BVLC's train.py does): reduce the diffs of layer `layer`'s params after its backward."""
+        if not self._layer_wise:
+            net = self.solver.net
+            if sum(len(view.module.blobs) for view in net.layers) != len(net.all_params):
+                raise RuntimeError("Layer-wise reduce is not supported for nets with shared weights.")
+            if not self.solver.param.layer_wise_reduce:
+                raise RuntimeError("net.after_backward(nccl) reduces layer by layer, but the solver says "
+                                   "layer_wise_reduce: false")
+            self._layer_wise = True
+        learnable = {id(p) for p in self.solver.net.learnable_params}
+        self._reduce([p for p in self.solver.net.layers[layer].module.blobs if id(p) in learnable])
+
+    def _reduce(self, params, flags=()):
+        """All-reduce the diffs of `params` (summed, then scaled by 1/N, in place) and `flags`
+        (summed) in one call; returns the summed flags."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        if not grads and not flags:
+            return []
+        device = grads[0].device if grads else common.device()
+        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor(flags, dtype=torch.float32, device=device)])
+        dist.all_reduce(flat)
+        summed = flat[len(flat) - len(flags):].tolist()
+        flat = flat[:len(flat) - len(flags)].mul_(1.0 / dist.get_world_size())
+        with torch.no_grad():
+            for p, g, reduced in zip(params, grads, flat.split([g.numel() for g in grads])):
+                if p.grad is None:
+                    p.grad = g
+                p.grad.copy_(reduced.view_as(g))
+        return summed
 
     def watch(self, requested):
         """Make the solver act on `requested()` (the caffe tool's signal handler) only as all the
