@@ -22,8 +22,7 @@ import torch
 import torch.distributed as dist
 
 from . import common, glog
-
-NONE, SNAPSHOT, STOP = "none", "snapshot", "stop"  # the solver's actions (caffe.solvers.base)
+from .solvers.base import NONE, SNAPSHOT, STOP
 
 
 def has_nccl():
@@ -163,7 +162,8 @@ def _free_port():
 def launch(argv, count):
     """Run `caffe <argv>` as `count` workers on this machine, as torchrun would (worker r gets
     RANK=LOCAL_RANK=r and takes the r-th device of -gpu): SIGINT, SIGTERM and SIGHUP are passed
-    on to every worker; when one fails the others are ended. Returns the exit status."""
+    on to every worker; when one fails the others are ended. Returns the first failed worker's
+    exit status (1 if a signal killed it), else 0."""
     env = dict(os.environ, WORLD_SIZE=str(count), LOCAL_WORLD_SIZE=str(count), MASTER_ADDR="127.0.0.1",
                MASTER_PORT=str(_free_port()))
     workers = [subprocess.Popen([sys.executable, "-m", "caffe.tools.caffe_main", *argv], start_new_session=True,
@@ -188,7 +188,7 @@ def launch(argv, count):
     failed = [(r, w.returncode) for r, w in enumerate(workers) if w.returncode]
     for r, code in failed:
         glog.error("caffe.cpp", f"worker {r} of {count} ended with exit status {code}")
-    return 1 if failed else 0
+    return (failed[0][1] if failed[0][1] > 0 else 1) if failed else 0
 
 
 def _end(workers, grace=10.0):
