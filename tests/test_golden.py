@@ -61,11 +61,12 @@ def check_dropout(case, arrays, net):
 
 
 @pytest.mark.parametrize("case", sorted(LAYERS))
-def test_layer(case):
+def test_layer(case, monkeypatch):
     info = LAYERS[case]
-    arrays = np.load(os.path.join(GOLDEN, "layers", case + ".npz"))
+    monkeypatch.chdir(os.path.join(GOLDEN, "layers"))  # paths inside the prototxts are relative to it
+    arrays = np.load(case + ".npz")
     phase = caffe.TEST if info["phase"] == "TEST" else caffe.TRAIN
-    net = caffe.Net(os.path.join(GOLDEN, "layers", case + ".prototxt"), phase)
+    net = caffe.Net(case + ".prototxt", phase)
     bottoms = sorted(k for k in arrays.files if k.startswith("bottom_"))
     for k in bottoms:
         net.blobs[k].data[...] = arrays[k]

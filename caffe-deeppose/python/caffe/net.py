@@ -231,7 +231,7 @@ class Net:
             detach = []
             for i in range(len(lp.bottom)):
                 pd = lp.propagate_down[i] if i < len(lp.propagate_down) else True
-                detach.append(not pd or i in cls.no_grad_bottoms)
+                detach.append(not pd or i in module.no_grad_bottoms)
             self._share_and_register(module, lp, place, owners)
             modules.append(module)
             wiring.append(_Wiring(list(lp.bottom), list(lp.top), tuple(detach), is_input))
@@ -350,7 +350,10 @@ class Net:
         def on_top(name, t):
             if t.requires_grad:
                 t.retain_grad()
-            grad_src.setdefault(name, t)
+            # an in-place blob's diff is the gradient of its first version that gets one (in Caffe, a
+            # layer that does not propagate down leaves the diff its top received)
+            if name not in grad_src or (t.requires_grad and not grad_src[name].requires_grad):
+                grad_src[name] = t
 
         with torch.set_grad_enabled(grad):
             self.module.run(env, start, end, on_top if grad else None)

@@ -190,3 +190,20 @@ class Dropout(Neuron):
             return (x.view_as(x),)
         keep = torch.bernoulli(torch.full_like(x, 1.0 - self.ratio))
         return (x * keep * (1.0 / (1.0 - self.ratio)),)
+
+
+@register_layer("Clip")
+class Clip(Neuron):
+    """max(min, min(x, max)) with `clip_param` min and max (both required; compared in float32; if
+    min > max every value becomes min). The gradient passes where min <= x <= max, ends included."""
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.clip_param
+        missing = [f for f in ("min", "max") if not p.HasField(f)]
+        if missing:
+            raise ValueError(f"clip_param.{' and '.join(missing)} is required")
+        self.min, self.max = float(np.float32(p.min)), float(np.float32(p.max))
+
+    def forward(self, x):
+        return (x.clamp(max=self.max).clamp(min=self.min),)

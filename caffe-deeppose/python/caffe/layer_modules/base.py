@@ -10,6 +10,16 @@ def canonical_axis(axis, ndim, what="axis"):
     return axis % ndim
 
 
+def check_index_range(index, size, what):
+    """Every value of the float tensor `index` lies in [0, size) (Caffe's index checks); the error names
+    the first bad value. Skipped for shape inference (meta tensors hold no values)."""
+    if index.is_meta:
+        return
+    bad = (index < 0) | (index >= size)
+    if bool(bad.any()):
+        raise ValueError(f"{what} {float(index[bad][0]):g} is out of range [0, {size})")
+
+
 class LayerModule(torch.nn.Module):
     """A Caffe layer.
 
@@ -24,7 +34,7 @@ class LayerModule(torch.nn.Module):
     num_tops = None  # exact number of tops, or None (then min_tops applies)
     min_tops = 0
     loss_layer = False  # top 0 carries loss_weight 1 unless the prototxt says otherwise
-    no_grad_bottoms = ()  # bottoms Caffe never back-propagates to (labels, reference shapes)
+    no_grad_bottoms = ()  # bottoms Caffe never back-propagates to (labels, indices; may be set per instance)
     host_source = False  # produces its tops from host data (Data layers), not from bottoms
 
     def __init__(self, param, phase):

@@ -1,9 +1,12 @@
-"""Convolution and Deconvolution over 1, 2 or 3 spatial axes (Caffe's BaseConvolutionLayer rules)."""
+"""Convolution and Deconvolution over 1, 2 or 3 spatial axes (Caffe's BaseConvolutionLayer rules), and
+Im2col, the patch matrix a convolution multiplies (any number of spatial axes)."""
+import math
+
 import torch.nn.functional as F
 
 from .. import fillers
 from ..registry import register_layer
-from .base import LayerModule
+from .base import LayerModule, canonical_axis
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -27,6 +30,21 @@ def _per_axis(p, name, n, default, short=None):
         raise ValueError(f"{name} must be given once or once per spatial axis ({len(values)} values for "
                          f"{n} spatial axes)")
     return tuple(values) * n if len(values) == 1 else tuple(values)
+
+
+def _geometry(p, n):
+    """(kernel, stride, pad, dilation) per spatial axis from a ConvolutionParameter, for n axes."""
+    kernel = _per_axis(p, "kernel_size", n, None, "kernel")
+    stride = _per_axis(p, "stride", n, 1)
+    pad = _per_axis(p, "pad", n, 0)
+    dilation = list(p.dilation)
+    if len(dilation) not in (0, 1, n):
+        raise ValueError(f"dilation must be given once or once per spatial axis ({len(dilation)} values "
+                         f"for {n} spatial axes)")
+    dilation = tuple(dilation) * n if len(dilation) == 1 else tuple(dilation) or (1,) * n
+    if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
+        raise ValueError(f"kernel {kernel}, stride {stride} and dilation {dilation} must be positive")
+    return kernel, stride, pad, dilation
 
 
 class _BaseConvolution(LayerModule):
@@ -59,17 +77,7 @@ class _BaseConvolution(LayerModule):
         n = len(shape) - 2
         if n not in _CONV:
             raise ValueError(f"{n} spatial axes: only 1-d, 2-d and 3-d convolution are supported")
-        self.kernel = _per_axis(p, "kernel_size", n, None, "kernel")
-        self.stride = _per_axis(p, "stride", n, 1)
-        self.pad = _per_axis(p, "pad", n, 0)
-        dilation = list(p.dilation)
-        if len(dilation) not in (0, 1, n):
-            raise ValueError(f"dilation must be given once or once per spatial axis ({len(dilation)} values "
-                             f"for {n} spatial axes)")
-        self.dilation = tuple(dilation) * n if len(dilation) == 1 else tuple(dilation) or (1,) * n
-        if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.dilation) <= 0:
-            raise ValueError(f"kernel {self.kernel}, stride {self.stride} and dilation {self.dilation} "
-                             "must be positive")
+        self.kernel, self.stride, self.pad, self.dilation = _geometry(p, n)
         channels = shape[1]
         if channels % self.group:
             raise ValueError(f"{channels} input channels are not a multiple of group {self.group}")
@@ -96,3 +104,43 @@ class Deconvolution(_BaseConvolution):
     """Transposed convolution: output = stride (in - 1) + dilation (k - 1) + 1 - 2 pad."""
 
     transposed = True
+
+
+@register_layer("Im2col")
+class Im2col(LayerModule):
+    """The convolution patches of each item as channels: axis `convolution_param.axis` (the channel
+    axis; the axes before it are items, the axes after it spatial) becomes C * prod(kernel), ordered
+    channel-major then kernel offsets row-major; each spatial axis becomes the convolution's output
+    size (rounded down). Only the geometry fields of convolution_param are read, as in Caffe."""
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self._param = param.convolution_param
+
+    def setup(self, bottom_shapes):
+        shape = bottom_shapes[0]
+        self.axis = canonical_axis(self._param.axis, len(shape), "convolution_param.axis")
+        n = len(shape) - self.axis - 1
+        if n < 1:
+            raise ValueError(f"needs at least one spatial axis after the channel axis {self.axis}, "
+                             f"the bottom has shape {tuple(shape)}")
+        self.kernel, self.stride, self.pad, self.dilation = _geometry(self._param, n)
+        del self._param
+
+    def forward(self, x):
+        lead, channels, spatial = x.shape[:self.axis], x.shape[self.axis], x.shape[self.axis + 1:]
+        n = len(spatial)
+        cols = x.reshape((math.prod(lead), channels) + tuple(spatial))
+        cols = F.pad(cols, [p for pad in reversed(self.pad) for p in (pad, pad)])
+        for i in range(n):  # windows of each axis, appended as trailing axes
+            extent = self.dilation[i] * (self.kernel[i] - 1) + 1
+            if cols.shape[2 + i] < extent:
+                raise ValueError(f"the kernel extent {extent} exceeds the padded size {cols.shape[2 + i]} of "
+                                 f"spatial axis {i}")
+            cols = cols.unfold(2 + i, extent, self.stride[i])[..., ::self.dilation[i]]
+        out = tuple(cols.shape[2:2 + n])
+        cols = cols.permute((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))
+        return (cols.reshape(tuple(lead) + (channels * math.prod(self.kernel),) + out),)

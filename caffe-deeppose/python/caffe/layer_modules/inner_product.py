@@ -1,11 +1,12 @@
-"""InnerProduct: a fully connected layer over the axes from `axis` on."""
+"""InnerProduct, a fully connected layer over the axes from `axis` on, and Embed, its one-hot twin (a
+lookup table)."""
 import math
 
 import torch
 
 from .. import fillers
 from ..registry import register_layer
-from .base import LayerModule, canonical_axis
+from .base import LayerModule, canonical_axis, check_index_range
 
 
 @register_layer("InnerProduct")
@@ -39,3 +40,37 @@ class InnerProduct(LayerModule):
         if x.shape[-1] != w.shape[1]:
             raise ValueError(f"input has {x.shape[-1]} features per item, the weights expect {w.shape[1]}")
         return (torch.nn.functional.linear(x, w, self.blobs[1] if self.bias_term else None),)
+
+
+@register_layer("Embed")
+class Embed(LayerModule):
+    """A lookup table: each bottom value, an integer index in [0, input_dim), selects a row of the
+    (input_dim, num_output) weight blob; top shape = bottom shape + (num_output,), plus the bias.
+    Indices outside the table or not integers are refused (Caffe's debug checks). No gradient to the
+    indices."""
+
+    num_bottoms = 1
+    num_tops = 1
+    no_grad_bottoms = (0,)
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.embed_param
+        if p.num_output <= 0 or p.input_dim <= 0:
+            raise ValueError(f"embed_param.num_output ({p.num_output}) and input_dim ({p.input_dim}) must be "
+                             "positive")
+        self.num_output, self.input_dim, self.bias_term = p.num_output, p.input_dim, p.bias_term
+        self._weight_filler, self._bias_filler = p.weight_filler, p.bias_filler
+
+    def setup(self, bottom_shapes):
+        self.add_blob(fillers.fill(self._weight_filler, (self.input_dim, self.num_output)))
+        if self.bias_term:
+            self.add_blob(fillers.fill(self._bias_filler, (self.num_output,)))
+
+    def forward(self, index):
+        check_index_range(index, self.input_dim, f"layer {self.name!r}: Embed index")
+        fractional = index != index.trunc()
+        if not index.is_meta and bool(fractional.any()):
+            raise ValueError(f"layer {self.name!r}: Embed index {float(index[fractional][0]):g} is not an integer")
+        top = torch.nn.functional.embedding(index.to(torch.int64), self.blobs[0])
+        return (top + self.blobs[1] if self.bias_term else top,)

@@ -1,4 +1,5 @@
-"""Pooling over (N, C, H, W): MAX (with its optional mask top), AVE and STOCHASTIC, by Caffe's rules.
+"""Pooling over (N, C, H, W): MAX (with its optional mask top), AVE and STOCHASTIC, by Caffe's rules;
+SPP, a pyramid of such poolings.
 
 Output size (CEIL, the default): ceil((in + 2 pad - k) / stride) + 1, minus 1 if the last window
 would start in the padding (only when there is padding); FLOOR rounds down. AVE divides by the window
@@ -169,3 +170,56 @@ class Pooling(LayerModule):
         threshold = torch.rand(cumsum.shape[:-1] + (1,), device=x.device, dtype=x.dtype) * cumsum[..., -1:]
         pick = (cumsum >= threshold).to(torch.uint8).argmax(-1, keepdim=True)  # the first cell reaching it
         return windows.gather(-1, pick).squeeze(-1)
+
+
+@register_layer("SPP")
+class SPP(LayerModule):
+    """Spatial pyramid pooling. Level l < pyramid_height pools into 2^l x 2^l bins: per axis kernel =
+    stride = ceil(size / 2^l), pad = (kernel 2^l - size + 1) // 2, by Pooling's rules (so a size whose
+    pad would reach the kernel is refused, as in Caffe). The levels are flattened and joined along
+    axis 1: top (N, C * sum of the bins); with pyramid_height 1 the top is the one level's (N, C, 1, 1)."""
+
+    num_bottoms = 1
+    num_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        p = param.spp_param
+        if p.pyramid_height < 1:
+            raise ValueError("spp_param.pyramid_height must be at least 1")
+        self.pyramid_height, self.method = p.pyramid_height, p.pool
+        self._levels = {}  # (H, W) -> one Pooling per level
+
+    def setup(self, bottom_shapes):
+        shape = bottom_shapes[0]
+        if len(shape) != 4 or min(shape[2:]) <= 0:
+            raise ValueError(f"SPP needs a 4-d (num, channels, height, width) input with a non-empty plane, "
+                             f"got {tuple(shape)}")
+        self._pyramid(shape[2], shape[3])
+
+    def _pyramid(self, h, w):
+        levels = self._levels.get((h, w))
+        if levels is None:
+            levels = self._levels[(h, w)] = [self._level(i, h, w) for i in range(self.pyramid_height)]
+        return levels
+
+    def _level(self, i, h, w):
+        bins = 2 ** i
+        layer = caffe_pb2.LayerParameter(name=f"{self.name} level {i}", type="Pooling", top=["level"])
+        p = layer.pooling_param
+        p.pool = self.method  # SPPParameter.PoolMethod numbers PoolingParameter's MAX, AVE, STOCHASTIC
+        p.kernel_h, p.kernel_w = -(-h // bins), -(-w // bins)
+        p.stride_h, p.stride_w = p.kernel_h, p.kernel_w
+        p.pad_h, p.pad_w = (p.kernel_h * bins - h + 1) // 2, (p.kernel_w * bins - w + 1) // 2
+        try:
+            return Pooling(layer, self.phase)
+        except ValueError as e:
+            raise ValueError(f"pyramid level {i} of a {h}x{w} input: {e}") from None
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError(f"SPP needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
+        levels = self._pyramid(x.shape[2], x.shape[3])
+        if self.pyramid_height == 1:
+            return levels[0](x)
+        return (torch.cat([level(x)[0].flatten(1) for level in levels], 1),)

@@ -1,10 +1,10 @@
-"""Blob plumbing: Concat, Slice, Split, Flatten, Reshape, Crop, Tile, Silence."""
+"""Blob plumbing: Concat, Slice, Split, Flatten, Reshape, Crop, Tile, Silence, BatchReindex, Filter."""
 import math
 
 import torch
 
 from ..registry import register_layer
-from .base import LayerModule, canonical_axis
+from .base import LayerModule, canonical_axis, check_index_range
 
 
 def check_same_shapes(bottoms, skip_axis=None):
@@ -228,3 +228,54 @@ class Silence(LayerModule):
 
     def forward(self, *bottoms):
         return ()
+
+
+@register_layer("BatchReindex")
+class BatchReindex(LayerModule):
+    """Top item i is bottom 0's item `index[i]` (bottom 1: a 1-axis blob of indices in [0, num); an
+    index may repeat or be left out); the gradients of repeated items add up. No gradient to the index."""
+
+    num_bottoms = 2
+    num_tops = 1
+    no_grad_bottoms = (1,)
+
+    def forward(self, x, index):
+        if index.dim() != 1:
+            raise ValueError(f"the index bottom must have 1 axis, got shape {tuple(index.shape)}")
+        check_index_range(index, x.shape[0], f"layer {self.name!r}: BatchReindex index")
+        return (x.index_select(0, index.to(torch.int64)),)
+
+
+@register_layer("Filter")
+class Filter(LayerModule):
+    """Keeps the items (along axis 0) of every bottom but the last whose selector (the last bottom,
+    one value per item) is non-zero; one top per filtered bottom. Before the first forward the tops
+    are as large as the bottoms (Caffe's first Reshape). No gradient to the selector."""
+
+    min_bottoms = 2
+    min_tops = 1
+
+    def __init__(self, param, phase):
+        super().__init__(param, phase)
+        self.no_grad_bottoms = (len(param.bottom) - 1,)
+        if len(param.top) != len(param.bottom) - 1:
+            raise ValueError(f"makes one top per bottom but the selector (the last bottom): {len(param.bottom)} "
+                             f"bottoms need {len(param.bottom) - 1} tops, the prototxt gives {len(param.top)}")
+
+    def setup(self, bottom_shapes):
+        *data, selector = bottom_shapes
+        if any(d != 1 for d in selector[1:]):
+            raise ValueError(f"the selector's axes after the first must be 1, got shape {tuple(selector)}")
+        for i, shape in enumerate(data):
+            if not shape or shape[0] != selector[0]:
+                raise ValueError(f"bottom {i} has {shape[0] if shape else 'no'} items along axis 0, the selector "
+                                 f"{selector[0]}")
+
+    def top_shapes(self, bottom_shapes):
+        self.setup(bottom_shapes)
+        return [tuple(s) for s in bottom_shapes[:-1]]
+
+    def forward(self, *bottoms):
+        *data, selector = bottoms
+        kept = torch.nonzero(selector.detach().reshape(-1)).reshape(-1)
+        return tuple(x.index_select(0, kept) for x in data)
