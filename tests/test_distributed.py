@@ -148,7 +148,8 @@ def test_gpu_list_without_cuda_is_refused(tmp_path, capsys):
 def test_sigint_stops_all_workers_and_resumes_with_two(tmp_path):
     """`caffe train -gpu 0,1` starts its workers with distributed.launch (here on the CPU); SIGINT
     to it stops both at one iteration and rank 0 writes one snapshot; 2 workers under torchrun
-    resume from it and end with the weights of one worker with iter_size 2. Each iteration
+    resume from it and end with the weights of one worker with iter_size 2, as does one worker
+    with iter_size 2 resumed from it. Each iteration
     reads the whole LMDB (2 x batch records), so a resumed run reads what an uninterrupted one does."""
     max_iter = 100
     solver = make_run(str(tmp_path / "cut"), 2 * BATCH, max_iter, prefix=str(tmp_path / "cut" / "model"))
@@ -168,8 +169,16 @@ def test_sigint_stops_all_workers_and_resumes_with_two(tmp_path):
     done = torchrun(caffe_cmd(), "train", "-solver", solver, "-snapshot",
                     str(tmp_path / "cut" / f"model_iter_{stopped}.solverstate"))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert_same_weights(tmp_path / "cut" / f"model_iter_{max_iter}.caffemodel",
-                        one_worker(str(tmp_path / "whole"), 2 * BATCH, max_iter))
+    whole = one_worker(str(tmp_path / "whole"), 2 * BATCH, max_iter)
+    assert_same_weights(tmp_path / "cut" / f"model_iter_{max_iter}.caffemodel", whole)
+    # the snapshot of 2 workers resumed by 1 worker with iter_size 2: the same weights again
+    single = tmp_path / "whole" / "solver.prototxt"
+    single.write_text(single.read_text().replace(str(tmp_path / "whole" / "model"), str(tmp_path / "one")))
+    done = subprocess.run([caffe_cmd(), "train", "-solver", str(single), "-snapshot",
+                           str(tmp_path / "cut" / f"model_iter_{stopped}.solverstate")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_weights(tmp_path / f"one_iter_{max_iter}.caffemodel", whole)
 
 
 TRAIN_PY = '''
