@@ -77,8 +77,8 @@ class Solver:
             raise SolverError(f"unknown regularization_type {param.regularization_type!r} (L1 or L2)")
         learning_rate(param, 0, 0)  # checks the lr_policy's fields
         self._check_snapshot_prefix()
-        if param.random_seed >= 0:
-            common.set_random_seed(param.random_seed)
+        if param.random_seed >= 0:  # each worker its own stream (Dropout, mirror, crop), as Caffe
+            common.set_random_seed(param.random_seed + common.solver_rank())
         self.net = build_train_net(param)
         self.test_nets = build_test_nets(param)
         for test_net in self.test_nets:
