@@ -145,37 +145,48 @@ def test_gpu_list_without_cuda_is_refused(tmp_path, capsys):
     assert not [n for n in os.listdir(tmp_path) if n.startswith("model")]
 
 
-def test_sigint_stops_all_workers_and_resumes_with_two(tmp_path):
-    """`caffe train -gpu 0,1` starts its workers with distributed.launch (here on the CPU); SIGINT
-    to it stops both at one iteration and rank 0 writes one snapshot; 2 workers under torchrun
-    resume from it and end with the weights of one worker with iter_size 2, as does one worker
-    with iter_size 2 resumed from it. Each iteration
-    reads the whole LMDB (2 x batch records), so a resumed run reads what an uninterrupted one does."""
-    max_iter = 100
-    solver = make_run(str(tmp_path / "cut"), 2 * BATCH, max_iter, prefix=str(tmp_path / "cut" / "model"))
-    code = f"import sys; from caffe import distributed; sys.exit(distributed.launch(['train', '-solver', {solver!r}], 2))"
-    run = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+LAUNCH = [sys.executable, "-c", "import sys; from caffe import distributed; sys.exit(distributed.launch(sys.argv[1:], 2))"]
+
+
+def interrupted(cmd, iteration, folder):
+    """Run `cmd`, send it SIGINT once rank 0 logged `iteration`; the iteration of the snapshot it left."""
+    before = set(os.listdir(folder))
+    run = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     log = []
     for line in run.stderr:
         log.append(line)
-        if "Iteration 10 " in line:
+        if f"Iteration {iteration} " in line:
             run.send_signal(signal.SIGINT)
-    assert run.wait(timeout=120) == 0, "".join(log[-50:])
-    assert "Optimization stopped early." in "".join(log)
-    snapshots = sorted(n for n in os.listdir(tmp_path / "cut") if n.startswith("model_iter_"))
-    assert len(snapshots) == 2, snapshots
+    run.wait(timeout=120)  # (torchrun exits with 1 after passing a signal on)
+    assert "Optimization stopped early." in "".join(log), "".join(log[-50:])
+    snapshots = sorted(set(os.listdir(folder)) - before)
+    assert len(snapshots) == 2 and snapshots[0].endswith(".caffemodel"), snapshots
     stopped = int(snapshots[0].split("_")[-1].split(".")[0])
-    assert 10 < stopped < max_iter
-    done = torchrun(caffe_cmd(), "train", "-solver", solver, "-snapshot",
-                    str(tmp_path / "cut" / f"model_iter_{stopped}.solverstate"))
+    assert iteration < stopped
+    return stopped
+
+
+def test_sigint_stops_all_workers_and_resumes_with_two(tmp_path):
+    """SIGINT to torchrun, then to the `caffe train` that started 2 workers (distributed.launch,
+    as `-gpu 0,1` starts them): each time both workers stop at one iteration and rank 0 writes
+    one snapshot. 2 workers resumed from the last one end with the weights of one worker with
+    iter_size 2, as does one worker with iter_size 2 resumed from it. Each iteration reads the
+    whole LMDB (2 x batch records), so a resumed run reads what an uninterrupted one does."""
+    max_iter, cut = 100, tmp_path / "cut"
+    solver = make_run(str(cut), 2 * BATCH, max_iter, prefix=str(cut / "model"))
+    first = interrupted(TORCHRUN + [caffe_cmd(), "train", "-solver", solver], 10, cut)
+    second = interrupted(LAUNCH + ["train", "-solver", solver, "-snapshot", str(cut / f"model_iter_{first}.solverstate")],
+                         first + 10, cut)
+    assert second < max_iter
+    done = torchrun(caffe_cmd(), "train", "-solver", solver, "-snapshot", str(cut / f"model_iter_{second}.solverstate"))
     assert done.returncode == 0, done.stderr[-3000:]
     whole = one_worker(str(tmp_path / "whole"), 2 * BATCH, max_iter)
-    assert_same_weights(tmp_path / "cut" / f"model_iter_{max_iter}.caffemodel", whole)
+    assert_same_weights(cut / f"model_iter_{max_iter}.caffemodel", whole)
     # the snapshot of 2 workers resumed by 1 worker with iter_size 2: the same weights again
     single = tmp_path / "whole" / "solver.prototxt"
     single.write_text(single.read_text().replace(str(tmp_path / "whole" / "model"), str(tmp_path / "one")))
     done = subprocess.run([caffe_cmd(), "train", "-solver", str(single), "-snapshot",
-                           str(tmp_path / "cut" / f"model_iter_{stopped}.solverstate")],
+                           str(cut / f"model_iter_{second}.solverstate")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_weights(tmp_path / f"one_iter_{max_iter}.caffemodel", whole)
