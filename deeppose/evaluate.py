@@ -8,6 +8,7 @@ import json
 import time
 
 import numpy as np
+from caffe.plot import line_chart
 
 from . import stages
 from .cascade import Cascade
@@ -15,7 +16,6 @@ from .cli import command
 from .dataset import K2HPD, DatasetDescription, annotation_paths, flip_joints, read_annotations, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .pipeline import image_path
-from .plot import line_chart
 
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 

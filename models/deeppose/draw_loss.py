@@ -4,7 +4,7 @@ python models/deeppose/draw_loss.py [LOG] [--out PNG]"""
 import argparse
 import re
 
-from deeppose.plot import line_chart
+from caffe.plot import line_chart
 
 LINE = re.compile(r"Iteration (\d+).*?, loss = ([-+0-9.eEnaif]+)")
 

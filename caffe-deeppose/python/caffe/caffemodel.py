@@ -3,7 +3,7 @@
 A DeepPose caffemodel holds ~58M floats; going through protobuf's element-wise containers
 takes seconds, so blobs are read and written here as raw packed float runs (the wire format is
 plain: `tag, length, bytes`). Layers of the current `layer` field (100) and of the legacy V1
-`layers` field (2) are both read, so old third-party caffemodels load too.
+`layers` field (2, with V0 layers inside) are all read, so old third-party caffemodels load too.
 """
 import os
 
@@ -14,7 +14,8 @@ from .protoio import ProtoFileError, atomic_write, read_file, _encode_varint, _v
 # field numbers of caffe.proto
 _NET_LAYER, _NET_V1_LAYERS = 100, 2
 _LAYER_NAME, _LAYER_BLOBS = 1, 7
-_V1_NAME, _V1_BLOBS = 4, 6
+_V1_NAME, _V1_BLOBS, _V1_V0_LAYER = 4, 6, 1
+_V0_NAME, _V0_BLOBS = 1, 50
 _BLOB_LEGACY = (1, 2, 3, 4)  # num, channels, height, width
 _BLOB_DATA, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = 5, 7, 8
 
@@ -88,6 +89,12 @@ def read_weights(path):
                     name = buf[v[0]:v[1]].decode("utf-8")
                 elif n == blobs_field and w == 2:
                     blobs.append(_blob(buf, v))
+                elif number == _NET_V1_LAYERS and n == _V1_V0_LAYER and w == 2:  # a V0 layer inside
+                    for n0, w0, v0 in _fields(buf, *v):
+                        if n0 == _V0_NAME and w0 == 2:
+                            name = buf[v0[0]:v0[1]].decode("utf-8")
+                        elif n0 == _V0_BLOBS and w0 == 2:
+                            blobs.append(_blob(buf, v0))
             if blobs:
                 out.append((name, blobs))
     except (ValueError, IndexError, UnicodeDecodeError) as e:

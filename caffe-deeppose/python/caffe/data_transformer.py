@@ -25,6 +25,17 @@ class TransformError(ValueError):
     """Data that does not fit the transformation; the message names what and where."""
 
 
+def refuse_moved_fields(param, name, where):
+    """The pre-transform_param fields of a data layer's own parameter (`data_param.scale`, ...):
+    Caffe moves them into transform_param only when it upgrades a V1 net and ignores them in a
+    current one, so they are refused here rather than silently dropped."""
+    for field in ("scale", "mean_file", "crop_size", "mirror"):
+        if param.HasField(field):
+            raise TransformError(f"{where}: {name}.{field} is not supported: it is deprecated (Caffe reads it "
+                                 f"only from V1 `layers`, moving it to transform_param); give "
+                                 f"transform_param {{ {field}: ... }} instead")
+
+
 class DataTransformer:
     """Caffe's DataTransformer for one layer (`param`: a TransformationParameter).
 

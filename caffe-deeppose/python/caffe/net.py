@@ -14,11 +14,13 @@ from . import common, layer_modules as _layer_modules  # noqa: F401  (registers 
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
-from .protoio import array_to_blobproto, parse_prototxt, read_file
+from .protoio import array_to_blobproto, blob_shape, blobproto_to_array, parse_prototxt, read_file
 from .registry import layer_class
+from .upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
+AUTOMATIC_TOP = "(automatic)"  # Caffe's name for the top it adds to a loss layer that has none
 common.keep_large_blocks_on_heap()
 
 
@@ -27,11 +29,11 @@ class NetError(ValueError):
 
 
 def _layer_lines(text):
-    """Line numbers (1-based) of the top-level `layer {` blocks of a prototxt text."""
+    """Line numbers (1-based) of the top-level `layer {` (or legacy `layers {`) blocks of a prototxt text."""
     lines, depth = [], 0
     for number, line in enumerate(text.splitlines(), 1):
         code = re.sub(r'"(\\.|[^"\\])*"|\'(\\.|[^\'\\])*\'|#.*', "", line)
-        if depth == 0 and re.match(r"\s*layer\s*\{?", code) and not re.match(r"\s*layers\b", code):
+        if depth == 0 and re.match(r"\s*layers?\s*\{?", code):
             lines.append(number)
         depth += code.count("{") - code.count("}")
     return lines
@@ -53,28 +55,6 @@ def _included(layer, state):
     if layer.include:
         return any(_meets_rule(r, state) for r in layer.include)
     return not any(_meets_rule(r, state) for r in layer.exclude)
-
-
-def _upgrade_net_inputs(param):
-    """Net-level `input` + `input_shape`/`input_dim` become an Input layer named "input", as Caffe does."""
-    if not param.input:
-        return
-    if param.input_dim and len(param.input_dim) != 4 * len(param.input):
-        raise NetError(f"net {param.name!r}: {len(param.input)} inputs need {4 * len(param.input)} input_dim "
-                       f"values, got {len(param.input_dim)}")
-    if not param.input_dim and len(param.input_shape) not in (1, len(param.input)):
-        raise NetError(f"net {param.name!r}: {len(param.input)} inputs but {len(param.input_shape)} input_shape")
-    layer = caffe_pb2.LayerParameter(name="input", type="Input")
-    for i, name in enumerate(param.input):
-        layer.top.append(name)
-        shape = layer.input_param.shape.add()
-        if param.input_dim:
-            shape.dim.extend(param.input_dim[4 * i:4 * i + 4])
-        else:
-            shape.CopyFrom(param.input_shape[min(i, len(param.input_shape) - 1)])
-    layers = [layer] + list(param.layer)
-    del param.input[:], param.input_shape[:], param.input_dim[:], param.layer[:]
-    param.layer.extend(layers)
 
 
 class _Wiring:
@@ -138,7 +118,8 @@ class Net:
     """A Caffe net (pycaffe's `caffe.Net`).
 
     `Net(prototxt, phase)`, `Net(prototxt, weights, phase)`, `Net(prototxt, phase, weights=...)`;
-    also `level=` and `stages=` for NetState rules.
+    also `level=` and `stages=` for NetState rules: as in Caffe, the file's own state keeps its
+    stages (the given ones are added) but its level is replaced by `level`.
     """
 
     def __init__(self, network_file, *args, phase=None, weights=None, level=0, stages=()):
@@ -153,16 +134,18 @@ class Net:
         network_file = os.fspath(network_file)
         text = read_file(network_file)
         param = parse_prototxt(text, caffe_pb2.NetParameter(), network_file)
-        self._build(param, phase, level, stages, network_file, _layer_lines(text))
+        lines = [] if any(layer.HasField("layer") for layer in param.layers) else _layer_lines(text)
+        self._build(param, phase, level, stages, network_file, lines)
         if weights is not None:
             self.copy_from(weights)
 
     @classmethod
-    def from_param(cls, param, phase, source="<NetParameter>", level=0, stages=()):
-        """A net from a NetParameter message (a solver's `net_param`, a test's inline net)."""
+    def from_param(cls, param, phase, source="<NetParameter>", level=None, stages=()):
+        """A net from a NetParameter message (a solver's `net_param`, a test's inline net); the
+        level is the message's own unless `level` is given."""
         net = cls.__new__(cls)
-        net._build(caffe_pb2.NetParameter.FromString(param.SerializeToString()), phase, level, stages,
-                   source, [])
+        net._build(caffe_pb2.NetParameter.FromString(param.SerializeToString()), phase,
+                   param.state.level if level is None else level, stages, source, [])
         return net
 
     # -- construction ------------------------------------------------------------------------
@@ -170,13 +153,15 @@ class Net:
         self._source = source
         self.phase = phase
         self._device = common.device()
-        n_explicit_inputs = 1 if param.input else 0
-        _upgrade_net_inputs(param)
+        n_explicit_inputs = 1 if param.input and (param.input_shape or param.input_dim) else 0
+        if net_needs_upgrade(param):
+            try:
+                upgrade_net(param, source)
+            except UpgradeError as e:
+                raise NetError(f"{source}: {e}") from None
         state = caffe_pb2.NetState(phase=phase, level=level)
         state.stage.extend(param.state.stage)
         state.stage.extend(stages)
-        if param.state.HasField("level") and not level:
-            state.level = param.state.level
         self._param = param
         self.force_backward = param.force_backward
         self.name = param.name
@@ -188,7 +173,7 @@ class Net:
         self._layer_params, modules, wiring, self._layer_names, self.layers = [], [], [], [], []
         self.bottom_names, self.top_names = collections.OrderedDict(), collections.OrderedDict()
         inputs = []
-        self._learnable, self._param_specs, owners = [], [], {}
+        self._learnable, self._param_specs, owners, owned = [], [], {}, []
         for index, lp in enumerate(param.layer):
             if not _included(lp, state):
                 continue
@@ -196,15 +181,21 @@ class Net:
             where = f"{source}:{line}" if line else source
             place = f"{where}: layer {lp.name!r} (type {lp.type})"
             cls = layer_class(lp.type, f"{where}: layer {lp.name!r}")
+            declared = lp  # what to_proto/save write: the prototxt's layer, without an automatic top
+            if cls.loss_layer and not lp.top:  # Caffe's AutoTopBlobs: an anonymous loss top
+                lp = caffe_pb2.LayerParameter.FromString(lp.SerializeToString())
+                lp.top.append(AUTOMATIC_TOP if AUTOMATIC_TOP not in self.blobs else f"{AUTOMATIC_TOP}#{index}")
             self._check_counts(cls, lp, place)
             for b in lp.bottom:
                 if b not in self.blobs:
                     raise NetError(f"{place}: bottom {b!r} is not produced by any earlier layer "
                                    f"(known blobs: {', '.join(self.blobs) or 'none'})")
             try:
-                module = cls(lp, phase)
+                module = cls(lp, lp.phase if lp.HasField("phase") else phase)  # a layer's own phase wins
                 bottom_shapes = [self.blobs[b].shape for b in lp.bottom]
                 module.setup(bottom_shapes)
+                if lp.blobs:
+                    self._use_embedded_blobs(module, lp, place)
                 top_shapes = module.top_shapes(bottom_shapes)
             except (ValueError, RuntimeError, IndexError) as e:
                 shapes = ", ".join(f"{b} {tuple(self.blobs[b].shape)}" for b in lp.bottom)
@@ -232,11 +223,11 @@ class Net:
             for i in range(len(lp.bottom)):
                 pd = lp.propagate_down[i] if i < len(lp.propagate_down) else True
                 detach.append(not pd or i in module.no_grad_bottoms)
-            self._share_and_register(module, lp, place, owners)
+            self._share(module, lp, place, owners, owned)
             modules.append(module)
             wiring.append(_Wiring(list(lp.bottom), list(lp.top), tuple(detach), is_input))
             self._layer_names.append(lp.name)
-            self._layer_params.append(lp)
+            self._layer_params.append(declared)
             self.bottom_names[lp.name] = list(lp.bottom)
             self.top_names[lp.name] = list(lp.top)
             blobs = [ParamBlob(module, i) for i in range(len(module.blobs))]
@@ -244,12 +235,14 @@ class Net:
                 self.params[lp.name] = blobs
             self.layers.append(_LayerView(module, blobs))
 
+        self._register_learnable(owned)
         produced_last = {}
         for i, w in enumerate(wiring):
             for t in w.tops:
                 produced_last[t] = i
         outputs = [name for name in self.blobs  # not consumed after its last production
-                   if not any(name in w.bottoms for w in wiring[produced_last[name] + 1:])]
+                   if not name.startswith(AUTOMATIC_TOP)
+                   and not any(name in w.bottoms for w in wiring[produced_last[name] + 1:])]
         self.module = NetModule(modules, wiring, inputs, outputs)
         self._inputs, self._outputs = inputs, outputs
         self._needs_backward = bool(self._blob_loss_weights) or self.force_backward
@@ -265,25 +258,52 @@ class Net:
             if exact is None and len(names) < minimum:
                 raise NetError(f"{place}: takes at least {minimum} {what}(s), the prototxt gives {len(names)}")
 
-    def _share_and_register(self, module, lp, place, owners):
-        """Apply `param` specs: named sharing (shape checked), lr_mult 0 freezes; record learnables."""
+    def _use_embedded_blobs(self, module, lp, place):
+        """Weights given in the prototxt (`blobs`) replace the fillers' values, shapes checked."""
+        if len(lp.blobs) != len(module.blobs):
+            raise NetError(f"{place}: the prototxt gives {len(lp.blobs)} blobs, the layer has {len(module.blobs)}")
+        for i, proto in enumerate(lp.blobs):
+            legacy = any(proto.HasField(f) for f in ("num", "channels", "height", "width"))
+            _copy_blob(module.blobs[i], blob_shape(proto), legacy, blobproto_to_array(proto),
+                       f"{place}: blobs[{i}]")
+
+    @staticmethod
+    def _share(module, lp, place, owners, owned):
+        """Caffe's AppendParam: a named param seen before is shared (shape checked); the sharing
+        layer's lr_mult/decay_mult apply where the owner leaves them unset, and must agree where
+        both are set."""
         for i, p in enumerate(module.blobs):
             spec = lp.param[i] if i < len(lp.param) else caffe_pb2.ParamSpec()
             if spec.name and spec.name in owners:
-                owner = owners[spec.name]
+                owner, mults = owners[spec.name]
                 strict = spec.share_mode != caffe_pb2.ParamSpec.PERMISSIVE
                 if (tuple(owner.shape) != tuple(p.shape)) if strict else (owner.numel() != p.numel()):
                     raise NetError(f"{place}: shared param {spec.name!r} has shape {tuple(owner.shape)} in its "
                                    f"owner but {tuple(p.shape)} here")
                 module.blobs[i] = owner
+                for field in ("lr_mult", "decay_mult"):
+                    if not spec.HasField(field):
+                        continue
+                    if mults[field] is not None and mults[field] != getattr(spec, field):
+                        raise NetError(f"{place}: Shared param {spec.name!r} has mismatched {field} "
+                                       f"({getattr(spec, field):g} here, {mults[field]:g} before)")
+                    mults[field] = getattr(spec, field)
                 continue
+            mults = {f: getattr(spec, f) if spec.HasField(f) else None for f in ("lr_mult", "decay_mult")}
             if spec.name:
-                owners[spec.name] = p
-            if p.requires_grad and spec.lr_mult == 0:
+                owners[spec.name] = (p, mults)
+            owned.append((p, mults))
+
+    def _register_learnable(self, owned):
+        """The learnable params in owner order with their (lr_mult, decay_mult); lr_mult 0 freezes."""
+        for p, mults in owned:
+            lr = 1.0 if mults["lr_mult"] is None else mults["lr_mult"]
+            decay = 1.0 if mults["decay_mult"] is None else mults["decay_mult"]
+            if p.requires_grad and lr == 0:
                 p.requires_grad_(False)
             if p.requires_grad:
                 self._learnable.append(p)
-                self._param_specs.append((spec.lr_mult, spec.decay_mult))
+                self._param_specs.append((lr, decay))
 
     # -- pycaffe properties --------------------------------------------------------------------
     @property
@@ -471,14 +491,8 @@ class Net:
                 raise NetError(f"{path}: layer {name!r} has {len(blobs)} blobs, the net's "
                                f"{view.type} layer has {len(view.blobs)}")
             for i, ((src, legacy, values), blob) in enumerate(zip(blobs, view.blobs)):
-                target = tuple(blob.param.shape)
-                match = (src == (1,) * (4 - len(target)) + target) if legacy and len(target) <= 4 else src == target
-                if not match or values.size != blob.param.numel():
-                    raise NetError(f"{path}: cannot copy param {i} of layer {name!r}: shape mismatch, "
-                                   f"source {src} ({values.size} values), target {target}. To learn this layer "
-                                   "from scratch instead, rename it in the prototxt.")
-                with torch.no_grad():
-                    blob.param.copy_(torch.from_numpy(values.reshape(target)))
+                _copy_blob(blob.param, src, legacy, values, f"{path}: cannot copy param {i} of layer {name!r}",
+                           " To learn this layer from scratch instead, rename it in the prototxt.")
 
     def to_proto(self):
         """The net with its weights as a NetParameter."""
@@ -515,3 +529,14 @@ class Net:
                     raise NetError(f"cannot share layer {name!r} param {i}: shape {tuple(p.shape)} vs "
                                    f"{tuple(view.module.blobs[i].shape)}")
                 view.module.blobs[i] = p
+
+
+def _copy_blob(param, src, legacy, values, what, hint=""):
+    """Copy `values` of shape `src` into the tensor `param` if the shapes match as in Caffe's
+    Blob::ShapeEquals (a `legacy` 4-axis num/channels/height/width shape matches with leading 1s)."""
+    target = tuple(param.shape)
+    match = (tuple(src) == (1,) * (4 - len(target)) + target) if legacy and len(target) <= 4 else tuple(src) == target
+    if not match or values.size != param.numel():
+        raise NetError(f"{what}: shape mismatch, source {tuple(src)} ({values.size} values), target {target}.{hint}")
+    with torch.no_grad():
+        param.copy_(torch.from_numpy(np.ascontiguousarray(values).reshape(target)))

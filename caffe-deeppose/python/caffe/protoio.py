@@ -1,4 +1,5 @@
 """Reading and writing Caffe's protobuf files: text prototxts, binary protos, blobs <-> arrays."""
+import io
 import os
 import re
 import tempfile
@@ -15,9 +16,10 @@ class ProtoFileError(ValueError):
 
 
 def parse_prototxt(text, message, source="<string>"):
-    """Parse prototxt `text` into the protobuf `message`; errors name `source:line:column`."""
+    """Parse prototxt `text` into the protobuf `message` (cleared first) as Caffe's text parser does:
+    a singular field given twice is refused. Errors name `source:line:column`."""
     try:
-        text_format.Merge(text, message)
+        text_format.Parse(text, message)
     except text_format.ParseError as e:
         m = re.match(r"^(\d+):(\d+) ?: ?(.*)$", str(e), re.S)
         where = f"{source}:{m.group(1)}:{m.group(2)}" if m else source
@@ -77,8 +79,35 @@ def write_binary_proto(path, message):
     atomic_write(path, message.SerializeToString())
 
 
+def _number_text(value, digits, dtype):
+    """A float as C++ protobuf's SimpleFtoa/SimpleDtoa writes it: the short `%g` form if it reads
+    back to the same value, else the long one (so 1, not 1.0; 0.1, not 0.100000001)."""
+    text = "%.*g" % (digits[0], value)
+    return text if dtype(float(text)) == dtype(value) else "%.*g" % (digits[1], value)
+
+
+class _CppTextPrinter(text_format._Printer):
+    """protobuf's text printer with C++'s number format, so a written prototxt is the one Caffe's
+    WriteProtoToTextFile writes."""
+
+    def PrintFieldValue(self, field, value):
+        if field.cpp_type == field.CPPTYPE_FLOAT:
+            self.out.write(_number_text(value, (6, 9), np.float32))
+        elif field.cpp_type == field.CPPTYPE_DOUBLE:
+            self.out.write(_number_text(value, (15, 17), np.float64))
+        else:
+            super().PrintFieldValue(field, value)
+
+
+def prototxt_text(message):
+    """`message` in text format, as Caffe (C++ protobuf's TextFormat::Print) writes it."""
+    out = io.StringIO()
+    _CppTextPrinter(out, as_utf8=False).PrintMessage(message)
+    return out.getvalue()
+
+
 def write_prototxt(path, message):
-    atomic_write(path, text_format.MessageToString(message))
+    atomic_write(path, prototxt_text(message))
 
 
 def blob_shape(blob):

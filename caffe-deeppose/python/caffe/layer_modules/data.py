@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .. import common, fillers, glog
-from ..data_transformer import DataTransformer, caffe_rng, decode_record
+from ..data_transformer import DataTransformer, caffe_rng, decode_record, refuse_moved_fields
 from ..db import LMDB, check_backend, record_error
 from ..image_list import ListFileError, read_image, read_list, to_chw
 from ..prefetch import Prefetcher
@@ -107,6 +107,7 @@ class Data(_PrefetchingLayer):
         _check_tops(param, 2)
         dp = param.data_param
         where = f"layer {param.name!r} (Data)"
+        refuse_moved_fields(dp, "data_param", where)
         check_backend(dp.backend, f"{where}: data_param.backend (set `backend: LMDB`)")
         if not dp.source:
             raise ValueError("data_param.source is not set")
@@ -187,6 +188,7 @@ class ImageData(_PrefetchingLayer):
         super().__init__(param, phase)
         p = param.image_data_param
         where = f"layer {param.name!r} (ImageData)"
+        refuse_moved_fields(p, "image_data_param", where)
         if (p.new_height > 0) != (p.new_width > 0):
             raise ValueError("image_data_param: new_height and new_width must be set together")
         if p.batch_size <= 0:

@@ -7,6 +7,8 @@ from .sgd import SGDSolver
 
 @register_solver("AdaGrad")
 class AdaGradSolver(SGDSolver):
+    takes_momentum = False
+
     def compute_update(self, grads, rates):
         history = self._slots[0]
         torch._foreach_addcmul_(history, grads, grads)

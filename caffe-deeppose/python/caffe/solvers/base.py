@@ -23,6 +23,7 @@ from .. import common, glog
 from ..proto import caffe_pb2
 from ..protoio import array_to_blobproto, blobproto_to_array, read_binary_proto, write_binary_proto
 from .lr_policy import SolverError, learning_rate
+from ..upgrade import upgrade_solver
 from .params import build_test_nets, build_train_net, read_solver_param
 
 _SOLVERS = {}
@@ -60,6 +61,7 @@ class Solver:
     """
 
     history_slots = 1
+    takes_momentum = True  # AdaGrad and RMSProp refuse a momentum, as in Caffe
 
     def __init__(self, solver_file_or_param):
         if isinstance(solver_file_or_param, caffe_pb2.SolverParameter):
@@ -73,6 +75,8 @@ class Solver:
             raise SolverError(f"average_loss must be >= 1, got {param.average_loss}")
         if param.iter_size < 1:
             raise SolverError(f"iter_size must be >= 1, got {param.iter_size}")
+        if not self.takes_momentum and param.momentum != 0:
+            raise SolverError(f"Momentum cannot be used with {self.type}.")
         if param.regularization_type not in ("L1", "L2"):
             raise SolverError(f"unknown regularization_type {param.regularization_type!r} (L1 or L2)")
         learning_rate(param, 0, 0)  # checks the lr_policy's fields
@@ -387,7 +391,9 @@ def get_solver(solver_file_or_param):
     """The solver of the type a solver file (or SolverParameter) names (`type`, or the legacy
     `solver_type`); pycaffe's `caffe.get_solver`."""
     if isinstance(solver_file_or_param, caffe_pb2.SolverParameter):
-        param = solver_file_or_param
+        param = caffe_pb2.SolverParameter()
+        param.CopyFrom(solver_file_or_param)
+        upgrade_solver(param, "<SolverParameter>")
     else:
         param = read_solver_param(solver_file_or_param)
     return solver_class(param.type)(param)

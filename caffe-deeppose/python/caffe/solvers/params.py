@@ -9,9 +9,8 @@ from .. import glog
 from ..net import TEST, TRAIN, Net
 from ..proto import caffe_pb2
 from ..protoio import read_prototxt
+from ..upgrade import UpgradeError, upgrade_solver
 from .lr_policy import SolverError
-
-_LEGACY_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 
 
 def read_solver_param(path):
@@ -20,17 +19,18 @@ def read_solver_param(path):
     extension, and a directory prefix gets the file's stem appended."""
     path = os.fspath(path)
     param = read_prototxt(path, caffe_pb2.SolverParameter)
-    if param.HasField("solver_type"):
-        if param.HasField("type"):
-            raise SolverError(f"{path}: give the solver's `type` (string) or the old `solver_type` (enum), "
-                              "not both")
-        param.type = _LEGACY_TYPES[param.solver_type]
-        param.ClearField("solver_type")
+    try:
+        upgrade_solver(param, path)
+    except UpgradeError as e:
+        raise SolverError(str(e)) from None
     if not param.HasField("snapshot_prefix"):
         param.snapshot_prefix = os.path.splitext(path)[0]
+        glog.info("upgrade_proto.cpp:1108", f"snapshot_prefix was not specified and is set to {param.snapshot_prefix}")
     elif os.path.isdir(param.snapshot_prefix):
         stem = os.path.splitext(os.path.basename(path))[0]
         param.snapshot_prefix = os.path.join(param.snapshot_prefix, stem)
+        glog.info("upgrade_proto.cpp:1113", f"snapshot_prefix was a directory and is replaced to "
+                                            f"{param.snapshot_prefix}")
     return param
 
 

@@ -8,6 +8,8 @@ from .sgd import SGDSolver
 
 @register_solver("RMSProp")
 class RMSPropSolver(SGDSolver):
+    takes_momentum = False
+
     def compute_update(self, grads, rates):
         history, decay = self._slots[0], self.param.rms_decay
         torch._foreach_mul_(history, decay)

@@ -1,11 +1,14 @@
-"""Line charts as PNG files with OpenCV only (no plotting library needed): PDJ curves, loss curves."""
+"""Line charts as PNG files with OpenCV only (no plotting library needed): training curves
+(`plot_training_log`), PDJ curves and loss curves of the application."""
 
 from __future__ import annotations
+
+import os
 
 import cv2
 import numpy as np
 
-from .draw import save_png
+from .protoio import atomic_write
 
 COLOURS = [(90, 90, 90), (200, 110, 30), (40, 40, 220), (40, 170, 40), (160, 40, 160), (20, 160, 200)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -53,5 +56,9 @@ def line_chart(series: dict[str, tuple], path, title: str = "", xlabel: str = ""
         ly = top + 18 + 18 * i
         cv2.line(img, (left + 10, ly - 4), (left + 34, ly - 4), colour, 2, cv2.LINE_AA)
         cv2.putText(img, name, (left + 40, ly), _FONT, 0.45, colour, 1, cv2.LINE_AA)
-    save_png(path, img)
+    ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise OSError(f"could not encode the chart for {path}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, png.tobytes())
     return img
