@@ -145,6 +145,19 @@ def test_gpu_list_without_cuda_is_refused(tmp_path, capsys):
     assert not [n for n in os.listdir(tmp_path) if n.startswith("model")]
 
 
+def test_worker_needs_its_own_device(tmp_path, capsys, monkeypatch):
+    """A worker of torchrun takes the LOCAL_RANK-th device of -gpu: one is needed per worker of the node."""
+    solver = make_run(str(tmp_path), RECORDS, ITERS, prefix=str(tmp_path / "model"))
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    try:
+        assert caffe_main.main(["train", "-solver", solver, "-gpu", "0"]) == 1
+    finally:
+        caffe.set_solver_count(1)
+        caffe.set_solver_rank(0)
+    assert "names 1 device(s), but this worker's LOCAL_RANK is 1" in capsys.readouterr().err.splitlines()[-1]
+
+
 LAUNCH = [sys.executable, "-c", "import sys; from caffe import distributed; sys.exit(distributed.launch(sys.argv[1:], 2))"]
 
 

@@ -151,7 +151,7 @@ def train(flags, argv=()):
         common.set_solver_rank(workers[1])
     gpu = flags["gpu"]
     if not gpu and param.HasField("solver_mode") and param.solver_mode == caffe_pb2.SolverParameter.GPU:
-        gpu = str(workers[2] if workers else param.device_id)
+        gpu = str(param.device_id)
     gpus = _gpus(gpu)
     what = "-gpu" if flags["gpu"] else f"{flags['solver']} (solver_mode: GPU, device_id: {param.device_id})"
     if gpus:
@@ -159,10 +159,11 @@ def train(flags, argv=()):
     if len(gpus) > 1 and not workers:
         _check_gpus(gpus, what)
         return distributed.launch(argv, len(gpus))
-    if workers and len(gpus) > 1:
-        if workers[2] >= len(gpus):
-            raise CommandError(f"-gpu={gpu} names {len(gpus)} devices, but this worker's LOCAL_RANK is {workers[2]}")
-        gpus = [gpus[workers[2]]]
+    if workers and gpus:  # a worker's device: the LOCAL_RANK-th of -gpu; with solver_mode GPU, LOCAL_RANK
+        if flags["gpu"] and workers[2] >= len(gpus):
+            raise CommandError(f"-gpu={gpu} names {len(gpus)} device(s), but this worker's LOCAL_RANK is "
+                               f"{workers[2]}: give one device per worker of the node")
+        gpus = [gpus[workers[2]] if flags["gpu"] else workers[2]]
     _use(gpus, what)
     if workers:
         distributed.join()
