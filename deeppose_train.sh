@@ -2,7 +2,8 @@
 # The whole DeepPose pipeline, run from the repository root:
 #   ./deeppose_train.sh [--from STEP]
 # Steps: data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2.
-# A step whose outputs exist is skipped; --from STEP redoes STEP and every later step. A training
+# A step whose outputs exist is skipped (outputs are written atomically; an accuracy report counts
+# only when complete); --from STEP redoes STEP and every later step. A training
 # step stopped with Ctrl-C (caffe train snapshots then) resumes from that snapshot on the next run.
 #
 # Schedule (DEEPPOSE_SCHEDULE=auto|full|cpu, default auto): with a GPU the committed solvers run
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --from) FROM="${2:?--from needs a step: ${STEPS[*]}}"; shift 2 ;;
         --from=*) FROM="${1#--from=}"; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "unknown argument $1 (usage: $0 [--from STEP])" >&2; exit 2 ;;
     esac
 done
@@ -47,11 +48,20 @@ say() { echo "[deeppose_train] $*"; }
 
 # forced: steps from --from on run even when their outputs exist
 forced=0
+is_done() {  # is_done OUTPUT: it exists (every output is written atomically), a report is complete
+    [ -e "$1" ] || return 1
+    case "$1" in
+        */accuracy.json)
+            python -m deeppose.pipeline check-report "$1" && return 0
+            say "$1 is not a complete report (an interrupted or failed run): its step runs again"
+            return 1 ;;
+    esac
+}
 should_run() {  # should_run STEP OUTPUT...
     local step=$1; shift
     [ "$step" = "$FROM" ] && forced=1
     if [ $forced = 1 ]; then return 0; fi
-    for f in "$@"; do [ -e "$f" ] || return 0; done
+    for f in "$@"; do is_done "$f" || return 0; done
     say "step $step: done already ($*), skipped"
     return 1
 }
@@ -124,9 +134,6 @@ if should_run lmdb1 $M1/train_data_lmdb $M1/test_data_lmdb $M1/train_mean.binary
     make_lmdbs $M1 $M1/deeppose.prototxt $DATA/stage1
 fi
 
-show_report() {  # the text report of a pyaccuracy --json file
-    python -c 'import json, sys; from deeppose.evaluate import print_report; print_report(json.load(open(sys.argv[1])))' "$1"
-}
 train() {  # train SOLVER LOG: an interrupted run (Ctrl-C snapshots) resumes unless the step is redone
     mkdir -p "$(dirname "$(python -m deeppose.pipeline final-snapshot "$1")")"
     local state=""
@@ -142,8 +149,7 @@ if should_run train1 "$MODEL1"; then
     train "$SOLVER1" $M1/deeppose.log
 fi
 if should_run accuracy1 $M1/accuracy.json; then
-    python $M1/pyaccuracy.py "$MODEL1" --json > $M1/accuracy.json
-    show_report $M1/accuracy.json
+    python $M1/pyaccuracy.py "$MODEL1" --out $M1/accuracy.json
 fi
 OUTPUT_SPLITS=(--split val)
 if [ "${DEEPPOSE_DISPLACEMENTS:-simulated}" = predictions ]; then OUTPUT_SPLITS+=(--split train); fi
@@ -164,7 +170,6 @@ if should_run train2 "$MODEL2"; then
     train "$SOLVER2" $M2/deeppose_refine.log
 fi
 if should_run accuracy2 $M2/accuracy.json; then
-    python $M2/pyaccuracy.py "$MODEL1" "$MODEL2" --json > $M2/accuracy.json
-    show_report $M2/accuracy.json
+    python $M2/pyaccuracy.py "$MODEL1" "$MODEL2" --out $M2/accuracy.json
 fi
 say "finished in $(( $(date +%s) - START )) s; models: $MODEL1 $MODEL2; PDJ curves: $M2/pdj_curve.png"

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 import caffe
+from caffe.caffemodel import read_weights
 
 from . import preprocess, stages
 from .dataset import K2HPD, DatasetDescription
@@ -37,6 +38,7 @@ class StageNet:
 
     def __init__(self, files: ModelFiles, weights, batch: int):
         self.net = caffe.Net(files.deploy, str(weights), caffe.TEST)
+        require_weights(self.net, weights, files.deploy)
         self.transform = preprocess.InputTransform.from_train_prototxt(files.train)
         _, self.channels, rows, cols = self.net.blobs["data"].data.shape
         self.size = (cols, rows)
@@ -52,6 +54,17 @@ class StageNet:
             with torch.no_grad():
                 out.append(np.array(self.net.forward()["predict"], copy=True))
         return np.concatenate(out).reshape(len(records), -1)
+
+
+def require_weights(net, weights, deploy) -> None:
+    """Refuse a weights file that leaves a learnable layer of the deploy net at its fillers (an
+    unrelated net's weights would score a random net): every layer of `net.params` must have
+    blobs in the file."""
+    given = {name for name, blobs in read_weights(weights) if blobs}
+    missing = [name for name in net.params if name not in given]
+    if missing:
+        raise ValueError(f"{weights}: holds no weights for layer(s) {', '.join(missing)} of {deploy} "
+                         f"(it has {', '.join(sorted(given)) or 'none'}): not a model of this net")
 
 
 class Cascade:

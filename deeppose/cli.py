@@ -12,21 +12,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from caffe.filelock import LockedError
+
 from . import pipeline, preprocess
-from .cascade import Cascade
 from .dataset import K2HPD
 from .draw import draw_skeleton, save_png
 
 
 def command(main):
     """A user-facing entry point: a bad input (missing or unreadable file, malformed line, net or
-    weights that do not fit) ends the command with one line naming it, exit status 1."""
+    weights that do not fit, an output another process is writing) ends the command with one line
+    naming it, exit status 1."""
 
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, LockedError) as e:
             sys.exit(f"error: {e}")
 
     return run
@@ -42,6 +44,8 @@ def predict_main(argv, n_models: int) -> None:
     p.add_argument("--show", action="store_true", help="also show it in a window (needs a display)")
     args = p.parse_args(argv)
     image = preprocess.load_image(args.image)
+    from .cascade import Cascade  # torch: imported by the commands that run a net, not by `command`'s users
+
     preds = Cascade(args.models[0], args.models[1:]).predict([image])
     panels = []
     for s, joints in enumerate(preds, 1):
@@ -79,6 +83,8 @@ def output_main(argv) -> None:
                    help="stage-1 list(s) to predict (default: val; repeatable)")
     p.add_argument("--batch", type=int, default=32)
     args = p.parse_args(argv)
+    from .cascade import Cascade
+
     cascade = Cascade(args.models[0], args.models[1:], batch=args.batch)
     for split in args.split or ["val"]:
         names, truth = pipeline.read_stage1_list(pipeline.stage_dir(1) / f"{split}.txt")

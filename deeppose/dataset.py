@@ -17,6 +17,8 @@ from typing import Iterable
 
 import numpy as np
 
+from caffe.protoio import atomic_write
+
 
 @dataclass(frozen=True)
 class DatasetDescription:
@@ -26,6 +28,11 @@ class DatasetDescription:
     `torso_joints` are the two joints whose distance is the torso diameter (the PDJ
     scale and the stage-2 crop scale); the stage-2 crop side is ``alpha`` x that diameter.
     Paths are relative to `root` (the dataset directory).
+
+    Images are `image_bits`-bit grey depth maps: grey 255 (near) .. 1 (far) stands linearly for
+    `depth_range_mm`, 0 for no reading. A 16-bit PNG of millimetres (a sensor's raw depth) is
+    read into this encoding (`preprocess.load_image`); the training images must be 8-bit, as the
+    LMDB tool reads them (OpenCV, 16 bits would become value/256).
     """
 
     name: str
@@ -40,6 +47,8 @@ class DatasetDescription:
     train_annotations: str
     test_annotations: str
     image_name_format: str  # str.format pattern taking the image index
+    image_bits: int = 8
+    depth_range_mm: tuple[float, float] = (500.0, 8000.0)  # (grey 255, grey 1)
 
     def __post_init__(self):
         j = self.num_joints
@@ -99,11 +108,20 @@ K2HPD = DatasetDescription(
 _SEPARATORS = re.compile(r"[,\s]+")
 
 
+def depth_to_grey(depth: np.ndarray, near: float, far: float) -> np.ndarray:
+    """uint8 grey of a depth map (any unit): near -> 255 .. far -> 1 linearly (clipped), 0 where
+    the depth is 0 or less (no reading)."""
+    grey = np.clip(np.rint(255 - (depth - near) * (254 / (far - near))), 1, 255).astype(np.uint8)
+    grey[depth <= 0] = 0
+    return grey
+
+
 def read_annotations(path, desc: DatasetDescription = K2HPD) -> list[tuple[str, np.ndarray]]:
     """Read ``<file name> x1,y1,x2,y2,...`` lines into ``(name, joints (J, 2))`` pairs.
 
     Leading NUL bytes (present in some K2HPD lines) are stripped, blank lines skipped, and
-    only the first 2*J numbers of a line are used (K2HPD lines carry more).
+    only the first 2*J numbers of a line are used (K2HPD lines carry more); a value that is not
+    a finite number is an error naming the file and line.
     """
     need = 2 * desc.num_joints
     items = []
@@ -121,16 +139,18 @@ def read_annotations(path, desc: DatasetDescription = K2HPD) -> list[tuple[str, 
                 values = np.array([float(v) for v in fields])
             except ValueError as e:
                 raise ValueError(f"{path}:{lineno}: {name!r}: non-numeric value ({e})") from None
+            if not np.isfinite(values).all():
+                raise ValueError(f"{path}:{lineno}: {name!r}: coordinate "
+                                 f"{fields[int(np.argmin(np.isfinite(values)))]!r} is not a finite number")
             items.append((name, values.reshape(desc.num_joints, 2)))
     return items
 
 
 def write_annotations(path, items: Iterable[tuple[str, np.ndarray]], decimals: int = 3) -> None:
-    """Write ``(name, joints (J, 2))`` pairs as K2HPD lines ``<name> x1,y1,x2,y2,...``."""
-    with open(path, "w", encoding="utf-8") as f:
-        for name, joints in items:
-            coords = ",".join(f"{v:.{decimals}f}" for v in np.asarray(joints, float).ravel())
-            f.write(f"{name} {coords}\n")
+    """Write ``(name, joints (J, 2))`` pairs as K2HPD lines ``<name> x1,y1,x2,y2,...`` (atomically)."""
+    lines = [f"{name} " + ",".join(f"{v:.{decimals}f}" for v in np.asarray(joints, float).ravel()) + "\n"
+             for name, joints in items]
+    atomic_write(path, "".join(lines))
 
 
 def flip_joints(joints: np.ndarray, width: float, desc: DatasetDescription = K2HPD) -> np.ndarray:

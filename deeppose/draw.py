@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from caffe.protoio import atomic_write
+
 from .dataset import K2HPD, DatasetDescription
 
 RIGHT, LEFT, CENTRE = (40, 40, 230), (230, 120, 30), (40, 200, 40)
@@ -44,10 +46,13 @@ def draw_skeleton(image: np.ndarray, joints, desc: DatasetDescription = K2HPD,
 
 
 def save_png(path, image: np.ndarray) -> Path:
+    """Write `image` as a PNG file, atomically (a killed run leaves no half image)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise OSError(f"could not write {path}")
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    atomic_write(path, data.tobytes())
     return path
 
 

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 from caffe.plot import line_chart
+from caffe.protoio import atomic_write
 
 from . import stages
 from .cascade import Cascade
@@ -97,12 +98,16 @@ def main(argv, n_models: int, default_plot: str) -> None:
     p = argparse.ArgumentParser(description="Loss, PCP and PDJ of the cascade on the whole test set")
     p.add_argument("models", nargs=n_models, metavar="MODEL", help="stage-1 weights, then refiner weights")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", metavar="JSON", help="write the JSON report to this file, atomically and "
+                   "last: the file exists only once the report is complete")
     p.add_argument("--plot", default=default_plot, help="PDJ-curve PNG (default %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="images per forward pass (default %(default)s)")
     args = p.parse_args(argv)
     report = evaluate(args.models[0], args.models[1:], batch=args.batch)
     plot_pdj(report, args.plot)
     report["plot"] = args.plot
+    if args.out:
+        atomic_write(args.out, json.dumps(report, indent=1) + "\n")
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -6,6 +6,7 @@ solvers. Paths are relative to the repository root, where the seed runs everythi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -39,7 +40,10 @@ def make_stage1_lists(desc: DatasetDescription = K2HPD, val_fraction: float = 0.
     test images, each line ``<image> <offsets of the joints from the image centre>``, shuffled."""
     rng = np.random.default_rng(seed)
     paths = annotation_paths(desc.root, desc)
-    train = read_annotations(paths["train"], desc)
+    train, test = read_annotations(paths["train"], desc), read_annotations(paths["test"], desc)
+    for split, items in (("train", train), ("test", test)):
+        if not items:
+            raise ValueError(f"{paths[split]}: no annotation lines (the {split} set is empty)")
     order = rng.permutation(len(train))
     n_val = int(round(val_fraction * len(train)))
     val_items, train_items = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
@@ -50,8 +54,9 @@ def make_stage1_lists(desc: DatasetDescription = K2HPD, val_fraction: float = 0.
         rows["train"] += [(path, stages.stage1_targets(joints, desc.size)),
                           (mirrored, stages.stage1_targets(mjoints, desc.size))]
     rows["val"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size)) for n, j in val_items]
-    rows["test"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size))
-                    for n, j in read_annotations(paths["test"], desc)]
+    for name, _ in val_items + test:  # listed as they are: the LMDB tool must be able to read them
+        stages.read_training_image(image_path(name, desc), desc)
+    rows["test"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size)) for n, j in test]
     out = {}
     for split, items in rows.items():
         items = [items[i] for i in rng.permutation(len(items))]
@@ -173,7 +178,7 @@ def derive_solver(src, dst, overrides: dict[str, str], train_batch: int | None =
         note["TRAIN batch_size"] = train_batch
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(f"# derived from {src} by deeppose_train.sh: {note}\n" + text_format.MessageToString(param))
+    protoio.atomic_write(dst, f"# derived from {src} by deeppose_train.sh: {note}\n" + text_format.MessageToString(param))
     return dst
 
 
@@ -196,6 +201,18 @@ def latest_state(solver) -> Path | None:
     return max(states)[1] if states else None
 
 
+def read_report(path) -> dict:
+    """An accuracy report written by `pyaccuracy.py --out`; an error naming the file if it is
+    missing, cut or not one."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a complete accuracy report ({e})") from None
+    if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
+        raise ValueError(f"{path}: not a complete accuracy report (no stages)")
+    return report
+
+
 def input_size(deploy) -> tuple[int, int]:
     """(rows, cols) of a deploy prototxt's Input layer."""
     net = protoio.read_prototxt(deploy, caffe_pb2.NetParameter)
@@ -207,7 +224,8 @@ def input_size(deploy) -> tuple[int, int]:
 
 def main(argv=None) -> None:
     """Helpers for deeppose_train.sh: `derive-solver SRC DST key=value...`, `final-snapshot SOLVER`,
-    `latest-state SOLVER`, `input-size DEPLOY`."""
+    `latest-state SOLVER`, `input-size DEPLOY`, `check-report JSON` (exit 1 unless a complete accuracy
+    report)."""
     p = argparse.ArgumentParser(prog="python -m deeppose.pipeline", description=main.__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("derive-solver")
@@ -216,6 +234,7 @@ def main(argv=None) -> None:
     sub.add_parser("final-snapshot").add_argument("solver")
     sub.add_parser("latest-state").add_argument("solver")
     sub.add_parser("input-size").add_argument("deploy")
+    sub.add_parser("check-report").add_argument("report")
     args = p.parse_args(argv)
     if args.cmd == "derive-solver":
         bad = [o for o in args.overrides if "=" not in o]
@@ -226,6 +245,12 @@ def main(argv=None) -> None:
         print(final_snapshot(args.solver))
     elif args.cmd == "latest-state":
         print(latest_state(args.solver) or "")
+    elif args.cmd == "check-report":
+        try:
+            read_report(args.report)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 1
     else:
         print(*input_size(args.deploy))
 

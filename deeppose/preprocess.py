@@ -21,14 +21,28 @@ import numpy as np
 
 from caffe import proto, protoio
 
+from .dataset import K2HPD, DatasetDescription, depth_to_grey
+
 INTERPOLATION = cv2.INTER_LINEAR  # convert_imageset's cv::resize default
 
 
-def load_image(path) -> np.ndarray:
-    """An image file as uint8 BGR (H, W, 3), read like `convert_imageset` (colour, no -gray)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def load_image(path, desc: DatasetDescription = K2HPD) -> np.ndarray:
+    """An image file as uint8 BGR (H, W, 3), read like `convert_imageset` (colour, no -gray).
+
+    A 16-bit depth image (grey, millimetres) is read at its real depth: converted to the
+    description's 8-bit encoding (`depth_range_mm`), not cut to its high byte as OpenCV's
+    colour read would; a 16-bit colour image or other pixel types are refused, naming the file."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         raise OSError(f"cannot read image {path}")
+    if image.dtype == np.uint16:
+        if not (image[..., 0] == image[..., 1]).all() or not (image[..., 0] == image[..., 2]).all():
+            raise ValueError(f"{path}: a 16-bit colour image; 16-bit images are read as depth in "
+                             f"millimetres, which has one channel")
+        return cv2.cvtColor(depth_to_grey(image[..., 0], *desc.depth_range_mm), cv2.COLOR_GRAY2BGR)
+    if image.dtype != np.uint8:
+        raise ValueError(f"{path}: {image.dtype} pixels; {desc.name} images are {desc.image_bits}-bit "
+                         "grey (or 16-bit millimetre depth)")
     return image
 
 

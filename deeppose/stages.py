@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from caffe.protoio import atomic_write
+
 from .dataset import K2HPD, DatasetDescription, flip_joints, torso_diameter
 
 MIRROR_SUFFIX = "m"  # <name>m.png: the mirrored copy written next to a training image
@@ -51,15 +53,36 @@ def mirror_path(path) -> Path:
     return path.with_name(path.stem + MIRROR_SUFFIX + path.suffix)
 
 
-def mirror_sample(path, joints, desc: DatasetDescription = K2HPD) -> tuple[Path, np.ndarray]:
-    """Write the horizontal mirror of an image next to it (once) and return its path and joints."""
-    out = mirror_path(path)
+def read_training_image(path, desc: DatasetDescription = K2HPD) -> np.ndarray:
+    """A dataset image as stored; an error naming it if it is not of the description's bit depth
+    (the LMDB tool would read a 16-bit image as value/256)."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise OSError(f"cannot read image {path}")
-    if not out.exists():
-        if not cv2.imwrite(str(out), cv2.flip(image, 1)):
-            raise OSError(f"cannot write {out}")
+    bits = 8 * image.dtype.itemsize
+    if bits != desc.image_bits:
+        raise ValueError(f"{path}: a {bits}-bit image; the {desc.name} description says "
+                         f"{desc.image_bits}-bit (depth {desc.depth_range_mm[0]:g}..{desc.depth_range_mm[1]:g} mm "
+                         "as grey 255..1), and convert_imageset reads images as 8-bit: convert the data set first")
+    return image
+
+
+def mirror_sample(path, joints, desc: DatasetDescription = K2HPD) -> tuple[Path, np.ndarray]:
+    """Write the horizontal mirror of an image next to it and return its path and joints. A
+    mirror already there is kept only if it holds exactly these bytes (so it always matches the
+    current image); otherwise it is replaced atomically."""
+    out = mirror_path(path)
+    image = read_training_image(path, desc)
+    ok, encoded = cv2.imencode(out.suffix, cv2.flip(image, 1))
+    if not ok:
+        raise OSError(f"cannot encode {out}")
+    encoded = encoded.tobytes()
+    try:
+        current = out.read_bytes()
+    except FileNotFoundError:
+        current = None
+    if current != encoded:
+        atomic_write(out, encoded)
     return out, flip_joints(joints, image.shape[1], desc)
 
 
@@ -110,7 +133,7 @@ class DisplacementModel:
         return self.mean[joints] + np.einsum("nij,nj->ni", chol, rng.standard_normal((len(joints), 2)))
 
     def to_json(self, path) -> None:
-        Path(path).write_text(json.dumps({"mean": self.mean.tolist(), "cov": self.cov.tolist()}, indent=1))
+        atomic_write(path, json.dumps({"mean": self.mean.tolist(), "cov": self.cov.tolist()}, indent=1))
 
     @classmethod
     def from_json(cls, path) -> "DisplacementModel":
@@ -134,12 +157,11 @@ def simulated_centres(rng, true, joint_idx, model: DisplacementModel, diam) -> n
 
 # -- list files ----------------------------------------------------------------------------------
 def write_list(path, rows) -> Path:
-    """Write a `convert_imageset_multilabel` list: lines ``<image path> v1 v2 ...``."""
+    """Write a `convert_imageset_multilabel` list: lines ``<image path> v1 v2 ...`` (atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for image, values in rows:
-            f.write(" ".join([str(image)] + [f"{v:.6f}" for v in np.asarray(values, float).ravel()]) + "\n")
+    atomic_write(path, "".join(" ".join([str(image)] + [f"{v:.6f}" for v in np.asarray(values, float).ravel()]) + "\n"
+                               for image, values in rows))
     return path
 
 
@@ -155,6 +177,8 @@ def read_list(path) -> tuple[list[str], np.ndarray]:
                 rows.append([float(v) for v in fields[1:]])
             except ValueError as e:
                 raise ValueError(f"{path}:{lineno}: {e}") from None
+            if not np.isfinite(rows[-1]).all():
+                raise ValueError(f"{path}:{lineno}: a value is not a finite number")
             names.append(fields[0])
     if len({len(r) for r in rows}) > 1:
         raise ValueError(f"{path}: lines carry different numbers of values")

@@ -124,6 +124,10 @@ def test_writer_makes_a_new_database(tmp_path, five):
     with pytest.raises(cdb.DBError, match="already exists"):
         cdb.LMDBWriter(five)
     assert len(cdb.LMDB(five)) == 5
+    with cdb.LMDBWriter(tmp_path / "other") as w:  # closed inside the block, then by its end
+        w.put("a", b"x")
+        w.close()
+        assert len(cdb.LMDB(tmp_path / "other")) == 1
 
 
 def test_image_data_missing_image_names_the_line(tmp_path):

@@ -82,6 +82,15 @@ def test_rerun_skips_and_from_restarts(trained):
     assert out.count("skipped") == 9 and "PCP" in out
 
 
+def test_an_interrupted_accuracy_report_is_redone(trained):
+    repo, _ = trained
+    report = repo / "models/deeppose/accuracy.json"
+    report.write_text(report.read_text()[:40])  # what `--json > accuracy.json` left when interrupted
+    out = run(["bash", "deeppose_train.sh"], repo)
+    assert "not a complete report" in out and out.count("skipped") == 9
+    assert json.loads(report.read_text())["images"] == 8
+
+
 def test_seed_commands(trained):
     repo, _ = trained
     m1 = "models/deeppose/snapshot/deeppose_iter_2.caffemodel"

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Write a synthetic K2HPD-layout depth data set (images + train/test annotation files)."""
+"""Write a synthetic K2HPD-layout depth data set (images + train/test annotation files).
+
+An output directory that already holds a data set is refused unless --force is given."""
 
 import argparse
 import os
 
 import cv2
 
+from deeppose.cli import command
 from deeppose.dataset import K2HPD, read_annotations
 from deeppose.draw import contact_sheet
-from deeppose.synth import make_dataset
+from deeppose.synth import existing_dataset, make_dataset
 
 
 def size_arg(text):
@@ -16,26 +19,45 @@ def size_arg(text):
         cols, rows = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be COLSxROWS, e.g. 512x424, not {text!r}") from None
+    if cols < 1 or rows < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
     return cols, rows
 
 
+def count_arg(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
+    return n
+
+
+@command
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default=K2HPD.root, help="data set directory (default %(default)s)")
-    p.add_argument("--train", type=int, required=True, help="number of training images")
-    p.add_argument("--test", type=int, required=True, help="number of test images")
+    p.add_argument("--train", type=count_arg, required=True, help="number of training images")
+    p.add_argument("--test", type=count_arg, required=True, help="number of test images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=size_arg, default=K2HPD.size,
                    help="image size COLSxROWS (default %dx%d)" % K2HPD.size)
     p.add_argument("--raw16", action="store_true", help="also write 16-bit millimetre depth PNGs")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: all cores)")
+    p.add_argument("--workers", type=count_arg, default=os.cpu_count(), help="processes (default: all cores)")
     p.add_argument("--sheet", metavar="PNG", help="draw the first training images with their skeletons")
-    p.add_argument("--sheet-count", type=int, default=12, help="images on the sheet (default %(default)s)")
+    p.add_argument("--sheet-count", type=count_arg, default=12, help="images on the sheet (default %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the data set --out holds (its annotation files and the images of the same names)")
     args = p.parse_args(argv)
 
+    replaced = bool(existing_dataset(args.out))
     paths = make_dataset(args.out, args.train, args.test, args.seed, args.size, args.raw16,
-                         workers=args.workers)
+                         workers=args.workers, force=args.force)
     print(f"wrote {args.train + args.test} images and {paths['train']}, {paths['test']}")
+    if replaced:
+        print(f"replaced the data set in {args.out}: stage lists, databases and models made from the "
+              "old one are stale (./deeppose_train.sh --from stage1 remakes them)")
     if args.sheet:
         items = read_annotations(paths["train"], K2HPD)[:args.sheet_count]
         images = [cv2.imread(os.path.join(args.out, K2HPD.image_dir, name), cv2.IMREAD_GRAYSCALE)

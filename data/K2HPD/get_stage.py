@@ -10,7 +10,6 @@
 
 import argparse
 
-from deeppose.cascade import REFINE
 from deeppose.cli import command
 from deeppose.pipeline import input_size, make_refine_data, make_stage1_lists
 
@@ -33,6 +32,8 @@ def main(argv=None):
     if args.stage == 1:
         make_stage1_lists(val_fraction=args.val_fraction, seed=args.seed)
     else:
+        from deeppose.cascade import REFINE  # imports torch: only the refiner stages need it
+
         rows, cols = input_size(REFINE.deploy)
         if rows != cols:
             p.error(f"{REFINE.deploy}: the refiner input must be square, got {rows}x{cols}")

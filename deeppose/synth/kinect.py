@@ -7,6 +7,7 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
+from ..dataset import depth_to_grey
 from .render import Camera
 
 SENSOR_SIZE = (512, 424)  # the depth camera's native (cols, rows)
@@ -64,10 +65,7 @@ def measure(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def to_gray8(depth: np.ndarray) -> np.ndarray:
     """8-bit image of a measured depth: DEPTH_RANGE maps to 255 (near) .. 1 (far), 0 = no reading."""
-    near, far = DEPTH_RANGE
-    grey = np.clip(np.rint(255 - (depth - near) * (254 / (far - near))), 1, 255).astype(np.uint8)
-    grey[depth <= 0] = 0
-    return grey
+    return depth_to_grey(depth, *DEPTH_RANGE)
 
 
 def to_mm16(depth: np.ndarray) -> np.ndarray:

@@ -1,10 +1,19 @@
-"""Caffe's databases of Datum records (LMDB): a cycling reader and a writer, like caffe::db."""
+"""Caffe's databases of Datum records (LMDB): a cycling reader and a writer, like caffe::db.
+
+A database appears whole or not at all: the writer builds it in a temporary directory beside its
+path, under the path's lock (`caffe.filelock`), and renames it into place when it is complete; a
+failed or interrupted write leaves nothing at the path. Readers refuse a database whose lock is
+held (being written) and report a damaged one naming it.
+"""
+import glob
 import os
+import shutil
+import tempfile
 
 import lmdb
 from google.protobuf.message import DecodeError
 
-from . import glog
+from . import filelock, glog
 from .proto import caffe_pb2
 
 COMMIT_EVERY = 1000  # records per write transaction, as Caffe's tools commit
@@ -29,6 +38,11 @@ def record_error(path, key, message):
     return DBError(f"{path}: record {shown!r}: {message}")
 
 
+def damaged(path, error):
+    """The DBError of an LMDB whose pages cannot be read (lmdb.CorruptedError and the like)."""
+    return DBError(f"{path}: the LMDB is damaged or unreadable ({error}); recreate it")
+
+
 def parse_datum(value, path, key):
     """The Datum stored under `key`; a clear error naming the database and key if it is not one."""
     datum = caffe_pb2.Datum()
@@ -50,6 +64,10 @@ class LMDB:
     def __init__(self, path):
         self.name = os.fspath(path)
         self.path = os.path.realpath(self.name)
+        try:
+            filelock.check_free(self.name, "database")
+        except filelock.LockedError as e:
+            raise DBError(f"{e} (it is being written)") from None
         if not os.path.isfile(os.path.join(self.path, "data.mdb")):
             raise DBError(f"{self.name}: not an LMDB (no data.mdb in that directory)")
         if self.path not in _OPEN:
@@ -72,8 +90,11 @@ class LMDB:
 
     def records(self):
         """Every (key, value) in key order, once."""
-        with self.env.begin(buffers=False) as txn:
-            yield from txn.cursor()
+        try:
+            with self.env.begin(buffers=False) as txn:
+                yield from txn.cursor()
+        except lmdb.Error as e:
+            raise damaged(self.name, e) from None
 
     def first(self):
         """The first (key, value); a clear error if the database is empty."""
@@ -104,15 +125,22 @@ class CyclingCursor:
         self.db = db
         self._txn = db.env.begin(buffers=False)
         self._cursor = self._txn.cursor()
-        if not self._cursor.first():
+        try:
+            found = self._cursor.first()
+        except lmdb.Error as e:
+            raise damaged(db.name, e) from None
+        if not found:
             raise DBError(f"{db.name}: the database is empty")
 
     def next(self):
         """The current (key, value); the cursor then moves on (wrapping)."""
-        record = self._cursor.item()
-        if not self._cursor.next():
-            glog.info("data_layer.cpp:86", "Restarting data prefetching from start.")
-            self._cursor.first()
+        try:
+            record = self._cursor.item()
+            if not self._cursor.next():
+                glog.info("data_layer.cpp:86", "Restarting data prefetching from start.")
+                self._cursor.first()
+        except lmdb.Error as e:
+            raise damaged(self.db.name, e) from None
         return record
 
     def skip(self, n):
@@ -125,20 +153,38 @@ class CyclingCursor:
 
 class LMDBWriter:
     """A NEW LMDB (an error if the path exists, as Caffe's db::NEW) written in transactions of
-    `commit_every` records; the map grows by doubling when full, like Caffe's."""
+    `commit_every` records; the map grows by doubling when full, like Caffe's. It is built in a
+    temporary directory beside the path while the path's lock is held, and appears at the path
+    when closed without an error (`close()` or the end of a `with` block); `abort()` (or an error
+    in the `with` block) removes it. Errors name the database."""
 
     def __init__(self, path, commit_every=COMMIT_EVERY, map_size=1 << 26):
         self.name = os.fspath(path)
-        try:
-            os.mkdir(self.name, 0o744)
-        except FileExistsError:
-            raise DBError(f"{self.name}: already exists; the tool writes a NEW database "
-                          "(remove it first)") from None
-        except OSError as e:
-            raise DBError(f"{self.name}: cannot create the database directory: {e.strerror}") from None
-        self.env = lmdb.open(self.name, map_size=map_size, subdir=True)
         self.commit_every = commit_every
         self._pending = []
+        self.env = self._tmp = None
+        try:
+            self._lock = filelock.hold(self.name, "database")
+        except filelock.LockedError as e:
+            raise DBError(str(e)) from None
+        try:
+            if os.path.lexists(self.name):
+                raise DBError(f"{self.name}: already exists; the tool writes a NEW database "
+                              "(remove it first)")
+            folder, base = os.path.split(os.path.abspath(self.name))
+            for orphan in glob.glob(os.path.join(glob.escape(folder), f".tmp-{glob.escape(base)}-*")):
+                shutil.rmtree(orphan, ignore_errors=True)  # left by a killed writer of this path
+            try:
+                self._tmp = tempfile.mkdtemp(prefix=f".tmp-{base}-", dir=folder)
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o744 & ~umask)  # Caffe's mkdir(path, 0744)
+                self.env = lmdb.open(self._tmp, map_size=map_size, subdir=True)
+            except (OSError, lmdb.Error) as e:
+                raise DBError(f"{self.name}: cannot create the database: {e}") from None
+        except BaseException:
+            self.abort()
+            raise
         glog.info("db_lmdb.cpp:35", f"Opened lmdb {self.name}")
 
     def put(self, key, value):
@@ -148,23 +194,50 @@ class LMDBWriter:
             self.commit()
 
     def commit(self):
-        while self._pending:
-            try:
-                with self.env.begin(write=True) as txn:
-                    for key, value in self._pending:
-                        txn.put(key, value)
-                self._pending = []
-            except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+        try:
+            while self._pending:
+                try:
+                    with self.env.begin(write=True) as txn:
+                        for key, value in self._pending:
+                            txn.put(key, value)
+                    self._pending = []
+                except lmdb.MapFullError:
+                    self.env.set_mapsize(self.env.info()["map_size"] * 2)
+        except (OSError, lmdb.Error) as e:
+            raise DBError(f"{self.name}: writing the database failed ({e}); nothing was written "
+                          "at that path") from None
 
     def close(self):
-        self.commit()
-        self.env.close()
+        """Commit what is queued and put the complete database at its path (once)."""
+        if self._tmp is None:
+            return
+        try:
+            self.commit()
+            self.env.close()
+            self.env = None
+            os.rename(self._tmp, self.name)
+            self._tmp = None
+        except BaseException:
+            self.abort()
+            raise
+        self._lock.release()
+
+    def abort(self):
+        """Drop the database being written: nothing appears at the path."""
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, *exc):
         if kind is None:
-            self.commit()
-        self.env.close()
+            self.close()
+        else:
+            self.abort()

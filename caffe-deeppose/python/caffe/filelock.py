@@ -4,7 +4,8 @@
 life of the returned object, or raises `LockedError` naming the resource and the process that holds
 it. The kernel releases the lock when its process ends, however it ends (SIGKILL included), so a
 crashed run never leaves a stale lock behind; the `.lock` file itself stays and is harmless.
-`shared=True` takes a shared lock instead: readers that must not see a half-written resource.
+`shared=True` takes a shared lock instead; `check_free(path, what)` only checks that no one
+holds the lock (a reader refusing a resource being written, leaving no lock file behind).
 """
 import fcntl
 import os
@@ -49,11 +50,31 @@ def hold(path, what, shared=False):
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise LockedError(f"{what} {os.fspath(path)!r} is in use by {holder} (lock {lock_path}); "
-                          "wait for it to finish or stop it") from None
+        raise _locked(fd, path, what, lock_path) from None
     if not shared:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()}\n".encode(), 0)
     return FileLock(fd, lock_path)
+
+
+def check_free(path, what):
+    """Raise `LockedError` if another process holds the lock of `path` (e.g. is writing it).
+    Creates nothing: without a lock file no one has ever locked the resource."""
+    lock_path = lock_path_for(path)
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _locked(fd, path, what, lock_path) from None
+    os.close(fd)  # closing the only descriptor releases the shared lock
+
+
+def _locked(fd, path, what, lock_path):
+    """The LockedError of a lock held elsewhere, naming its holder; closes `fd`."""
+    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+    os.close(fd)
+    return LockedError(f"{what} {os.fspath(path)!r} is in use by {holder} (lock {lock_path}); "
+                       "wait for it to finish or stop it")

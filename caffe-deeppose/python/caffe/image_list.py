@@ -1,5 +1,7 @@
 """Caffe's image list files (`path label` lines) and image reading (io.cpp's ReadImageToCVMat),
 shared by the ImageData layer and the convert_imageset tools."""
+import math
+
 import cv2
 
 
@@ -23,15 +25,16 @@ def read_list(source, multilabel=False):
     """The entries of list file `source`, one per line.
 
     Stock lines are `path label` split at the last space (the path may hold spaces), the label an
-    integer; `multilabel` lines are `path l1 l2 ...` with float labels. A blank line is kept as an
-    entry with path "" (Caffe keeps it too: it cannot be read and is skipped, using up its index).
+    integer; `multilabel` lines are `path l1 l2 ...` with finite float labels, as many on every
+    line as on the first. A blank line is kept as an entry with path "" (Caffe keeps it too: it
+    cannot be read and is skipped, using up its index). Errors name the file and line.
     """
     try:
         with open(source, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise ListFileError(f"{source}: cannot read the list file: {e.strerror}") from None
-    entries = []
+    entries, first = [], None
     for number, line in enumerate(text.splitlines(), 1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -51,6 +54,15 @@ def read_list(source, multilabel=False):
         except ValueError as e:
             form = "path label1 label2 ... (float labels)" if multilabel else "path label (an integer)"
             raise ListFileError(f"{source}:{number}: expected `{form}`, got {line!r} ({e})") from None
+        if multilabel:
+            bad = [v for v, x in zip(labels, label) if not math.isfinite(x)]
+            if bad:
+                raise ListFileError(f"{source}:{number}: label {bad[0]!r} is not a finite number")
+            if first is None:
+                first = (number, len(label))
+            elif len(label) != first[1]:
+                raise ListFileError(f"{source}:{number}: {len(label)} labels, but line {first[0]} has "
+                                    f"{first[1]}: every line needs the same number")
         entries.append(ListEntry(number, path, label))
     return entries
 

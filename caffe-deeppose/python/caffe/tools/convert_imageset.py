@@ -10,6 +10,11 @@ bilinearly when both -resize_height and -resize_width are given, and stored as r
 bytes, or with -encoded as the file's own bytes (re-encoded as -encode_type when resized, turned
 grey or of another type), as Caffe's ReadImageToDatum does. An image that cannot be read is
 reported (naming its line) and skipped. -shuffle uses a fixed seed, so runs are reproducible.
+
+The list file is checked whole before anything is written (a malformed line, a line with another
+number of labels than the first, a non-finite label, or no listed image that exists is an error
+naming the file and line), and the database appears only when complete: a conversion that fails
+(-check_size, a full disk, no image readable, Ctrl-C) leaves nothing at DB_NAME.
 """
 import os
 import random
@@ -81,6 +86,12 @@ def convert(root, list_file, db_name, flags, multilabel=False):
     returns the number of records written."""
     check_backend(flags["backend"], "-backend")
     entries = read_list(list_file, multilabel)
+    if not any(e.path and os.path.isfile(root + e.path) for e in entries):
+        first = next((e for e in entries if e.path), None)
+        if first is None:
+            raise ListFileError(f"{list_file}: lists no image; no database written")
+        raise ListFileError(f"{list_file}:{first.line}: {root + first.path!r} and every other listed image "
+                            f"are missing; no database written (is ROOTFOLDER {root!r} right?)")
     if flags["shuffle"]:
         glog.info("convert_imageset.cpp:86", "Shuffling data")
         random.Random(SHUFFLE_SEED).shuffle(entries)
@@ -115,6 +126,9 @@ def convert(root, list_file, db_name, flags, multilabel=False):
                 db.commit()
                 with tqdm.external_write_mode(file=sys.stderr):
                     glog.info("convert_imageset.cpp:147", f"Processed {count} files.")
+        if not count:
+            raise DBError(f"{db_name}: none of the {len(entries)} images of {list_file} could be read; "
+                          "no database written")
         if count % COMMIT_EVERY:
             db.commit()
             glog.info("convert_imageset.cpp:153", f"Processed {count} files.")

@@ -10,9 +10,7 @@ values in `float_data`, channels/height/width from the blob's legacy shape) unde
 temporary name and renamed into place when complete, so a failed run leaves none behind.
 """
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 
@@ -72,13 +70,11 @@ def extract(weights, proto, blob_names, dataset_names, num_batches, db_type):
     for blob in blobs:
         if blob not in net.blobs:
             raise FeatureError(f"Unknown feature blob name {blob} in the network {proto}")
-    temps, writers = [], []
+    writers = []
     try:
         for path in datasets:
             glog.info(_CPP + ":125", f"Opening dataset {path}")
-            folder = os.path.dirname(os.path.abspath(path))
-            temps.append(os.path.join(tempfile.mkdtemp(dir=folder, prefix=".tmp-" + os.path.basename(path)), "db"))
-            writers.append(LMDBWriter(temps[-1]))
+            writers.append(LMDBWriter(path))  # built under a temporary name, renamed by close()
         glog.error(_CPP + ":133", "Extracting Features")
         counts = [0] * len(blobs)
         datum = caffe_pb2.Datum()
@@ -96,17 +92,13 @@ def extract(weights, proto, blob_names, dataset_names, num_batches, db_type):
                         writer.commit()
                         glog.error(_CPP + ":165", f"Extracted features of {counts[i]} query images for feature "
                                                   f"blob {blob}")
-        for blob, writer, temp, path, count in zip(blobs, writers, temps, datasets, counts):
+        for blob, writer, count in zip(blobs, writers, counts):
             writer.close()
-            os.rename(temp, path)
-            os.rmdir(os.path.dirname(temp))
             glog.error(_CPP + ":176", f"Extracted features of {count} query images for feature blob {blob}")
-        temps = []
-    finally:
+    except BaseException:
         for writer in writers:
-            writer.env.close()
-        for temp in temps:
-            shutil.rmtree(os.path.dirname(temp), ignore_errors=True)
+            writer.abort()
+        raise
     glog.error(_CPP + ":181", "Successfully extracted the features!")
     return dict(zip(blobs, counts))
 
