@@ -244,8 +244,8 @@ def test_pycaffe_nccl_like_bvlc_train_py(tmp_path, reference):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_weights(tmp_path / f"model_iter_{ITERS}.caffemodel", reference)
-    assert sorted(os.listdir(tmp_path)) == ["lmdb", "model_iter_6.caffemodel", "model_iter_6.solverstate",
-                                            "net.prototxt", "solver.prototxt", "train.py"]
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("model")) == [
+        f"model_iter_{ITERS}.caffemodel", f"model_iter_{ITERS}.solverstate"]
 
 
 def test_data_layer_skip_splits_records_by_running_index(tmp_path):
