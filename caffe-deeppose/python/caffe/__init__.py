@@ -15,6 +15,8 @@ _HOMES = {
     "solver_count": "common", "solver_rank": "common", "NCCL": "distributed", "has_nccl": "distributed",
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
     "RMSPropSolver": "solvers", "AdaDeltaSolver": "solvers", "AdamSolver": "solvers", "get_solver": "solvers",
+    "NetSpec": "net_spec", "layers": "net_spec", "params": "net_spec", "to_proto": "net_spec",
+    "Classifier": "classifier", "Detector": "detector",
 }
 
 
