@@ -74,7 +74,8 @@ def _concat(chunks):
 
 
 def read_weights(path):
-    """[(layer name, [(shape, legacy, values), ...]), ...] of the layers with blobs in a caffemodel."""
+    """[(layer name, [(shape, legacy, values), ...]), ...] of the layers of a caffemodel (their blobs,
+    perhaps none)."""
     path = os.fspath(path)
     buf = read_file(path, binary=True)
     out = []
@@ -95,8 +96,7 @@ def read_weights(path):
                             name = buf[v0[0]:v0[1]].decode("utf-8")
                         elif n0 == _V0_BLOBS and w0 == 2:
                             blobs.append(_blob(buf, v0))
-            if blobs:
-                out.append((name, blobs))
+            out.append((name, blobs))
     except (ValueError, IndexError, UnicodeDecodeError) as e:
         raise ProtoFileError(f"{path}: not a valid NetParameter (truncated or corrupt, {len(buf)} bytes): {e}") from None
     return out

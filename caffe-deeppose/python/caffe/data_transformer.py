@@ -63,6 +63,14 @@ class DataTransformer:
         self.mean_values = np.asarray(param.mean_value, np.float32) if param.mean_value else None
         self.rng = caffe_rng() if self.mirror or (phase == TRAIN and self.crop_size) else None
 
+    def random_state(self):
+        """The state of the RNG of crops and mirrors (JSON-able; None without one)."""
+        return self.rng.bit_generator.state if self.rng is not None else None
+
+    def set_random_state(self, state):
+        if self.rng is not None and state is not None:
+            self.rng.bit_generator.state = state
+
     # -- decoding -------------------------------------------------------------------------------
     def decode(self, datum):
         """A Datum's pixels as a (C, H, W) array: uint8 from `data` (cv2.imdecode if encoded,

@@ -147,6 +147,18 @@ class CyclingCursor:
         for _ in range(n):
             self.next()
 
+    def key(self):
+        """The key of the record `next()` gives next (the read position)."""
+        return self._cursor.key()
+
+    def seek(self, key):
+        """Make the record of `key` the next one; False (position unchanged) if there is none."""
+        here = self._cursor.key()
+        if self._cursor.set_key(key):
+            return True
+        self._cursor.set_key(here)
+        return False
+
     def close(self):
         self._txn.abort()
 

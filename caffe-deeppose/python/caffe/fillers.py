@@ -26,6 +26,8 @@ def fill(filler, shape):
     """A new float32 CPU tensor of `shape` filled as Caffe's filler `filler.type` does."""
     shape = tuple(int(d) for d in shape)
     kind = filler.type
+    if math.prod(shape) == 0:  # Caffe's fillers CHECK(blob->count())
+        raise ValueError(f"cannot fill a blob of shape {shape}: it has no elements (a size is 0)")
     t = torch.empty(shape, dtype=torch.float32)
     if kind == "constant":
         return t.fill_(filler.value)

@@ -56,7 +56,7 @@ class Prefetcher:
 
     def stop(self, then=()):
         """End the thread (it finishes the batch in hand), then call each of `then` (closing what
-        the thread read from) once it has ended."""
+        the thread read from) once it has ended; whether it has ended."""
         self._stop.set()
         while True:
             try:
@@ -64,6 +64,8 @@ class Prefetcher:
             except queue.Empty:
                 break
         self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            for close in then:
-                close()
+        if self._thread.is_alive():
+            return False
+        for close in then:
+            close()
+        return True

@@ -45,7 +45,11 @@ def read_prototxt(path, message_cls):
 def read_binary_proto(path, message_cls):
     """Read a binary protobuf file (.caffemodel, .binaryproto, .solverstate)."""
     path = os.fspath(path)
-    data = read_file(path, binary=True)
+    return parse_binary_proto(read_file(path, binary=True), message_cls, path)
+
+
+def parse_binary_proto(data, message_cls, path):
+    """The bytes of binary protobuf file `path` as a new `message_cls`."""
     msg = message_cls()
     try:
         msg.ParseFromString(data)

@@ -4,7 +4,12 @@ from pycaffe's `set_input_arrays`) and DummyData (filled blobs).
 Data and ImageData load in the background (caffe.prefetch): a batch is read, decoded and
 transformed on a thread while the net computes, and forward hands the next ready batch over as
 tensors on the layer's device.
+
+Both have a read position (`read_position()` / `seek(position)`): what the next batch depends
+on (the next record, the transformer's and the shuffle's random states), as of the batches
+handed out, not those read ahead; snapshots carry it (caffe.resume_state).
 """
+import collections
 import weakref
 
 import numpy as np
@@ -33,17 +38,53 @@ class _PrefetchingLayer(LayerModule):
     host_source = True
 
     def _start(self, load_batch, depth, then=()):
-        """Start loading; when the layer goes, the thread stops and `then` (closers) run."""
+        """Start loading; when the layer goes, the thread stops and `then` (closers) run.
+        `load_batch.position()` is the read position after the batches it has made, and
+        `load_batch.seek(position)` moves it (called only while no thread runs)."""
         self.register_buffer("_anchor", torch.empty(0), persistent=False)  # follows .to(device)
-        self._prefetcher = Prefetcher(load_batch, depth, pin=common.mode() == "gpu", name=self.name)
-        weakref.finalize(self, self._prefetcher.stop, then)
+        self._load_batch, self._depth = load_batch, depth
+        self._positions = collections.deque()  # position after each batch made and not yet handed out
+        self._position = load_batch.position()
+        self._running = [None]
+        self._launch()
+        weakref.finalize(self, _stop_running, self._running, then)
+
+    def _launch(self):
+        load, positions = self._load_batch, self._positions  # the thread must not hold the layer
+
+        def load_and_note():
+            batch = load()
+            positions.append(load.position())
+            return batch
+
+        self._running[0] = Prefetcher(load_and_note, self._depth, pin=common.mode() == "gpu", name=self.name)
 
     def top_shapes(self, bottom_shapes):
         return list(self.shapes)
 
     def forward(self):
         device = self._anchor.device
-        return tuple(t.to(device, non_blocking=True) for t in self._prefetcher.get())
+        batch = self._running[0].get()
+        self._position = self._positions.popleft()
+        return tuple(t.to(device, non_blocking=True) for t in batch)
+
+    def read_position(self):
+        """What the next batch depends on, as a JSON-able value (see `seek`)."""
+        return self._position
+
+    def seek(self, position):
+        """Make the next batch the one that followed when `read_position()` gave `position`
+        (batches read ahead are dropped)."""
+        if not self._running[0].stop():
+            raise RuntimeError(f"layer {self.name!r}: its loading thread does not stop")
+        self._positions.clear()
+        self._load_batch.seek(position)
+        self._position = self._load_batch.position()
+        self._launch()
+
+
+def _stop_running(running, then):
+    running[0].stop(then)
 
 
 class _DatumBatches:
@@ -93,6 +134,22 @@ class _DatumBatches:
                 labels[i] = self.label(key, datum)
         data = self.transformer(images)
         return (data, labels) if self.with_labels else (data,)
+
+    def position(self):
+        """The cursor's key and, with N workers, how many records the others read beyond it in
+        the same batches (-offset mod N): the first record no worker has read is that many on."""
+        return {"key": self.cursor.key().hex(), "skip": -self.offset % self.workers[0],
+                "transform_rng": self.transformer.random_state()}
+
+    def seek(self, position):
+        key = bytes.fromhex(position["key"])
+        if not self.cursor.seek(key):
+            glog.warning("data_layer.cpp", f"{self.db_name}: no record has the key {key!r} where the snapshot "
+                                           "stopped reading (the database changed since?); reading on from "
+                                           f"the key {self.cursor.key()!r}")
+        self.cursor.skip(position.get("skip", 0))
+        self.offset = 0  # the running index counts from the first record no worker has read
+        self.transformer.set_random_state(position["transform_rng"])
 
 
 @register_layer("Data")
@@ -175,6 +232,30 @@ class _ImageBatches:
                 if self.shuffle:
                     self.rng.shuffle(self.entries)
         return self.transformer(images), labels
+
+    def position(self):
+        return {"index": self.index, "order": [e.line for e in self.entries] if self.shuffle else None,
+                "shuffle_rng": self.rng.bit_generator.state if self.rng else None,
+                "transform_rng": self.transformer.random_state()}
+
+    def seek(self, position):
+        order = position["order"]
+        if order is not None:
+            by_line = {e.line: e for e in self.entries}
+            if sorted(order) != sorted(by_line):
+                glog.warning("image_data_layer.cpp", f"{self.where}: {self.source} is not the list the snapshot "
+                                                     "read (its lines differ); reading on from where it starts")
+                return
+            self.entries[:] = [by_line[line] for line in order]
+        if position["index"] >= len(self.entries):
+            glog.warning("image_data_layer.cpp", f"{self.where}: {self.source} has {len(self.entries)} lines, "
+                                                 f"the snapshot stopped at line {position['index'] + 1}; reading "
+                                                 "on from where it starts")
+            return
+        self.index = position["index"]
+        if self.rng is not None and position["shuffle_rng"] is not None:
+            self.rng.bit_generator.state = position["shuffle_rng"]
+        self.transformer.set_random_state(position["transform_rng"])
 
 
 @register_layer("ImageData")
@@ -307,6 +388,9 @@ class DummyData(LayerModule):
             if len(p.shape) not in (1, n):
                 raise ValueError(f"dummy_data_param: give 'shape' once or once per top ({n}), got {len(p.shape)}")
             self.shapes = [tuple(int(d) for d in p.shape[0 if len(p.shape) == 1 else i].dim) for i in range(n)]
+        for i, shape in enumerate(self.shapes):
+            if not np.prod(shape, dtype=np.int64):  # Caffe's fillers refuse an empty blob
+                raise ValueError(f"dummy_data_param: top {i} has shape {shape}, with no elements")
         default = caffe_pb2.FillerParameter(type="constant", value=0) if not p.data_filler else None
         self.fillers = [default or p.data_filler[0 if len(p.data_filler) == 1 else i] for i in range(n)]
         self.register_buffer("_anchor", torch.empty(0), persistent=False)

@@ -19,6 +19,8 @@ class InnerProduct(LayerModule):
         p = param.inner_product_param
         if not p.HasField("num_output"):
             raise ValueError("inner_product_param.num_output is required")
+        if p.num_output <= 0:
+            raise ValueError(f"inner_product_param.num_output must be positive, got {p.num_output}")
         self.num_output = p.num_output
         self.bias_term = p.bias_term
         self.axis = p.axis

@@ -12,6 +12,7 @@ naming the iteration, before the weights are touched (Caffe would go on and ruin
 `solver_mode` is read by the `caffe` tool, while pycaffe solvers compute where
 `caffe.set_mode_*` says (as in pycaffe).
 """
+import glob
 import math
 import os
 import time
@@ -19,9 +20,10 @@ import time
 import numpy as np
 import torch
 
-from .. import common, glog
+from .. import common, filelock, glog, resume_state
 from ..proto import caffe_pb2
-from ..protoio import array_to_blobproto, blobproto_to_array, read_binary_proto, write_binary_proto
+from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, read_file, \
+    write_binary_proto
 from .lr_policy import SolverError, learning_rate
 from ..upgrade import upgrade_solver
 from .params import build_test_nets, build_train_net, read_solver_param
@@ -93,6 +95,8 @@ class Solver:
         self._callbacks = []
         self._action_function = None
         self._early_exit = False
+        self._testing = None  # (test net id, its data positions when the test began) during a test
+        self.last_snapshot_iter = None  # the iteration of the last snapshot written or restored
         self._losses, self._smoothed_loss = [], 0.0
         self._init_history()
 
@@ -200,6 +204,10 @@ class Solver:
     def step(self, iters):
         """Run `iters` training iterations (Caffe's Solver::Step)."""
         p = self.param
+        if iters > 0 and not any(self.net.blob_loss_weights.values()):
+            raise SolverError(f"the train net {self.net.name!r} has no loss (no top has a non-zero loss_weight): "
+                              "training it would change the weights by weight decay alone. Add a loss layer, or "
+                              "set loss_weight on the top to minimise")
         start_iter, stop_iter = self.iter, self.iter + int(iters)
         self._losses, self._smoothed_loss = [], 0.0
         timer, last_iter = time.perf_counter(), self.iter
@@ -275,6 +283,13 @@ class Solver:
         """Average the test net's outputs over test_iter batches and log them (Caffe's Solver::Test)."""
         glog.info("solver.cpp:347", f"Iteration {self.iter}, Testing net (#{test_net_id})")
         net, n_iter = self.test_nets[test_net_id], self.param.test_iter[test_net_id]
+        self._testing = (test_net_id, resume_state.net_positions(net))
+        try:
+            self._test(net, n_iter)
+        finally:
+            self._testing = None
+
+    def _test(self, net, n_iter):
         scores, loss = None, 0.0
         for _ in range(n_iter):
             request = self._requested_action()
@@ -292,7 +307,8 @@ class Solver:
                 loss += weighted_loss(net)
             result = [np.array(outputs[n], np.float64).ravel() for n in net.outputs]
             scores = result if scores is None else [s + r for s, r in zip(scores, result)]
-        if self._early_exit:
+        if self._early_exit:  # the test net reads again from where this test began (as a resumed run does)
+            resume_state.seek_net(net, self._testing[1], f"test net #{self._testing[0]}")
             glog.info("solver.cpp:393", "Test interrupted.")
             return
         if self.param.test_compute_loss:
@@ -328,7 +344,9 @@ class Solver:
 
     def snapshot(self):
         """Write <prefix>_iter_N.caffemodel and .solverstate (each atomically: an interrupted write
-        leaves no partial file and keeps the previous one)."""
+        leaves no partial file and keeps the previous one). The .solverstate also holds the data
+        layers' read positions and the random states (caffe.resume_state), so a resumed run
+        continues exactly."""
         if self.param.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
             raise SolverError("snapshot_format HDF5 is not supported by this runtime; use BINARYPROTO")
         model_file = self._snapshot_filename(".caffemodel")
@@ -344,16 +362,28 @@ class Solver:
             state.history.append(array_to_blobproto(h.detach().cpu().numpy()))
         state_file = self._snapshot_filename(".solverstate")
         glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file {state_file}")
-        write_binary_proto(state_file, state)
+        atomic_write(state_file, state.SerializeToString() + resume_state.encode(self._data_positions()))
+        self.last_snapshot_iter = self.iter
+
+    def _data_positions(self):
+        """The data positions of the train net and each test net (a test net being tested: as at the
+        test's start, since a resumed run repeats that test)."""
+        testing = self._testing
+        return [resume_state.net_positions(self.net)] + [
+            testing[1] if testing and testing[0] == i else resume_state.net_positions(net)
+            for i, net in enumerate(self.test_nets)]
 
     def restore(self, state_file):
-        """Continue from a .solverstate: iteration, current_step, history, and the weights of its
-        `learned_net` (as written, else relative to the .solverstate's folder)."""
+        """Continue from a .solverstate: iteration, current_step, history, the weights of its
+        `learned_net` (as written, else relative to the .solverstate's folder), and where we wrote
+        them, the data positions and random states."""
         state_file = os.fspath(state_file)
         if state_file.endswith(".h5"):
             raise SolverError(f"{state_file}: HDF5 solver states are not supported by this runtime; "
                               "use a binary .solverstate")
-        state = read_binary_proto(state_file, caffe_pb2.SolverState)
+        data = read_file(state_file, binary=True)
+        state = parse_binary_proto(data, caffe_pb2.SolverState, state_file)
+        extra = resume_state.decode(data, state_file)
         if state.HasField("learned_net"):
             self.net.copy_from(_find_learned_net(state.learned_net, state_file))
         if len(state.history) != len(self.history):
@@ -369,6 +399,26 @@ class Solver:
         self.iter = state.iter
         self.current_step = state.current_step
         glog.info("sgd_solver.cpp:358", f"{self.type}Solver: restoring history")
+        resume_state.apply(extra, [self.net] + list(self.test_nets), state_file)
+        self.last_snapshot_iter = self.iter
+
+
+def claim_snapshot_prefix(prefix):
+    """Hold the lock of a snapshot prefix for one training run (released when the returned lock
+    is, or when the process ends however it ends), then remove the temporary files that a run
+    killed while snapshotting left under it: holding the lock proves that no writer of them lives.
+    Raises `filelock.LockedError` naming the prefix and its holder."""
+    folder = os.path.dirname(prefix) or "."
+    if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        raise SolverError(f"Cannot write to snapshot prefix '{prefix}'. Make sure that the directory exists and "
+                          "is writable.")
+    lock = filelock.hold(prefix if os.path.basename(prefix) else os.path.join(prefix, "_iter"), "snapshot prefix")
+    pattern = os.path.join(glob.escape(folder), ".tmp-" + glob.escape(os.path.basename(prefix)) + "_iter_*")
+    for orphan in sorted(glob.glob(pattern)):
+        glog.warning("solver.cpp", f"Removing {orphan}: a snapshot file left half written by a run killed while "
+                                   "snapshotting")
+        os.unlink(orphan)
+    return lock
 
 
 def _find_learned_net(name, state_file):

@@ -6,18 +6,22 @@
     caffe device_query -gpu N|all
 
 Logs go to stderr in glog's format with Caffe's messages (`grep "Iteration" log | grep loss`);
-there is no progress bar, the log lines are the progress. During `train`, SIGINT (Ctrl-C) stops
-after the current iteration and SIGHUP snapshots, as -sigint_effect / -sighup_effect say (stop,
-snapshot or none); a stopped run writes its snapshot when `snapshot_after_train` is on (Caffe's
-default). A second Ctrl-C before the first was acted on interrupts at once; snapshots are written
-atomically, so no file is left half written. A NaN or infinite loss stops training with an error
-naming the iteration, before the weights are updated.
+there is no progress bar, the log lines are the progress. During `train`, signals are acted on
+between iterations (and test batches), as Caffe's SignalHandler does: SIGINT (Ctrl-C) stops and
+SIGHUP snapshots, as -sigint_effect / -sighup_effect say (stop, snapshot or none); a stopped run
+writes its snapshot when `snapshot_after_train` is on (Caffe's default). SIGTERM (`timeout`,
+`docker stop`, a scheduler's preemption), which kills Caffe, stops too and always snapshots, then
+exits with status 143; `-snapshot` resumes it exactly. A second Ctrl-C before the first was acted
+on interrupts at once; snapshots are written atomically, so no file is left half written. One
+`train` at a time may use a snapshot prefix (a lock beside it). A NaN or infinite loss stops
+training with an error naming the iteration, before the weights are updated.
 
 Several workers (caffe.distributed): `caffe train -gpu 0,1` (or `-gpu all`) starts one worker
 process per device; `caffe train` started by torchrun joins its workers (NCCL on GPUs, gloo with
-solver_mode CPU). Rank 0 logs, tests and snapshots; a signal to any worker stops (or snapshots)
-them all at the same iteration. SIGTERM acts as SIGINT.
+solver_mode CPU). Rank 0 logs, tests and snapshots (and holds the prefix's lock); a signal to any
+worker stops (or snapshots) them all at the same iteration.
 """
+import contextlib
 import signal
 import sys
 import time
@@ -25,10 +29,11 @@ import time
 import torch
 
 from .. import common, distributed, glog
+from ..filelock import LockedError
 from ..net import TEST, TRAIN, Net
 from ..registry import UnknownLayerError
 from ..proto import caffe_pb2
-from ..solvers import format_float, get_solver, weighted_loss
+from ..solvers import claim_snapshot_prefix, format_float, get_solver, weighted_loss
 from ..solvers.params import read_solver_param
 from .flags import Flag, parse_or_exit, usage
 
@@ -102,27 +107,32 @@ def _stages(flags):
 
 class _Signals:
     """Caffe's SignalHandler: SIGINT/SIGHUP are turned into solver actions, asked for by the solver
-    after each iteration (and test batch)."""
+    after each iteration (and test batch); SIGTERM into "stop", noting `terminated` (the caller
+    then snapshots)."""
 
     def __init__(self, sigint_effect, sighup_effect):
         for name, effect in (("sigint_effect", sigint_effect), ("sighup_effect", sighup_effect)):
             if effect not in EFFECTS:
                 raise CommandError(f'Invalid signal effect "{effect}" was specified for -{name} '
                                    f"({', '.join(EFFECTS)})")
-        self._effects = {signal.SIGINT: sigint_effect, signal.SIGTERM: sigint_effect}
+        self._effects = {signal.SIGINT: sigint_effect, signal.SIGTERM: "stop"}
         if hasattr(signal, "SIGHUP"):
             self._effects[signal.SIGHUP] = sighup_effect
         self._pending, self._previous = [], {}
+        self.terminated = False
 
     def _handle(self, signum, frame):
         if signum == signal.SIGINT and signal.SIGINT in self._pending:
             raise KeyboardInterrupt
+        if signum == signal.SIGTERM and not self.terminated:
+            glog.info("caffe.cpp", "SIGTERM: stopping after this iteration, with a snapshot")
+        self.terminated |= signum == signal.SIGTERM
         if signum not in self._pending:
             self._pending.append(signum)
 
     def requested(self):
         """The action of the oldest signal not yet acted on ("none" if there is none)."""
-        for signum in sorted(self._pending, key=lambda s: s != signal.SIGINT):
+        for signum in sorted(self._pending, key=lambda s: s not in (signal.SIGINT, signal.SIGTERM)):
             self._pending.remove(signum)
             return self._effects[signum]
         return "none"
@@ -175,9 +185,10 @@ def train(flags, argv=()):
         param.ClearField("weights")
     if flags["weights"]:
         param.weights.append(flags["weights"])
+    prefix_lock = claim_snapshot_prefix(param.snapshot_prefix) if common.root_solver() else contextlib.nullcontext()
     try:
-        solver = get_solver(param)
-        with signals:
+        with signals, prefix_lock:
+            solver = get_solver(param)
             solver.set_action_function(signals.requested)
             if flags["snapshot"]:
                 glog.info("caffe.cpp:234", f"Resuming from {flags['snapshot']}")
@@ -189,10 +200,22 @@ def train(flags, argv=()):
                 nccl.watch(signals.requested)
             glog.info("caffe.cpp:239", "Starting Optimization")
             solver.solve()
+            if signals.terminated and solver.iter < param.max_iter:
+                if common.root_solver() and solver.last_snapshot_iter != solver.iter:
+                    solver.snapshot()
+                glog.info("caffe.cpp", f"Stopped by SIGTERM at iteration {solver.iter}; resume with -snapshot "
+                                       f"{param.snapshot_prefix}_iter_{solver.iter}.solverstate")
+                return 128 + signal.SIGTERM
     finally:
         distributed.leave()
     glog.info("caffe.cpp:250", "Optimization Done.")
     return 0
+
+
+def _iterations(flags):
+    if flags["iterations"] <= 0:
+        raise CommandError(f"-iterations={flags['iterations']}: give a positive number of iterations")
+    return flags["iterations"]
 
 
 def _device_for(flags):
@@ -210,9 +233,9 @@ def test(flags):
     if not flags["weights"]:
         raise CommandError("Need model weights to score.")
     _device_for(flags)
+    n = _iterations(flags)
     net = Net(flags["model"], TEST, level=flags["level"], stages=_stages(flags))
     net.copy_from(flags["weights"])
-    n = flags["iterations"]
     glog.info("caffe.cpp:284", f"Running for {n} iterations.")
     scores, loss = None, 0.0
     for i in range(n):
@@ -275,6 +298,7 @@ def time_(flags):
     phase = {"": TRAIN, "TRAIN": TRAIN, "TEST": TEST}.get(flags["phase"])
     if phase is None:
         raise CommandError('phase must be "TRAIN" or "TEST"')
+    n = _iterations(flags)
     _device_for(flags)
     net = Net(flags["model"], phase, level=flags["level"], stages=_stages(flags))
     device = common.device()
@@ -283,7 +307,6 @@ def time_(flags):
     glog.info("caffe.cpp:357", f"Initial loss: {format_float(weighted_loss(net))}")
     glog.info("caffe.cpp:358", "Performing Backward")
     net.backward()
-    n = flags["iterations"]
     glog.info("caffe.cpp:367", "*** Benchmark begins ***")
     glog.info("caffe.cpp:368", f"Testing for {n} iterations.")
     names = [view.module.name for view in net.layers]
@@ -343,9 +366,12 @@ def main(argv=None):
         return 1
     try:
         return train(flags, argv) if command is train else command(flags)
-    except (ValueError, OSError, UnknownLayerError) as e:
+    except (ValueError, OSError, UnknownLayerError, LockedError) as e:
         glog.log("F", "caffe.cpp", str(e))
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C before the first was acted on
+        glog.log("F", "caffe.cpp", "Interrupted")
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

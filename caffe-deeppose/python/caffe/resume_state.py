@@ -1,0 +1,95 @@
+"""What a .solverstate needs beyond Caffe's fields for a resumed run to continue exactly.
+
+Caffe's SolverState keeps the iteration, the history and the weights' file; the next iterations
+also depend on the data layers' read positions (next record, crop/mirror and shuffle RNGs) and on
+Caffe's global random generator (torch's, which `random_seed` seeds: Dropout's masks, random
+fillers of DummyData). We write these as
+JSON in field 1000 of the SolverState message, a field Caffe's schema does not have: protobuf
+parsers skip unknown fields, so Caffe's own tools still read our .solverstate files, and a
+.solverstate written by Caffe (without the field) resumes as in Caffe, the data from the start.
+"""
+import base64
+import json
+
+import torch
+
+from . import common, glog
+from .caffemodel import _fields, _length_delimited
+
+FIELD = 1000
+FORMAT = 1
+
+
+def net_positions(net):
+    """{layer name: read position} of a net's data layers."""
+    out = {}
+    for name, view in zip(net._layer_names, net.layers):
+        read_position = getattr(view.module, "read_position", None)
+        if read_position is not None:
+            out[name] = read_position()
+    return out
+
+
+def seek_net(net, positions, where):
+    """Move each data layer of `net` to its position in `positions` (from `net_positions`)."""
+    layers = dict(zip(net._layer_names, net.layers))
+    for name, position in positions.items():
+        view = layers.get(name)
+        if view is None or not hasattr(view.module, "seek"):
+            glog.warning("resume_state", f"{where}: the net has no data layer {name!r} to continue reading where "
+                                         "the snapshot stopped")
+            continue
+        view.module.seek(position)
+
+
+def _random_states():
+    states = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    if common.mode() == "gpu":
+        states["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
+    return states
+
+
+def _set_random_states(states):
+    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(states["torch"])), dtype=torch.uint8))
+    if "cuda" in states and common.mode() == "gpu":
+        torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(states["cuda"])), dtype=torch.uint8))
+
+
+def encode(nets_positions):
+    """The wire bytes of the field: the random states now and the given data positions (a list of
+    `net_positions`, the train net's first, then the test nets')."""
+    value = {"format": FORMAT, "random": _random_states(), "data": nets_positions}
+    return _length_delimited(FIELD, json.dumps(value, sort_keys=True).encode())
+
+
+def decode(data, path):
+    """The field's value in the bytes of a .solverstate, or None if it has none (Caffe's)."""
+    found = None
+    for number, wire, value in _fields(data, 0, len(data)):
+        if number == FIELD and wire == 2:
+            found = value
+    if found is None:
+        return None
+    try:
+        value = json.loads(bytes(data[found[0]:found[1]]))
+    except ValueError as e:
+        raise ValueError(f"{path}: field {FIELD} (the data positions and random states) is corrupt: {e}") from None
+    if value.get("format") != FORMAT:
+        raise ValueError(f"{path}: field {FIELD} has format {value.get('format')!r}; this runtime reads {FORMAT}")
+    return value
+
+
+def apply(value, nets, path):
+    """Restore the random states and move the data layers of `nets` (train net first) to `value`'s
+    positions; without a value (Caffe's .solverstate) say that the data restart."""
+    if value is None:
+        glog.info("resume_state", f"{path} holds no data positions (written by Caffe?): the data layers "
+                                  "read from their start, as in Caffe")
+        return
+    positions = value["data"]
+    if len(positions) != len(nets):
+        glog.warning("resume_state", f"{path} has data positions for {len(positions)} net(s), the solver has "
+                                     f"{len(nets)}; matching them in order")
+    for i, (net, net_pos) in enumerate(zip(nets, positions)):
+        seek_net(net, net_pos, f"{path} ({'train net' if i == 0 else f'test net #{i - 1}'})")
+    _set_random_states(value["random"])
