@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole DeepPose pipeline, run from the repository root:
-#   ./deeppose_train.sh [--from STEP]
+#   ./deeppose_train.sh [--from STEP] [--dataset NAME|path/to/description.py]
+# The dataset is the one globalvar.py names (K2HPD) unless --dataset overrides it; every step
+# gets it.
 # Steps: data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2.
 # A step whose outputs exist is skipped (outputs are written atomically; an accuracy report counts
 # only when complete); --from STEP redoes STEP and every later step. A training
@@ -20,7 +22,8 @@
 # one worker per GPU); DEEPPOSE_GPUS=0,1 picks some (DEEPPOSE_GPUS=0: one). As in Caffe, each
 # worker runs the solver's batch (effective batch = batch x GPUs) and base_lr, max_iter and the
 # snapshots stay as written: scale base_lr yourself if you want to. (Not yet run on a GPU.)
-# Data: when data/K2HPD holds no annotations, a synthetic set is generated first:
+# Data: when the dataset's directory (data/K2HPD) holds no annotations, a synthetic set is
+# generated first (for a dataset with text annotations; others must be put in place, see README):
 #   DEEPPOSE_SYNTH_TRAIN=2000 DEEPPOSE_SYNTH_TEST=150 DEEPPOSE_SYNTH_SEED=0
 # Stage 2: DEEPPOSE_DISPLACEMENTS=simulated|predictions (default simulated, the paper's),
 #   DEEPPOSE_PER_IMAGE=1 (joints cropped per training image).
@@ -29,22 +32,36 @@ cd "$(dirname "$0")"
 
 STEPS=(data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2)
 FROM=""
+DS=()  # --dataset, passed to every step
 while [ $# -gt 0 ]; do
     case "$1" in
         --from) FROM="${2:?--from needs a step: ${STEPS[*]}}"; shift 2 ;;
         --from=*) FROM="${1#--from=}"; shift ;;
+        --dataset) DS=(--dataset "${2:?--dataset needs a name or a description file}"); shift 2 ;;
+        --dataset=*) DS=(--dataset "${1#--dataset=}"); shift ;;
         -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
-        *) echo "unknown argument $1 (usage: $0 [--from STEP])" >&2; exit 2 ;;
+        *) echo "unknown argument $1 (usage: $0 [--from STEP] [--dataset NAME|FILE.py])" >&2; exit 2 ;;
     esac
 done
 if [ -n "$FROM" ] && [[ " ${STEPS[*]} " != *" $FROM "* ]]; then
     echo "unknown step '$FROM'; steps: ${STEPS[*]}" >&2; exit 2
 fi
 
-DATA=data/K2HPD
+DATASET_VARS=$(python -m deeppose.datasets "${DS[@]}")  # DATASET_NAME, DATA, ANNOTATIONS, TEXT_ANNOTATIONS
+eval "$DATASET_VARS"
 M1=models/deeppose
 M2=models/deeppose_refine
 say() { echo "[deeppose_train] $*"; }
+
+# the models/ outputs (databases, snapshots, reports) belong to one dataset: another one remakes them
+STAMP=models/dataset.txt
+if [ -e $STAMP ] && [ "$(cat $STAMP)" != "$DATASET_NAME" ]; then
+    case "$FROM" in
+        data|stage1|lmdb1) ;;
+        *) say "models/ holds the outputs of a run on $(cat $STAMP), not $DATASET_NAME: run with --from stage1 to remake them (or move them away first)" >&2
+           exit 1 ;;
+    esac
+fi
 
 # forced: steps from --from on run even when their outputs exist
 forced=0
@@ -107,19 +124,23 @@ MODEL2=$(python -m deeppose.pipeline final-snapshot "$SOLVER2")
 START=$(date +%s)
 
 # -- data ---------------------------------------------------------------------------------------
-if should_run data $DATA/train_annos.txt $DATA/test_annos.txt; then
-    if [ -e $DATA/train_annos.txt ] && [ -e $DATA/test_annos.txt ]; then
+has_annotations() { for f in "${ANNOTATIONS[@]}"; do [ -e "$f" ] || return 1; done; }
+if should_run data "${ANNOTATIONS[@]}"; then
+    if has_annotations; then
         say "step data: $DATA holds a dataset; kept"
+    elif [ "$TEXT_ANNOTATIONS" != 1 ]; then
+        say "step data: $DATA holds no dataset (no ${ANNOTATIONS[*]}); put it in place (see README.md)"
+        exit 1
     else
-        say "step data: $DATA holds no dataset (no train_annos.txt/test_annos.txt): generating the synthetic K2HPD-format set"
-        python tools/make_synthetic_k2hpd.py --out $DATA --train "${DEEPPOSE_SYNTH_TRAIN:-2000}" \
+        say "step data: $DATA holds no dataset (no ${ANNOTATIONS[*]}): generating the synthetic set"
+        python tools/make_synthetic_k2hpd.py "${DS[@]}" --out $DATA --train "${DEEPPOSE_SYNTH_TRAIN:-2000}" \
             --test "${DEEPPOSE_SYNTH_TEST:-150}" --seed "${DEEPPOSE_SYNTH_SEED:-0}"
     fi
 fi
 
 # -- stage 1 ------------------------------------------------------------------------------------
 if should_run stage1 $DATA/stage1/train.txt $DATA/stage1/val.txt $DATA/stage1/test.txt; then
-    python $DATA/get_stage.py --stage 1
+    python data/K2HPD/get_stage.py --stage 1 "${DS[@]}"
 fi
 
 make_lmdbs() {  # make_lmdbs MODEL_DIR DEPLOY LIST_DIR
@@ -132,6 +153,7 @@ make_lmdbs() {  # make_lmdbs MODEL_DIR DEPLOY LIST_DIR
 }
 if should_run lmdb1 $M1/train_data_lmdb $M1/test_data_lmdb $M1/train_mean.binaryproto; then
     make_lmdbs $M1 $M1/deeppose.prototxt $DATA/stage1
+    echo "$DATASET_NAME" > $STAMP
 fi
 
 train() {  # train SOLVER LOG: an interrupted run (Ctrl-C snapshots) resumes unless the step is redone
@@ -149,18 +171,18 @@ if should_run train1 "$MODEL1"; then
     train "$SOLVER1" $M1/deeppose.log
 fi
 if should_run accuracy1 $M1/accuracy.json; then
-    python $M1/pyaccuracy.py "$MODEL1" --out $M1/accuracy.json
+    python $M1/pyaccuracy.py "$MODEL1" --out $M1/accuracy.json "${DS[@]}"
 fi
 OUTPUT_SPLITS=(--split val)
 if [ "${DEEPPOSE_DISPLACEMENTS:-simulated}" = predictions ]; then OUTPUT_SPLITS+=(--split train); fi
 if should_run output1 $DATA/stage1/output_val.txt; then
-    python $M1/pyoutput.py "$MODEL1" "${OUTPUT_SPLITS[@]}"
+    python $M1/pyoutput.py "$MODEL1" "${OUTPUT_SPLITS[@]}" "${DS[@]}"
 fi
 
 # -- stage 2 ------------------------------------------------------------------------------------
 if should_run stage2 $DATA/stage2/train.txt $DATA/stage2/test.txt; then
     rm -rf $DATA/stage2
-    python $DATA/get_stage.py --stage 2 --displacements "${DEEPPOSE_DISPLACEMENTS:-simulated}" \
+    python data/K2HPD/get_stage.py --stage 2 "${DS[@]}" --displacements "${DEEPPOSE_DISPLACEMENTS:-simulated}" \
         --per-image "${DEEPPOSE_PER_IMAGE:-1}"
 fi
 if should_run lmdb2 $M2/train_data_lmdb $M2/test_data_lmdb $M2/train_mean.binaryproto; then
@@ -170,6 +192,6 @@ if should_run train2 "$MODEL2"; then
     train "$SOLVER2" $M2/deeppose_refine.log
 fi
 if should_run accuracy2 $M2/accuracy.json; then
-    python $M2/pyaccuracy.py "$MODEL1" "$MODEL2" --out $M2/accuracy.json
+    python $M2/pyaccuracy.py "$MODEL1" "$MODEL2" --out $M2/accuracy.json "${DS[@]}"
 fi
 say "finished in $(( $(date +%s) - START )) s; models: $MODEL1 $MODEL2; PDJ curves: $M2/pdj_curve.png"

@@ -1,15 +1,7 @@
-"""The seed's dataset constants, all read from `deeppose.dataset.K2HPD`.
+"""The dataset every command uses (`--dataset NAME|path/to/description.py` overrides it).
 
-To use another dataset, describe it in `deeppose/dataset.py` and point DATASET at it here.
+DATASET names a description of deeppose/datasets/ (K2HPD, LSP, FLIC) or a description file
+(Python defining `DATASET = DatasetDescription(...)`, see deeppose/dataset.py).
 """
 
-from deeppose.dataset import K2HPD as DATASET
-
-SIZE = list(DATASET.size)  # [cols, rows]
-JOINTS = DATASET.num_joints
-LIMBS = DATASET.limbs
-FLIP_PAIRS = DATASET.flip_pairs
-TORSO = DATASET.torso_joints
-alpha = DATASET.alpha
-DSPATH = DATASET.root + "/"
-IMPATH = f"{DATASET.root}/{DATASET.image_dir}/"
+DATASET = "K2HPD"

@@ -5,32 +5,15 @@ per batch of crops).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 import caffe
 from caffe.caffemodel import read_weights
 
-from . import preprocess, stages
-from .dataset import K2HPD, DatasetDescription
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """A stage's deploy prototxt and the training prototxt whose Data layer gives its preprocessing."""
-
-    deploy: str
-    train: str
-    snapshot_prefix: str  # as in the solver, for finding snapshots
-
-
-STAGE1 = ModelFiles("models/deeppose/deeppose.prototxt", "models/deeppose/deeppose_train_test.prototxt",
-                    "models/deeppose/snapshot/deeppose")
-REFINE = ModelFiles("models/deeppose_refine/deeppose_refine.prototxt",
-                    "models/deeppose_refine/deeppose_refine_train_test.prototxt",
-                    "models/deeppose_refine/snapshot/deeppose_refine")
+from . import nets, preprocess, stages
+from .nets import REFINE, STAGE1, ModelFiles
+from .dataset import DatasetDescription
 
 
 class StageNet:
@@ -70,8 +53,11 @@ def require_weights(net, weights, deploy) -> None:
 class Cascade:
     """Stage 1 and refiners 2..S; `predict` gives every stage's joints."""
 
-    def __init__(self, stage1_weights, refine_weights=(), desc: DatasetDescription = K2HPD,
+    def __init__(self, desc: DatasetDescription, stage1_weights, refine_weights=(),
                  batch: int = 32, stage1: ModelFiles = STAGE1, refine: ModelFiles = REFINE):
+        nets.check_stage1(desc, stage1)
+        if refine_weights:
+            nets.check_refiner(desc, refine)
         self.desc = desc
         self.stage1 = StageNet(stage1, stage1_weights, batch)
         self.refiners = [StageNet(refine, w, batch * desc.num_joints) for w in refine_weights]
@@ -100,5 +86,5 @@ class Cascade:
         """`predict` over image files, loading `batch_images` at a time."""
         parts = []
         for i in range(0, len(paths), batch_images):
-            parts.append(self.predict([preprocess.load_image(p) for p in paths[i:i + batch_images]]))
+            parts.append(self.predict([preprocess.load_image(p, self.desc) for p in paths[i:i + batch_images]]))
         return [np.concatenate(stage) for stage in zip(*parts)]

@@ -14,8 +14,7 @@ import numpy as np
 
 from caffe.filelock import LockedError
 
-from . import pipeline, preprocess
-from .dataset import K2HPD
+from . import datasets, pipeline, preprocess
 from .draw import draw_skeleton, save_png
 
 
@@ -42,17 +41,19 @@ def predict_main(argv, n_models: int) -> None:
     p.add_argument("image")
     p.add_argument("--out", help="PNG to write (default out/<image name>_stage<S>.png)")
     p.add_argument("--show", action="store_true", help="also show it in a window (needs a display)")
+    datasets.add_argument(p)
     args = p.parse_args(argv)
-    image = preprocess.load_image(args.image)
+    desc = datasets.selected(args.dataset)
+    image = preprocess.load_image(args.image, desc)
     from .cascade import Cascade  # torch: imported by the commands that run a net, not by `command`'s users
 
-    preds = Cascade(args.models[0], args.models[1:]).predict([image])
+    preds = Cascade(desc, args.models[0], args.models[1:]).predict([image])
     panels = []
     for s, joints in enumerate(preds, 1):
         print(f"stage {s} joints (x, y):")
-        for name, (x, y) in zip(K2HPD.joint_names, joints[0]):
+        for name, (x, y) in zip(desc.joint_names, joints[0]):
             print(f"  {name:16} {x:8.2f} {y:8.2f}")
-        panel = draw_skeleton(image, joints[0])
+        panel = draw_skeleton(image, joints[0], desc)
         cv2.putText(panel, f"stage {s}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         panels.append(panel)
     out = Path(args.out or f"out/{Path(args.image).stem}_stage{len(preds)}.png")
@@ -76,19 +77,21 @@ def show(title, image) -> None:
 @command
 def output_main(argv) -> None:
     """models/deeppose/pyoutput.py: the cascade's predictions on stage-1 lists, in the seed's
-    output.txt format, as data/K2HPD/stage<S>/output_<split>.txt (S = number of models)."""
+    output.txt format, as <dataset root>/stage<S>/output_<split>.txt (S = number of models)."""
     p = argparse.ArgumentParser(description=output_main.__doc__)
     p.add_argument("models", nargs="+", metavar="MODEL", help="stage-1 weights, then refiner weights")
     p.add_argument("--split", action="append", choices=("train", "val", "test"),
                    help="stage-1 list(s) to predict (default: val; repeatable)")
     p.add_argument("--batch", type=int, default=32)
+    datasets.add_argument(p)
     args = p.parse_args(argv)
+    desc = datasets.selected(args.dataset)
     from .cascade import Cascade
 
-    cascade = Cascade(args.models[0], args.models[1:], batch=args.batch)
+    cascade = Cascade(desc, args.models[0], args.models[1:], batch=args.batch)
     for split in args.split or ["val"]:
-        names, truth = pipeline.read_stage1_list(pipeline.stage_dir(1) / f"{split}.txt")
+        names, truth = pipeline.read_stage1_list(pipeline.stage_dir(1, desc) / f"{split}.txt", desc)
         pred = cascade.predict_files(names)[-1]
-        path = pipeline.write_outputs(pipeline.output_path(len(args.models), split), names, truth, pred)
+        path = pipeline.write_outputs(pipeline.output_path(len(args.models), split, desc), names, truth, pred)
         err = np.linalg.norm(pred - truth, axis=-1).mean()
         print(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {path}")

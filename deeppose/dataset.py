@@ -1,7 +1,9 @@
-"""The dataset description: everything about a dataset in one place, plus its annotation files.
+"""The dataset description type: everything about a dataset in one place, and the generic
+helpers on annotations (the text annotation format, flips, torso diameters).
 
-Every transform, metric, drawing and the synthetic renderer read a `DatasetDescription`;
-no other module writes down a joint count, an image size or a joint index.
+Every transform, metric, drawing and the synthetic renderer read a `DatasetDescription`
+passed to them; no other module writes down a joint count, an image size or a joint index.
+The descriptions themselves (and their annotation readers) are in `deeppose.datasets`.
 
 Coordinates are continuous pixel coordinates: pixel column ``i`` covers ``[i, i + 1)``, so
 its centre is at ``i + 0.5``. In this convention the seed's horizontal mirror ``x -> width - x``
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -27,9 +29,11 @@ class DatasetDescription:
     `flip_pairs` are ``(right, left)`` joint indices swapped by a horizontal mirror;
     `torso_joints` are the two joints whose distance is the torso diameter (the PDJ
     scale and the stage-2 crop scale); the stage-2 crop side is ``alpha`` x that diameter.
-    Paths are relative to `root` (the dataset directory).
+    Paths are relative to `root` (the dataset directory). `reader(desc, split)` gives the
+    ``(image name, joints (J, 2))`` pairs of the ``"train"`` or ``"test"`` split (default:
+    the text annotation files, `read_annotations`); image names are relative to `image_dir`.
 
-    Images are `image_bits`-bit grey depth maps: grey 255 (near) .. 1 (far) stands linearly for
+    Images are `image_bits`-bit; a depth dataset's images are grey depth maps: grey 255 (near) .. 1 (far) stands linearly for
     `depth_range_mm`, 0 for no reading. A 16-bit PNG of millimetres (a sensor's raw depth) is
     read into this encoding (`preprocess.load_image`); the training images must be 8-bit, as the
     LMDB tool reads them (OpenCV, 16 bits would become value/256).
@@ -49,6 +53,7 @@ class DatasetDescription:
     image_name_format: str  # str.format pattern taking the image index
     image_bits: int = 8
     depth_range_mm: tuple[float, float] = (500.0, 8000.0)  # (grey 255, grey 1)
+    reader: Callable[["DatasetDescription", str], list] | None = None
 
     def __post_init__(self):
         j = self.num_joints
@@ -84,27 +89,6 @@ class DatasetDescription:
         return self.image_name_format.format(index)
 
 
-K2HPD = DatasetDescription(
-    name="K2HPD",
-    size=(256, 212),
-    joint_names=(
-        "head", "neck", "spine_mid",
-        "right_shoulder", "right_elbow", "right_wrist",
-        "left_shoulder", "left_elbow", "left_wrist",
-        "right_hip", "right_knee", "right_ankle",
-        "left_hip", "left_knee", "left_ankle",
-    ),
-    limbs=((0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8), (9, 10), (10, 11), (12, 13), (13, 14)),
-    torso_joints=(3, 12),
-    flip_pairs=((3, 6), (4, 7), (5, 8), (9, 12), (10, 13), (11, 14)),
-    alpha=0.8,
-    root="data/K2HPD",
-    image_dir="depth_data/depth_images",
-    train_annotations="train_annos.txt",
-    test_annotations="test_annos.txt",
-    image_name_format="{:08d}.png",
-)
-
 _SEPARATORS = re.compile(r"[,\s]+")
 
 
@@ -116,11 +100,11 @@ def depth_to_grey(depth: np.ndarray, near: float, far: float) -> np.ndarray:
     return grey
 
 
-def read_annotations(path, desc: DatasetDescription = K2HPD) -> list[tuple[str, np.ndarray]]:
+def read_annotations(path, desc: DatasetDescription) -> list[tuple[str, np.ndarray]]:
     """Read ``<file name> x1,y1,x2,y2,...`` lines into ``(name, joints (J, 2))`` pairs.
 
-    Leading NUL bytes (present in some K2HPD lines) are stripped, blank lines skipped, and
-    only the first 2*J numbers of a line are used (K2HPD lines carry more); a value that is not
+    Leading NUL bytes (present in some lines of real annotation files) are stripped, blank lines skipped, and
+    only the first 2*J numbers of a line are used (lines may carry more); a value that is not
     a finite number is an error naming the file and line.
     """
     need = 2 * desc.num_joints
@@ -147,27 +131,39 @@ def read_annotations(path, desc: DatasetDescription = K2HPD) -> list[tuple[str, 
 
 
 def write_annotations(path, items: Iterable[tuple[str, np.ndarray]], decimals: int = 3) -> None:
-    """Write ``(name, joints (J, 2))`` pairs as K2HPD lines ``<name> x1,y1,x2,y2,...`` (atomically)."""
+    """Write ``(name, joints (J, 2))`` pairs as text annotation lines ``<name> x1,y1,x2,y2,...`` (atomically)."""
     lines = [f"{name} " + ",".join(f"{v:.{decimals}f}" for v in np.asarray(joints, float).ravel()) + "\n"
              for name, joints in items]
     atomic_write(path, "".join(lines))
 
 
-def flip_joints(joints: np.ndarray, width: float, desc: DatasetDescription = K2HPD) -> np.ndarray:
+def flip_joints(joints: np.ndarray, width: float, desc: DatasetDescription) -> np.ndarray:
     """Joints (..., J, 2) of the horizontally mirrored image: x -> width - x, left/right swapped."""
     out = np.array(joints, dtype=float)[..., desc.flip_permutation, :]
     out[..., 0] = width - out[..., 0]
     return out
 
 
-def torso_diameter(joints: np.ndarray, desc: DatasetDescription = K2HPD) -> np.ndarray:
+def torso_diameter(joints: np.ndarray, desc: DatasetDescription) -> np.ndarray:
     """Distance between the description's two torso joints, for joints (..., J, 2)."""
     a, b = desc.torso_joints
     joints = np.asarray(joints, dtype=float)
     return np.linalg.norm(joints[..., a, :] - joints[..., b, :], axis=-1)
 
 
-def annotation_paths(root, desc: DatasetDescription = K2HPD) -> dict[str, Path]:
+def annotation_paths(root, desc: DatasetDescription) -> dict[str, Path]:
     """The train and test annotation files of a dataset directory."""
     root = Path(root)
     return {"train": root / desc.train_annotations, "test": root / desc.test_annotations}
+
+
+SPLITS = ("train", "test")
+
+
+def read_split(desc: DatasetDescription, split: str) -> list[tuple[str, np.ndarray]]:
+    """The ``(image name, joints (J, 2))`` pairs of a split, by the description's reader."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    if desc.reader is not None:
+        return desc.reader(desc, split)
+    return read_annotations(annotation_paths(desc.root, desc)[split], desc)

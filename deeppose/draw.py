@@ -13,13 +13,13 @@ import numpy as np
 
 from caffe.protoio import atomic_write
 
-from .dataset import K2HPD, DatasetDescription
+from .dataset import DatasetDescription
 
 RIGHT, LEFT, CENTRE = (40, 40, 230), (230, 120, 30), (40, 200, 40)
 _SHIFT = 4  # fixed-point bits of cv2 drawing coordinates (sub-pixel positions)
 
 
-def joint_colours(desc: DatasetDescription = K2HPD) -> list[tuple[int, int, int]]:
+def joint_colours(desc: DatasetDescription) -> list[tuple[int, int, int]]:
     colours = [CENTRE] * desc.num_joints
     for right, left in desc.flip_pairs:
         colours[right], colours[left] = RIGHT, LEFT
@@ -31,7 +31,7 @@ def _point(xy) -> tuple[int, int]:
     return tuple(int(round((v - 0.5) * (1 << _SHIFT))) for v in xy)
 
 
-def draw_skeleton(image: np.ndarray, joints, desc: DatasetDescription = K2HPD,
+def draw_skeleton(image: np.ndarray, joints, desc: DatasetDescription,
                   thickness: int = 1, radius: int = 2) -> np.ndarray:
     """A BGR copy of image (grey or BGR) with the limbs and joints (J, 2) drawn."""
     out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
@@ -56,7 +56,7 @@ def save_png(path, image: np.ndarray) -> Path:
     return path
 
 
-def contact_sheet(images, joints_list, path, cols: int = 4, desc: DatasetDescription = K2HPD) -> np.ndarray:
+def contact_sheet(images, joints_list, path, desc: DatasetDescription, cols: int = 4) -> np.ndarray:
     """Tile same-sized images with their skeletons into a grid of `cols` columns, save it as PNG."""
     tiles = [draw_skeleton(im, j, desc) for im, j in zip(images, joints_list, strict=True)]
     if not tiles:

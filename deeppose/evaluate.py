@@ -11,24 +11,30 @@ import numpy as np
 from caffe.plot import line_chart
 from caffe.protoio import atomic_write
 
-from . import stages
+from . import datasets, stages
 from .cascade import Cascade
 from .cli import command
-from .dataset import K2HPD, DatasetDescription, annotation_paths, flip_joints, read_annotations, torso_diameter
+from .dataset import DatasetDescription, flip_joints, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .pipeline import image_path
 
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 
 
-def mean_pose(desc: DatasetDescription = K2HPD) -> np.ndarray:
+def mean_pose(desc: DatasetDescription) -> np.ndarray:
     """The mean stage-1 target of the training set and its mirror (offsets from the centre, (J, 2))."""
-    joints = np.stack([j for _, j in read_annotations(annotation_paths(desc.root, desc)["train"], desc)])
+    joints = np.stack([j for _, j in read_split(desc, "train")])
     both = np.concatenate([joints, flip_joints(joints, desc.width, desc)])
     return stages.stage1_targets(both, desc.size).mean(axis=0)
 
 
-def scores(pred, truth, desc: DatasetDescription = K2HPD) -> dict:
+def mean_pose_baseline(desc: DatasetDescription, count: int) -> np.ndarray:
+    """The mean-pose baseline's prediction for `count` test images (N, J, 2): `mean_pose` about
+    the image centre, the same for every image."""
+    return np.broadcast_to(stages.stage1_joints(mean_pose(desc), desc.size), (count, desc.num_joints, 2))
+
+
+def scores(pred, truth, desc: DatasetDescription) -> dict:
     """Loss, PCP (overall, per limb), PDJ (per fraction; per joint at each fraction), mean error."""
     p = pdj(pred, truth, torso_diameter(truth, desc))
     c = pcp(pred, truth, desc.limbs)
@@ -45,26 +51,24 @@ def scores(pred, truth, desc: DatasetDescription = K2HPD) -> dict:
     }
 
 
-def evaluate(stage1_weights, refine_weights=(), desc: DatasetDescription = K2HPD, batch: int = 32) -> dict:
+def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch: int = 32) -> dict:
     """Scores of the baseline and of every stage on the whole test set."""
-    items = read_annotations(annotation_paths(desc.root, desc)["test"], desc)
+    items = read_split(desc, "test")
     if not items:
         raise ValueError(f"{desc.root}: the test set is empty")
     truth = np.stack([j for _, j in items])
     start = time.time()
-    cascade = Cascade(stage1_weights, refine_weights, desc, batch)
+    cascade = Cascade(desc, stage1_weights, refine_weights, batch)
     preds = cascade.predict_files([str(image_path(n, desc)) for n, _ in items])
     seconds = time.time() - start
-    sizes = np.array([desc.size] * len(items), float)
-    baseline = np.broadcast_to(stages.stage1_joints(mean_pose(desc), sizes[:, None, :]), truth.shape)
-    results = {"mean pose": scores(baseline, truth, desc)}
+    results = {"mean pose": scores(mean_pose_baseline(desc, len(truth)), truth, desc)}
     for s, pred in enumerate(preds, 1):
         results[f"stage {s}"] = scores(pred, truth, desc)
     return {"images": len(items), "seconds": seconds, "models": [str(stage1_weights), *map(str, refine_weights)],
             "stages": results}
 
 
-def print_report(report: dict, desc: DatasetDescription = K2HPD) -> None:
+def print_report(report: dict, desc: DatasetDescription) -> None:
     names = list(report["stages"])
     last = report["stages"][names[-1]]
     print(f"{report['images']} test images ({report['seconds']:.1f} s through the cascade)")
@@ -102,8 +106,10 @@ def main(argv, n_models: int, default_plot: str) -> None:
                    "last: the file exists only once the report is complete")
     p.add_argument("--plot", default=default_plot, help="PDJ-curve PNG (default %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="images per forward pass (default %(default)s)")
+    datasets.add_argument(p)
     args = p.parse_args(argv)
-    report = evaluate(args.models[0], args.models[1:], batch=args.batch)
+    desc = datasets.selected(args.dataset)
+    report = evaluate(desc, args.models[0], args.models[1:], batch=args.batch)
     plot_pdj(report, args.plot)
     report["plot"] = args.plot
     if args.out:
@@ -111,5 +117,5 @@ def main(argv, n_models: int, default_plot: str) -> None:
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print_report(report)
+        print_report(report, desc)
         print(f"\nPDJ curves: {args.plot}")

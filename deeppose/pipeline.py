@@ -1,6 +1,7 @@
 """The file-level steps of the DeepPose pipeline (deeppose_train.sh calls them through the thin
-scripts in data/K2HPD/ and models/): stage lists, stage-s crops, prediction outputs, run-local
-solvers. Paths are relative to the repository root, where the seed runs everything.
+scripts in data/<dataset>/ and models/): stage lists, stage-s crops, prediction outputs, run-local
+solvers. Paths are relative to the repository root, where the seed runs everything; every step takes
+the run's dataset description.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from caffe import protoio
 from caffe.proto import caffe_pb2
 
 from . import preprocess, stages
-from .dataset import K2HPD, DatasetDescription, annotation_paths, read_annotations, torso_diameter
+from .dataset import DatasetDescription, annotation_paths, read_split, torso_diameter
 
 
-def stage_dir(stage: int, desc: DatasetDescription = K2HPD) -> Path:
+def stage_dir(stage: int, desc: DatasetDescription) -> Path:
     return Path(desc.root) / f"stage{stage}"
 
 
-def image_path(name: str, desc: DatasetDescription = K2HPD) -> Path:
+def image_path(name: str, desc: DatasetDescription) -> Path:
     return Path(desc.root) / desc.image_dir / name
 
 
@@ -34,13 +35,13 @@ def log(message: str) -> None:
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
-def make_stage1_lists(desc: DatasetDescription = K2HPD, val_fraction: float = 0.1, seed: int = 10086) -> dict:
+def make_stage1_lists(desc: DatasetDescription, val_fraction: float = 0.1, seed: int = 10086) -> dict:
     """Write stage1/{train,val,test}.txt: training images and their mirrors (minus a held-out
     validation part, unmirrored, whose stage-1 errors the refiner's simulation is fitted on) and the
     test images, each line ``<image> <offsets of the joints from the image centre>``, shuffled."""
     rng = np.random.default_rng(seed)
     paths = annotation_paths(desc.root, desc)
-    train, test = read_annotations(paths["train"], desc), read_annotations(paths["test"], desc)
+    train, test = read_split(desc, "train"), read_split(desc, "test")
     for split, items in (("train", train), ("test", test)):
         if not items:
             raise ValueError(f"{paths[split]}: no annotation lines (the {split} set is empty)")
@@ -65,14 +66,14 @@ def make_stage1_lists(desc: DatasetDescription = K2HPD, val_fraction: float = 0.
     return out
 
 
-def read_stage1_list(path, desc: DatasetDescription = K2HPD) -> tuple[list[str], np.ndarray]:
+def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
     """A stage-1 list's images and absolute joints (N, J, 2)."""
     names, targets = stages.read_list(path)
     return names, stages.stage1_joints(targets, desc.size)
 
 
 # -- predictions of stages 1..s ----------------------------------------------------------------
-def output_path(stage: int, split: str, desc: DatasetDescription = K2HPD) -> Path:
+def output_path(stage: int, split: str, desc: DatasetDescription) -> Path:
     """Predictions of the cascade up to `stage` on a stage-1 list split (the seed's output.txt)."""
     return stage_dir(stage, desc) / f"output_{split}.txt"
 
@@ -83,7 +84,7 @@ def write_outputs(path, names, truth, pred) -> Path:
     return stages.write_list(path, rows)
 
 
-def read_outputs(path, desc: DatasetDescription = K2HPD):
+def read_outputs(path, desc: DatasetDescription):
     """(names, truth (N, J, 2), predictions (N, J, 2)) of an output file."""
     names, values = stages.read_list(path)
     j = desc.num_joints
@@ -93,12 +94,12 @@ def read_outputs(path, desc: DatasetDescription = K2HPD):
 
 
 # -- stage s >= 2 ------------------------------------------------------------------------------
-def _write_crops(directory: Path, names, joints, centres, sides, joint_idx, out: int):
+def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centres, sides, joint_idx, out: int):
     """Crops of side sides[i] around centres (N, K, 2) of image i, PNG at out x out; list rows."""
     directory.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, truth, cs, side, idx in zip(names, joints, centres, sides, joint_idx):
-        image = preprocess.load_image(name)
+        image = preprocess.load_image(name, desc)
         for c, j in zip(cs, idx):
             path = directory / f"{Path(name).stem}_{j:02d}.png"
             if not cv2.imwrite(str(path), preprocess.crop(image, c, side, out)):
@@ -107,8 +108,8 @@ def _write_crops(directory: Path, names, joints, centres, sides, joint_idx, out:
     return rows
 
 
-def make_refine_data(stage: int, out: int, displacements: str = "simulated", per_image: int = 1,
-                     desc: DatasetDescription = K2HPD, seed: int = 10086) -> dict:
+def make_refine_data(desc: DatasetDescription, stage: int, out: int, displacements: str = "simulated",
+                     per_image: int = 1, seed: int = 10086) -> dict:
     """Write stage<s>/{train,test}.txt and their crops for refiner stage s >= 2.
 
     Training crops: `per_image` joints of every stage-1 training image, centred on a simulated
@@ -138,10 +139,10 @@ def make_refine_data(stage: int, out: int, displacements: str = "simulated", per
         centres = np.take_along_axis(pred, idx[..., None], axis=1)
     else:
         raise ValueError(f"displacements must be 'simulated' or 'predictions', not {displacements!r}")
-    train_rows = _write_crops(sdir / "crops", names, truth, centres, desc.alpha * diam, idx, out)
+    train_rows = _write_crops(desc, sdir / "crops", names, truth, centres, desc.alpha * diam, idx, out)
     all_joints = np.tile(np.arange(desc.num_joints), (len(val_names), 1))
     test_sides = np.array([stages.crop_side(p, desc.size, desc) for p in val_pred])
-    test_rows = _write_crops(sdir / "crops_test", val_names, val_truth, val_pred, test_sides, all_joints, out)
+    test_rows = _write_crops(desc, sdir / "crops_test", val_names, val_truth, val_pred, test_sides, all_joints, out)
     result = {}
     for split, rows in (("train", train_rows), ("test", test_rows)):
         rows = [rows[i] for i in rng.permutation(len(rows))]

@@ -21,12 +21,12 @@ import numpy as np
 
 from caffe import proto, protoio
 
-from .dataset import K2HPD, DatasetDescription, depth_to_grey
+from .dataset import DatasetDescription, depth_to_grey
 
 INTERPOLATION = cv2.INTER_LINEAR  # convert_imageset's cv::resize default
 
 
-def load_image(path, desc: DatasetDescription = K2HPD) -> np.ndarray:
+def load_image(path, desc: DatasetDescription) -> np.ndarray:
     """An image file as uint8 BGR (H, W, 3), read like `convert_imageset` (colour, no -gray).
 
     A 16-bit depth image (grey, millimetres) is read at its real depth: converted to the

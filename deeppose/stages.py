@@ -23,7 +23,7 @@ import numpy as np
 
 from caffe.protoio import atomic_write
 
-from .dataset import K2HPD, DatasetDescription, flip_joints, torso_diameter
+from .dataset import DatasetDescription, flip_joints, torso_diameter
 
 MIRROR_SUFFIX = "m"  # <name>m.png: the mirrored copy written next to a training image
 MIN_DIAMETER_FRACTION = 1 / 16  # torso diameter floor, as a fraction of the image's longer side
@@ -53,12 +53,15 @@ def mirror_path(path) -> Path:
     return path.with_name(path.stem + MIRROR_SUFFIX + path.suffix)
 
 
-def read_training_image(path, desc: DatasetDescription = K2HPD) -> np.ndarray:
-    """A dataset image as stored; an error naming it if it is not of the description's bit depth
-    (the LMDB tool would read a 16-bit image as value/256)."""
+def read_training_image(path, desc: DatasetDescription) -> np.ndarray:
+    """A dataset image as stored; an error naming it if it is not of the description's size or
+    bit depth (the LMDB tool would read a 16-bit image as value/256)."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise OSError(f"cannot read image {path}")
+    if image.shape[1::-1] != tuple(desc.size):
+        raise ValueError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels; the {desc.name} description's "
+                         f"images are {desc.width}x{desc.height} (its size), which the stage-1 targets are measured in")
     bits = 8 * image.dtype.itemsize
     if bits != desc.image_bits:
         raise ValueError(f"{path}: a {bits}-bit image; the {desc.name} description says "
@@ -67,7 +70,7 @@ def read_training_image(path, desc: DatasetDescription = K2HPD) -> np.ndarray:
     return image
 
 
-def mirror_sample(path, joints, desc: DatasetDescription = K2HPD) -> tuple[Path, np.ndarray]:
+def mirror_sample(path, joints, desc: DatasetDescription) -> tuple[Path, np.ndarray]:
     """Write the horizontal mirror of an image next to it and return its path and joints. A
     mirror already there is kept only if it holds exactly these bytes (so it always matches the
     current image); otherwise it is replaced atomically."""
@@ -93,7 +96,7 @@ def floored_diameter(diam, size) -> np.ndarray:
     return np.maximum(np.asarray(diam, float), MIN_DIAMETER_FRACTION * max(size))
 
 
-def crop_side(joints, size, desc: DatasetDescription = K2HPD) -> np.ndarray:
+def crop_side(joints, size, desc: DatasetDescription) -> np.ndarray:
     """Stage s >= 2 crop side, alpha x the (floored) torso diameter of joints (..., J, 2)."""
     return desc.alpha * floored_diameter(torso_diameter(joints, desc), size)
 

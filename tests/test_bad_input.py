@@ -22,7 +22,8 @@ import pytest
 import caffe
 from caffe.proto import caffe_pb2
 from deeppose import preprocess
-from deeppose.dataset import K2HPD, write_annotations
+from deeppose.datasets import K2HPD
+from deeppose.dataset import write_annotations
 from deeppose.synth import render_sample
 from deeppose.synth.kinect import to_mm16
 
@@ -110,7 +111,11 @@ def test_synthetic_generator_refuses_bad_counts(tmp_path, args, name):
 # -- get_stage.py --stage 1 ----------------------------------------------------------------------------
 def dataset(root, n_train=4, n_test=2, images=None):
     """A K2HPD-layout set in `root` (the working directory of the commands): n_train + n_test
-    distinct 8-bit images (or `images`) and annotations."""
+    distinct 8-bit images (or `images`) and annotations, with the repository's dataset choice and
+    nets (which get_stage.py reads)."""
+    for f in ["globalvar.py", *(p.relative_to(ROOT) for p in ROOT.glob("models/*/*.prototxt"))]:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_bytes((ROOT / f).read_bytes())
     (root / IMAGES).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     items = []
@@ -175,10 +180,10 @@ def test_16bit_training_image_is_refused(tmp_path, index):
 # -- the model scripts ----------------------------------------------------------------------------------
 def test_16bit_depth_png_is_read_at_its_real_depth(tmp_path):
     """A raw 16-bit millimetre PNG gives the description's 8-bit encoding, not value/256."""
-    sample = render_sample(0, 3)
+    sample = render_sample(K2HPD, 0, 3)
     cv2.imwrite(str(tmp_path / "raw.png"), to_mm16(sample.depth))
     cv2.imwrite(str(tmp_path / "grey.png"), sample.image)
-    raw, grey = preprocess.load_image(tmp_path / "raw.png"), preprocess.load_image(tmp_path / "grey.png")
+    raw, grey = preprocess.load_image(tmp_path / "raw.png", K2HPD), preprocess.load_image(tmp_path / "grey.png", K2HPD)
     assert raw.shape == grey.shape == (K2HPD.height, K2HPD.width, 3) and raw.dtype == np.uint8
     assert np.abs(raw.astype(int) - grey).max() <= 1  # millimetre rounding
     assert np.abs(cv2.imread(str(tmp_path / "raw.png")).astype(int) - grey).max() > 100  # what OpenCV alone gives

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from deeppose.dataset import (K2HPD, DatasetDescription, flip_joints, read_annotations,
+from deeppose.datasets import K2HPD
+from deeppose.dataset import (DatasetDescription, flip_joints, read_annotations,
                               torso_diameter, write_annotations)
 from deeppose.draw import LEFT, RIGHT, contact_sheet
 from deeppose.metrics import euclidean_loss, pcp, pdj
@@ -114,6 +115,6 @@ def test_metrics_reject_mismatched_shapes():
 def test_contact_sheet_draws_sides_in_their_colours(tmp_path):
     image = np.zeros((40, 60), np.uint8)
     joints = np.array([[10.0, 20.0], [30.0, 20.0], [50.0, 20.0]])
-    sheet = contact_sheet([image] * 3, [joints] * 3, tmp_path / "s.png", cols=2, desc=TOY)
+    sheet = contact_sheet([image] * 3, [joints] * 3, tmp_path / "s.png", TOY, cols=2)
     assert sheet.shape == (80, 120, 3) and (tmp_path / "s.png").stat().st_size > 0
     assert tuple(sheet[19, 9]) == RIGHT and tuple(sheet[19, 49]) == LEFT

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from deeppose.dataset import K2HPD
+from deeppose.datasets import K2HPD
 from deeppose.metrics import PDJ_FRACTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["deeppose_train.sh", "data/K2HPD/get_stage.py", "tools/make_synthetic_k2hpd.py",
+FILES = ["deeppose_train.sh", "globalvar.py", "data/K2HPD/get_stage.py", "tools/make_synthetic_k2hpd.py",
          *(str(p.relative_to(ROOT)) for d in ("models/deeppose", "models/deeppose_refine")
            for p in (ROOT / d).iterdir() if p.suffix in (".py", ".prototxt"))]
 TINY = {"DEEPPOSE_SCHEDULE": "cpu", "DEEPPOSE_SYNTH_TRAIN": "16", "DEEPPOSE_SYNTH_TEST": "8",

@@ -9,7 +9,8 @@ import pytest
 from caffe import protoio
 from caffe.proto import caffe_pb2
 from deeppose import pipeline, preprocess, stages
-from deeppose.dataset import K2HPD, flip_joints, torso_diameter
+from deeppose.datasets import K2HPD
+from deeppose.dataset import flip_joints, torso_diameter
 from deeppose.metrics import PDJ_FRACTIONS
 
 RNG = np.random.default_rng(0)
@@ -33,13 +34,13 @@ def test_mirrored_sample_swaps_left_and_right(tmp_path):
     path = tmp_path / "00000001.png"
     cv2.imwrite(str(path), image)
     joints = random_joints(1)[0]
-    out, mjoints = stages.mirror_sample(path, joints)
+    out, mjoints = stages.mirror_sample(path, joints, K2HPD)
     assert out.name == "00000001m.png"
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[:, -10:].min() == 255
     r, l = K2HPD.flip_pairs[0]
     assert np.allclose(mjoints[l], [K2HPD.width - joints[r, 0], joints[r, 1]])
     assert np.allclose(mjoints[r], [K2HPD.width - joints[l, 0], joints[l, 1]])
-    assert np.allclose(flip_joints(mjoints, K2HPD.width), joints)  # an involution
+    assert np.allclose(flip_joints(mjoints, K2HPD.width, K2HPD), joints)  # an involution
 
 
 def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
@@ -53,16 +54,16 @@ def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
         items.append((name, random_joints(1)[0]))
     write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items)
     write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[:3])
-    lists = pipeline.make_stage1_lists(val_fraction=0.2, seed=1)
+    lists = pipeline.make_stage1_lists(K2HPD, val_fraction=0.2, seed=1)
     train, _ = stages.read_list(lists["train"])
     val, _ = stages.read_list(lists["val"])
     assert len(train) == 16 and len(val) == 2 and len(stages.read_list(lists["test"])[0]) == 3
     assert sum(n.endswith("m.png") for n in train) == 8
     assert not {n.replace("m.png", ".png") for n in train} & set(val)
-    names, joints = pipeline.read_stage1_list(lists["train"])
-    truth = dict((str(pipeline.image_path(n)), j) for n, j in items)
+    names, joints = pipeline.read_stage1_list(lists["train"], K2HPD)
+    truth = dict((str(pipeline.image_path(n, K2HPD)), j) for n, j in items)
     for n, j in zip(names, joints):
-        expected = flip_joints(truth[n.replace("m.png", ".png")], K2HPD.width) if n.endswith("m.png") else truth[n]
+        expected = flip_joints(truth[n.replace("m.png", ".png")], K2HPD.width, K2HPD) if n.endswith("m.png") else truth[n]
         assert np.allclose(j, expected, atol=1e-3)  # annotations carry 3 decimals
 
 
@@ -86,7 +87,7 @@ def test_crop_samples_the_right_place():
 def test_refine_targets_round_trip_and_border():
     true = random_joints(3)
     centre = true + RNG.normal(0, 5, true.shape)
-    side = stages.crop_side(true, K2HPD.size)[:, None].repeat(K2HPD.num_joints, 1)
+    side = stages.crop_side(true, K2HPD.size, K2HPD)[:, None].repeat(K2HPD.num_joints, 1)
     t = stages.refine_targets(true, centre, side, 64)
     assert np.allclose(stages.apply_refinement(centre, t, side, 64), true)
     edge = stages.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64)
@@ -97,8 +98,8 @@ def test_degenerate_torso_diameter_is_floored():
     joints = random_joints(2)
     a, b = K2HPD.torso_joints
     joints[0, b] = joints[0, a]  # torso joints on top of each other
-    assert torso_diameter(joints)[0] == 0
-    side = stages.crop_side(joints, K2HPD.size)
+    assert torso_diameter(joints, K2HPD)[0] == 0
+    side = stages.crop_side(joints, K2HPD.size, K2HPD)
     floor = K2HPD.alpha * stages.MIN_DIAMETER_FRACTION * max(K2HPD.size)
     assert side[0] == pytest.approx(floor) and side[1] >= floor
     image = np.zeros((K2HPD.height, K2HPD.width, 3), np.uint8)
@@ -108,7 +109,7 @@ def test_degenerate_torso_diameter_is_floored():
 def test_simulated_displacements_follow_the_fitted_distribution():
     n = 4000
     true = random_joints(n)
-    diam = stages.floored_diameter(torso_diameter(true), K2HPD.size)
+    diam = stages.floored_diameter(torso_diameter(true, K2HPD), K2HPD.size)
     mean = RNG.normal(0, 0.1, (K2HPD.num_joints, 2))
     scale = RNG.uniform(0.05, 0.3, (K2HPD.num_joints, 2))
     pred = true + (mean + scale * RNG.standard_normal((n, K2HPD.num_joints, 2))) * diam[:, None, None]
@@ -145,7 +146,7 @@ def test_net_image_resizes_like_convert_imageset(tmp_path):
     from caffe.image_list import read_image
     image = RNG.integers(0, 255, (K2HPD.height, K2HPD.width), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "i.png"), image)
-    ours = preprocess.net_image(preprocess.load_image(tmp_path / "i.png"), (227, 227))
+    ours = preprocess.net_image(preprocess.load_image(tmp_path / "i.png", K2HPD), (227, 227))
     theirs = read_image(str(tmp_path / "i.png"), 227, 227, True)
     assert np.array_equal(ours, theirs.transpose(2, 0, 1))
 
@@ -228,15 +229,15 @@ def tiny_models(tmp_path, monkeypatch):
     from deeppose.cascade import ModelFiles
     monkeypatch.chdir(tmp_path)
     files = []
-    for name, side, outputs in (("s1", 227, 2 * K2HPD.num_joints), ("s2", 64, 2)):
+    for name, side, outputs, batch in (("s1", 227, 2 * K2HPD.num_joints, 1), ("s2", 64, 2, K2HPD.num_joints)):
         mean = np.full((1, 3, side, side), 100, np.float32)
         protoio.write_binary_proto(f"{name}_mean.binaryproto", protoio.array_to_blobproto(mean, legacy=True))
         body = (f'layer {{ name: "pool" type: "Pooling" bottom: "data" top: "pool" pooling_param {{ pool: AVE kernel_size: 16 stride: 16 }} }}\n'
                 f'layer {{ name: "predict" type: "InnerProduct" bottom: "pool" top: "predict" inner_product_param {{ num_output: {outputs} weight_filler {{ type: "gaussian" std: 1 }} bias_filler {{ type: "constant" value: 1 }} }} }}\n')
         (tmp_path / f"{name}.prototxt").write_text(
-            f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: 3 dim: {side} dim: {side} }} }} }}\n' + body)
+            f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: {batch} dim: 3 dim: {side} dim: {side} }} }} }}\n' + body)
         (tmp_path / f"{name}_train.prototxt").write_text(
-            f'layer {{ name: "data" type: "Data" top: "data" top: "label" transform_param {{ mean_file: "{name}_mean.binaryproto" scale: 0.00390625 }} data_param {{ source: "x" batch_size: 1 }} }}\n')
+            f'layer {{ name: "data" type: "Data" top: "data" top: "label" transform_param {{ mean_file: "{name}_mean.binaryproto" scale: 0.00390625 }} data_param {{ source: "x" batch_size: 1 label_num: {outputs} }} }}\n' + body)
         caffe.Net(f"{name}.prototxt", caffe.TEST).save(f"{name}.caffemodel")
         files.append(ModelFiles(f"{name}.prototxt", f"{name}_train.prototxt", name))
     return files
@@ -246,7 +247,7 @@ def test_cascade_batches_equal_single_images(tiny_models):
     from deeppose.cascade import Cascade
     s1, s2 = tiny_models
     images = [RNG.integers(0, 255, (K2HPD.height, K2HPD.width, 3), dtype=np.uint8) for _ in range(5)]
-    cascade = Cascade("s1.caffemodel", ["s2.caffemodel", "s2.caffemodel"], batch=2, stage1=s1, refine=s2)
+    cascade = Cascade(K2HPD, "s1.caffemodel", ["s2.caffemodel", "s2.caffemodel"], batch=2, stage1=s1, refine=s2)
     together = cascade.predict(images)
     assert len(together) == 3 and all(p.shape == (5, K2HPD.num_joints, 2) for p in together)
     alone = [cascade.predict([im]) for im in images]
@@ -256,7 +257,7 @@ def test_cascade_batches_equal_single_images(tiny_models):
     raw = cascade.stage1.run(np.stack([preprocess.net_image(im, (227, 227)) for im in images]))
     assert np.allclose(together[0], raw.reshape(5, -1, 2) + np.array([K2HPD.width, K2HPD.height]) / 2, atol=1e-4)
     # stage 2 moves each joint by output / 64 x crop side
-    side = stages.crop_side(together[0], K2HPD.size)
+    side = stages.crop_side(together[0], K2HPD.size, K2HPD)
     crop = preprocess.crop(images[0], together[0][0, 0], side[0], 64).transpose(2, 0, 1)
     out = cascade.refiners[0].run(crop[None])[0]
     assert np.allclose(together[1][0, 0], together[0][0, 0] + out * side[0] / 64, atol=1e-3)
@@ -265,7 +266,7 @@ def test_cascade_batches_equal_single_images(tiny_models):
 def test_report_structure():
     from deeppose.evaluate import scores
     truth = random_joints(6)
-    s = scores(truth + 1.0, truth)
+    s = scores(truth + 1.0, truth, K2HPD)
     assert set(s) == {"loss", "pcp", "pcp_per_limb", "pdj", "pdj_per_joint", "mean_error_px"}
     assert list(s["pdj"]) == [f"{f:.2f}" for f in PDJ_FRACTIONS]
     assert s["loss"] == pytest.approx(0.5) and s["pcp"] == 1.0

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deeppose.dataset import K2HPD, flip_joints, read_annotations
+from deeppose.datasets import K2HPD
+from deeppose.dataset import flip_joints, read_annotations
 from deeppose.synth import RAW_DIR, make_dataset, render_sample
 from deeppose.synth.body import PART_MIRROR, PARTS, pose_body, ry, sample_pose, sample_shape
 from deeppose.synth.kinect import NOISE_PER_M2, to_gray8
@@ -17,7 +18,7 @@ SEED = 7
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("k2hpd")
-    make_dataset(out, n_train=4, n_test=2, seed=SEED, raw16=True)
+    make_dataset(K2HPD, out, n_train=4, n_test=2, seed=SEED, raw16=True)
     return out
 
 
@@ -40,17 +41,17 @@ def test_layout_and_annotations(dataset):
 
 
 def test_same_seed_same_bytes_and_parts_equal_the_whole(dataset, tmp_path):
-    make_dataset(tmp_path, n_train=4, n_test=2, seed=SEED, raw16=True, workers=2)
+    make_dataset(K2HPD, tmp_path, n_train=4, n_test=2, seed=SEED, raw16=True, workers=2)
     assert _files(tmp_path) == _files(dataset)
-    sample = render_sample(SEED, 5)
+    sample = render_sample(K2HPD, SEED, 5)
     assert cv2.imencode(".png", sample.image)[1].tobytes() == (dataset / K2HPD.image_dir / K2HPD.image_name(5)).read_bytes()
-    np.testing.assert_allclose(read_annotations(dataset / K2HPD.test_annotations)[1][1], sample.joints, atol=5e-4)
-    assert not np.array_equal(render_sample(SEED + 1, 5).image, sample.image)
+    np.testing.assert_allclose(read_annotations(dataset / K2HPD.test_annotations, K2HPD)[1][1], sample.joints, atol=5e-4)
+    assert not np.array_equal(render_sample(K2HPD, SEED + 1, 5).image, sample.image)
 
 
 def test_joints_lie_on_the_person():
     for index in range(40):
-        sample = render_sample(SEED, index)
+        sample = render_sample(K2HPD, SEED, index)
         scene = sample.scene
         person_depth, labels = scene.render(with_objects=False)
         col, row = np.floor(sample.joints).astype(int).T
@@ -79,7 +80,7 @@ def test_people_face_the_way_their_feet_point_and_right_is_right():
 def test_right_hip_is_on_the_image_left_when_facing_the_camera():
     seen = 0
     for index in range(60):
-        scene = render_sample(SEED, index).scene
+        scene = render_sample(K2HPD, SEED, index).scene
         feet = {PARTS[p.label]: p.c for p in scene.prims if p.label >= 0 and PARTS[p.label].endswith("_foot")}
         forward = sum(feet[f"{s}_foot"] - scene.joints[f"{s}_ankle"] for s in ("left", "right"))
         if forward[2] < -0.8 * np.hypot(forward[0], forward[2]):  # toes point at the camera
@@ -91,7 +92,7 @@ def test_right_hip_is_on_the_image_left_when_facing_the_camera():
 
 def test_mirrored_scene_renders_the_flipped_image_with_flipped_joints():
     for index in range(5):
-        sample = render_sample(SEED, index)
+        sample = render_sample(K2HPD, SEED, index)
         mirror = sample.scene.mirrored()
         depth, labels = mirror.render()
         np.testing.assert_array_equal(depth, sample.true_depth[:, ::-1])
@@ -103,7 +104,7 @@ def test_mirrored_scene_renders_the_flipped_image_with_flipped_joints():
 
 
 def test_render_sizes_and_label_classes():
-    sample = render_sample(SEED, 0, size=(128, 106))
+    sample = render_sample(K2HPD, SEED, 0, size=(128, 106))
     assert sample.image.shape == sample.labels.shape == (106, 128)
     assert (sample.labels >= 0).any() and (sample.labels < 0).any() and NONE < 0
     assert sample.depth.dtype == np.float32 and (sample.image[sample.depth == 0] == 0).all()

@@ -1,30 +1,31 @@
 #!/usr/bin/env python3
-"""Baseline: predict the mean training pose (absolute pixels) for every test image; print PDJ/PCP."""
+"""Baseline: the mean training pose (the training set and its mirror, as the accuracy report's
+"mean pose" column) predicted for every test image; prints Loss, PCP and PDJ."""
 
 import argparse
 
 import numpy as np
 
-from deeppose.dataset import K2HPD, annotation_paths, read_annotations, torso_diameter
-from deeppose.metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
+from deeppose import datasets
+from deeppose.cli import command
+from deeppose.dataset import read_split
+from deeppose.evaluate import REPORT_FRACTION, mean_pose_baseline, scores
 
 
+@command
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", default=K2HPD.root, help="data set directory (default %(default)s)")
+    datasets.add_argument(p)
     args = p.parse_args(argv)
+    desc = datasets.selected(args.dataset)
 
-    paths = annotation_paths(args.data, K2HPD)
-    train = np.stack([j for _, j in read_annotations(paths["train"], K2HPD)])
-    gt = np.stack([j for _, j in read_annotations(paths["test"], K2HPD)])
-    pred = np.broadcast_to(train.mean(axis=0), gt.shape)
-    pdj_score = pdj(pred, gt, torso_diameter(gt, K2HPD))
-    pcp_score = pcp(pred, gt, K2HPD.limbs)
-    print(f"mean training pose of {len(train)} images, tested on {len(gt)}")
-    print(f"Loss {euclidean_loss(pred, gt):.2f}  PCP {pcp_score.overall:.3f}")
-    print("PDJ " + "  ".join(f"{f:.2f}:{r:.3f}" for f, r in zip(PDJ_FRACTIONS, pdj_score.overall)))
-    print("per joint PDJ@0.2: " + "  ".join(
-        f"{name} {r:.2f}" for name, r in zip(K2HPD.joint_names, pdj_score.per_item[list(PDJ_FRACTIONS).index(0.2)])))
+    truth = np.stack([j for _, j in read_split(desc, "test")])
+    s = scores(mean_pose_baseline(desc, len(truth)), truth, desc)
+    key = f"{REPORT_FRACTION:.2f}"
+    print(f"mean training pose of {desc.name}, tested on {len(truth)} images")
+    print(f"Loss {s['loss']:.2f}  PCP {s['pcp']:.3f}")
+    print("PDJ " + "  ".join(f"{f}:{r:.3f}" for f, r in s["pdj"].items()))
+    print(f"per joint PDJ@{key}: " + "  ".join(f"{j} {r:.2f}" for j, r in s["pdj_per_joint"][key].items()))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 """Training data of DeepPose stage S (run from the repository root).
 
 --stage 1: mirror the training images (<name>m.png next to each), hold out a validation part,
-           write data/K2HPD/stage1/{train,val,test}.txt (joint offsets from the image centre).
---stage S >= 2: crops around stage S-1 estimates and their targets in data/K2HPD/stageS/
-           (needs data/K2HPD/stage<S-1>/output_val.txt from models/deeppose*/pyoutput.py;
+           write <root>/stage1/{train,val,test}.txt (joint offsets from the image centre).
+--stage S >= 2: crops around stage S-1 estimates and their targets in <root>/stageS/
+           (needs <root>/stage<S-1>/output_val.txt from models/deeppose*/pyoutput.py;
            --displacements predictions also needs output_train.txt).
+<root> is the dataset's directory (data/K2HPD for K2HPD). First the stage's nets are checked
+against the dataset's joints.
 """
 
 import argparse
 
+from deeppose import datasets, nets
 from deeppose.cli import command
 from deeppose.pipeline import input_size, make_refine_data, make_stage1_lists
 
@@ -26,18 +29,18 @@ def main(argv=None):
     p.add_argument("--per-image", type=int, default=1,
                    help="stage >= 2: joints cropped per training image (default %(default)s, as the seed)")
     p.add_argument("--seed", type=int, default=10086)
+    datasets.add_argument(p)
     args = p.parse_args(argv)
     if args.stage < 1:
         p.error("--stage must be 1 or more")
+    desc = datasets.selected(args.dataset)
     if args.stage == 1:
-        make_stage1_lists(val_fraction=args.val_fraction, seed=args.seed)
+        nets.check_stage1(desc, nets.STAGE1)
+        make_stage1_lists(desc, val_fraction=args.val_fraction, seed=args.seed)
     else:
-        from deeppose.cascade import REFINE  # imports torch: only the refiner stages need it
-
-        rows, cols = input_size(REFINE.deploy)
-        if rows != cols:
-            p.error(f"{REFINE.deploy}: the refiner input must be square, got {rows}x{cols}")
-        make_refine_data(args.stage, rows, args.displacements, args.per_image, seed=args.seed)
+        nets.check_refiner(desc, nets.REFINE)
+        rows, _ = input_size(nets.REFINE.deploy)
+        make_refine_data(desc, args.stage, rows, args.displacements, args.per_image, seed=args.seed)
 
 
 if __name__ == "__main__":

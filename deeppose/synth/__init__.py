@@ -1,4 +1,6 @@
-"""Synthetic K2HPD-like depth images: posed people rendered by a small Kinect v2 model.
+"""Synthetic depth images of posed people rendered by a small Kinect v2 model, annotated with the
+joints a description names (those of the body model: head, neck, spine_mid, shoulders, elbows,
+wrists, hips, knees, ankles).
 
 Sample ``index`` of a data set with seed ``seed`` depends only on ``(seed, index)``, so any
 part of a set can be made alone, or in parallel, and is byte-identical to the whole.
@@ -20,7 +22,7 @@ from tqdm import tqdm
 
 from caffe import filelock
 
-from ..dataset import K2HPD, DatasetDescription, annotation_paths, write_annotations
+from ..dataset import DatasetDescription, annotation_paths, write_annotations
 from .kinect import camera, measure, to_gray8, to_mm16
 from .scene import Scene, sample_scene
 
@@ -38,7 +40,7 @@ class Sample:
     scene: Scene
 
 
-def render_sample(seed: int, index: int, size=None, desc: DatasetDescription = K2HPD) -> Sample:
+def render_sample(desc: DatasetDescription, seed: int, index: int, size=None) -> Sample:
     """Sample ``index`` of the set made with ``seed``, at ``size`` (cols, rows; default desc.size)."""
     rng = np.random.default_rng([seed, index])
     scene = sample_scene(rng, camera(tuple(size or desc.size)))
@@ -48,7 +50,7 @@ def render_sample(seed: int, index: int, size=None, desc: DatasetDescription = K
 
 
 def _write_sample(index, out_dir, seed, size, raw16, desc):
-    sample = render_sample(seed, index, size, desc)
+    sample = render_sample(desc, seed, index, size)
     name = desc.image_name(index)
     outputs = [(out_dir / desc.image_dir / name, sample.image)]
     if raw16:
@@ -63,7 +65,7 @@ class DatasetExistsError(ValueError):
     """The output directory already holds a data set (its message says what and how to replace it)."""
 
 
-def existing_dataset(out_dir, desc: DatasetDescription = K2HPD) -> list[str]:
+def existing_dataset(out_dir, desc: DatasetDescription) -> list[str]:
     """What of a data set `out_dir` holds: annotation files, and image folders that are not empty."""
     out_dir = Path(out_dir)
     found = [p.name for p in annotation_paths(out_dir, desc).values() if p.exists()]
@@ -75,9 +77,9 @@ def existing_dataset(out_dir, desc: DatasetDescription = K2HPD) -> list[str]:
     return found
 
 
-def make_dataset(out_dir, n_train: int, n_test: int, seed: int, size=None, raw16: bool = False,
-                 desc: DatasetDescription = K2HPD, workers: int = 1, force: bool = False) -> dict[str, Path]:
-    """Write a K2HPD-layout set: images ``0 .. n_train + n_test - 1`` (training first) and the
+def make_dataset(desc: DatasetDescription, out_dir, n_train: int, n_test: int, seed: int, size=None,
+                 raw16: bool = False, workers: int = 1, force: bool = False) -> dict[str, Path]:
+    """Write a set in the description's layout (text annotations): images ``0 .. n_train + n_test - 1`` (training first) and the
     train/test annotation files; with raw16 also 16-bit millimetre depth PNGs. Returns the
     annotation paths.
 

@@ -39,7 +39,7 @@ class Scene:
         """Pixel coordinates (J, 2) of the named joints, in the given order."""
         missing = [n for n in names if n not in self.joints]
         if missing:
-            raise KeyError(f"the body model has no joints {missing}; it has {sorted(self.joints)}")
+            raise ValueError(f"the body model has no joints {missing}; it has {sorted(self.joints)}")
         return self.camera.project(np.stack([self.joints[n] for n in names]))
 
     def mirrored(self) -> "Scene":

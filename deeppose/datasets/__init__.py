@@ -1,0 +1,58 @@
+"""The datasets, one description (and annotation reader) each, and the choice of a run's dataset.
+
+Every command takes `--dataset NAME|path/to/description.py`; without it, the dataset is the one
+``globalvar.py`` (in the working directory, the repository root) names in `DATASET`. A
+description file is Python that defines `DATASET`, a `deeppose.dataset.DatasetDescription`.
+"""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+from ..dataset import DatasetDescription
+from .flic import FLIC
+from .k2hpd import K2HPD
+from .lsp import LSP
+
+NAMED = {d.name: d for d in (K2HPD, LSP, FLIC)}
+GLOBALVAR = "globalvar.py"
+
+
+def load(spec: str) -> DatasetDescription:
+    """A named description (`NAMED`) or the `DATASET` of a description file (a path ending .py)."""
+    if spec in NAMED:
+        return NAMED[spec]
+    if not spec.endswith(".py"):
+        raise ValueError(f"unknown dataset {spec!r}: name one of {', '.join(NAMED)} or give a "
+                         "description file (path/to/description.py)")
+    return _description_in(spec)
+
+
+def _description_in(path) -> DatasetDescription:
+    if not Path(path).is_file():
+        raise OSError(f"cannot read dataset description {path}: no such file")
+    value = runpy.run_path(str(path)).get("DATASET")
+    if isinstance(value, str):
+        return load(value)
+    if not isinstance(value, DatasetDescription):
+        raise ValueError(f"{path}: DATASET must be a DatasetDescription or a dataset name, "
+                         f"not {type(value).__name__}")
+    return value
+
+
+def selected(spec: str | None = None) -> DatasetDescription:
+    """The run's dataset: `spec` (a --dataset value) or else globalvar.py's `DATASET`."""
+    if spec:
+        return load(spec)
+    if not Path(GLOBALVAR).is_file():
+        raise OSError(f"no dataset chosen: no --dataset and no {GLOBALVAR} in {Path.cwd()} "
+                      "(run from the repository root)")
+    return _description_in(GLOBALVAR)
+
+
+def add_argument(parser) -> None:
+    """The --dataset option of a command."""
+    parser.add_argument("--dataset", metavar="NAME|FILE.py",
+                        help=f"dataset: {', '.join(NAMED)} or a description file (default: "
+                             f"DATASET of {GLOBALVAR})")
