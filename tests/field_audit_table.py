@@ -44,8 +44,10 @@ TYPES = {
     "SoftmaxParameter": ("Softmax",),
     "TanHParameter": ("TanH",),
     "SPPParameter": ("SPP",),
+    "RecurrentParameter": ("LSTM", "RNN"),
+    "WindowDataParameter": ("WindowData",),
 }
-BASES = {"Data": "files/data_train", "ImageData": "rules/image_data"}
+BASES = {"Data": "files/data_train", "ImageData": "rules/image_data", "WindowData": "files/window_warp"}
 
 AUDIT = {
     "TransformationParameter": {
@@ -167,12 +169,12 @@ AUDIT = {
         "end_axis": golden("layers/flatten_axis1_end2"),
     },
     "HDF5DataParameter": {
-        "source": pending("HDF5Data"),
-        "batch_size": pending("HDF5Data"),
-        "shuffle": pending("HDF5Data"),
+        "source": golden("files/hdf5_data"),
+        "batch_size": golden("files/hdf5_data"),
+        "shuffle": golden("files/hdf5_data_shuffle"),
     },
     "HDF5OutputParameter": {
-        "file_name": pending("HDF5Output"),
+        "file_name": golden("files/hdf5_output_0"),
     },
     "HingeLossParameter": {
         "norm": golden("layers/hinge_l2_4d"),
@@ -264,11 +266,11 @@ AUDIT = {
         "share_in_parallel": pending("Python"),
     },
     "RecurrentParameter": {
-        "num_output": pending("RNN"),
-        "weight_filler": pending("RNN"),
-        "bias_filler": pending("RNN"),
-        "debug_info": pending("RNN"),
-        "expose_hidden": pending("RNN"),
+        "num_output": golden("layers/lstm"),
+        "weight_filler": test("test_layers_recurrent.py::test_blob_shapes_and_fillers"),
+        "bias_filler": test("test_layers_recurrent.py::test_blob_shapes_and_fillers"),
+        "debug_info": REFUSED,  # by LSTM and RNN (TYPES)
+        "expose_hidden": golden("layers/lstm_static_expose"),
     },
     "ReductionParameter": {
         "operation": golden("layers/reduction_asum_coeff"),
@@ -322,18 +324,18 @@ AUDIT = {
         "tiles": golden("layers/tile_axis1"),
     },
     "WindowDataParameter": {
-        "source": pending("WindowData"),
-        "scale": pending("WindowData"),
-        "mean_file": pending("WindowData"),
-        "batch_size": pending("WindowData"),
-        "crop_size": pending("WindowData"),
-        "mirror": pending("WindowData"),
-        "fg_threshold": pending("WindowData"),
-        "bg_threshold": pending("WindowData"),
-        "fg_fraction": pending("WindowData"),
-        "context_pad": pending("WindowData"),
-        "crop_mode": pending("WindowData"),
-        "cache_images": pending("WindowData"),
-        "root_folder": pending("WindowData"),
+        "source": golden("files/window_warp"),
+        "scale": golden("files/window_warp"),
+        "mean_file": REFUSED,  # Caffe's WindowData reads transform_param's, as for crop_size and mirror
+        "batch_size": golden("files/window_warp"),
+        "crop_size": REFUSED,
+        "mirror": REFUSED,
+        "fg_threshold": golden("files/window_warp"),
+        "bg_threshold": golden("files/window_warp"),
+        "fg_fraction": golden("files/window_warp"),
+        "context_pad": golden("files/window_square_pad"),
+        "crop_mode": golden("files/window_square_pad"),
+        "cache_images": test("test_window_data.py::test_cache_images_gives_the_same_batch"),
+        "root_folder": test("test_window_data.py::test_root_folder_prefixes_image_paths"),
     },
 }

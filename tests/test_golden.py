@@ -17,11 +17,12 @@ import os
 import shutil
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 
 import caffe
-from caffe import db as cdb
+from caffe import db as cdb, libc_rand
 from caffe.image_list import read_list, to_chw
 from caffe.proto import caffe_pb2
 from caffe.protoio import read_binary_proto
@@ -286,6 +287,97 @@ def check_data(case, tmp_path, monkeypatch, prototxt, phase, prefix):
         compare("files", case, f"batch {i} label", out["label"], ref[f"{prefix}_label"][i])
 
 
+def h5_objects(path):
+    """{name: dataset or None (a group)} of every object of an HDF5 file, and the open file."""
+    f = h5py.File(path, "r")
+    objects = {}
+    f.visititems(lambda name, obj: objects.__setitem__(name, obj if isinstance(obj, h5py.Dataset) else None))
+    return f, objects
+
+
+def compare_h5(case, ours, ref, exact=False, extension=()):
+    """Same groups and datasets (shape, dtype; strings: size and padding) and equal values; ours
+    may hold the `extension` datasets besides (read by no Caffe code)."""
+    (fo, mine), (fr, theirs) = h5_objects(ours), h5_objects(ref)
+    with fo, fr:
+        assert all(name in mine for name in extension), f"{case}: no {extension}"
+        mine = {name: obj for name, obj in mine.items() if name not in extension}
+        assert sorted(mine) == sorted(theirs), f"{case}: objects {sorted(mine)}, Caffe's {sorted(theirs)}"
+        for name, want in theirs.items():
+            got = mine[name]
+            if want is None:
+                assert got is None, f"{case}: {name} is a dataset, Caffe's is a group"
+                continue
+            assert (got.shape, got.dtype) == (want.shape, want.dtype), \
+                f"{case}: {name} is {got.shape} {got.dtype}, Caffe's {want.shape} {want.dtype}"
+            if want.dtype.kind == "S":
+                assert got.id.get_type().get_strpad() == want.id.get_type().get_strpad(), f"{case}: {name} padding"
+                assert got[()] == want[()], f"{case}: {name} = {got[()]!r}, Caffe's {want[()]!r}"
+            else:
+                compare("files", case, name, got[()], want[()], exact=exact or want.dtype.kind in "iu")
+
+
+def check_hdf5_output(case, tmp_path, monkeypatch, index):
+    """Our HDF5Output writes the file Caffe's wrote from the same batch (legacy 4-axis datasets)."""
+    ref = np.load(os.path.join(FILES, "hdf5_io.npz"))
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("h5")
+    net = caffe.Net(os.path.join(FILES, f"hdf5_output_{index}.prototxt"), caffe.TEST)
+    net.forward(data=ref[f"data{index}"], label=ref[f"label{index}"])
+    compare_h5(case, f"h5/part{index}.h5", os.path.join(FILES, f"h5/part{index}.h5"), exact=True)
+
+
+def check_hdf5_data(case, tmp_path, monkeypatch, prototxt, prefix):
+    """Our HDF5Data yields Caffe's batches: files and rows in order, wrapping; shuffled as Caffe's
+    std::random_shuffle in a fresh process (glibc's rand() from its initial state)."""
+    monkeypatch.chdir(FILES)
+    ref = np.load("hdf5_io.npz")
+    libc_rand.srand(1)
+    net = caffe.Net(prototxt, caffe.TRAIN)
+    for k in range(len([n for n in ref.files if n.startswith(f"{prefix}_data_")])):
+        out = net.forward()
+        compare("files", case, f"batch {k} data", out["data"], ref[f"{prefix}_data_{k}"], exact=True)
+        compare("files", case, f"batch {k} label", out["label"], ref[f"{prefix}_label_{k}"], exact=True)
+
+
+def check_hdf5_snapshot(case, tmp_path, monkeypatch, ours):
+    """Caffe's HDF5 snapshot (Adam, snapshot_diff) of iteration 3: restored here, steps 4-6 go on as
+    in Caffe and its .caffemodel.h5 loads as weights; or (`ours`) our own snapshot of steps 1-3 has
+    Caffe's layout and values (plus our `resume_state` dataset: data positions, random states)."""
+    shutil.copytree(FILES, tmp_path / "files")
+    monkeypatch.chdir(tmp_path / "files")
+    arrays, prefix = np.load("h5_snapshot.npz"), "h5_snapshot_iter_3"
+    if not ours:
+        solver = caffe.get_solver("h5_snapshot.solver.prototxt")
+        solver.restore(f"{prefix}.solverstate.h5")
+        assert solver.iter == 3
+        run_steps(case, solver, arrays, range(3, 6))
+        net = caffe.Net("h5_solver_net.prototxt", f"{prefix}.caffemodel.h5", caffe.TEST)
+        compare("files", case, "weights loaded", net.params["fc"][0].data, arrays["W"][2])
+        return
+    os.mkdir("caffe")
+    for ext in ("caffemodel.h5", "solverstate.h5"):
+        os.rename(f"{prefix}.{ext}", f"caffe/{prefix}.{ext}")
+    run_steps(case, new_solver("h5_snapshot", arrays), arrays, range(3))
+    for ext in ("caffemodel.h5", "solverstate.h5"):
+        compare_h5(f"{case} {ext}", f"{prefix}.{ext}", f"caffe/{prefix}.{ext}",
+                   extension=("resume_state",) if ext == "solverstate.h5" else ())
+
+def check_window(case, tmp_path, monkeypatch, mirror=False):
+    """Our WindowData warps the window file's one foreground and one background window as Caffe did
+    (context padding, square crops, means, scale); with mirror, each item is one of Caffe's items
+    (both orientations appear there) with its label."""
+    monkeypatch.chdir(FILES)
+    ref = np.load("window_batches.npz")
+    data, label = caffe.Net(f"{case}.prototxt", caffe.TRAIN).forward().values()
+    want, want_label = ref[f"{case}_data"], ref[f"{case}_label"]
+    compare("files", case, "label", label, want_label, exact=True)
+    for i, item in enumerate(data):
+        match = [j for j in range(len(want)) if want_label[j] == label[i] and np.allclose(want[j], item)] \
+            if mirror else [i]
+        assert match, f"{case}: item {i} is none of Caffe's items of label {label[i]}"
+        compare("files", case, f"item {i}", item, want[match[0]])
+
 RESIZE = ["-resize_height=16", "-resize_width=16"]
 FILE_CASES = {
     "read_multilabel_lmdb": (check_lmdb, dict(db="multilabel_lmdb", list_file="list_multilabel.txt",
@@ -309,6 +401,15 @@ FILE_CASES = {
                                           prefix="test_crop12")),
     "data_test_meanvalue": (check_data, dict(prototxt="data_test_meanvalue.prototxt", phase=caffe.TEST,
                                              prefix="test_meanvalue")),
+    "hdf5_output": (check_hdf5_output, dict(index=0)),
+    "hdf5_output_3rows": (check_hdf5_output, dict(index=1)),
+    "hdf5_data": (check_hdf5_data, dict(prototxt="hdf5_data.prototxt", prefix="ordered")),
+    "hdf5_data_shuffle": (check_hdf5_data, dict(prototxt="hdf5_data_shuffle.prototxt", prefix="shuffled")),
+    "hdf5_snapshot_restore": (check_hdf5_snapshot, dict(ours=False)),
+    "hdf5_snapshot_layout": (check_hdf5_snapshot, dict(ours=True)),
+    "window_warp": (check_window, {}),
+    "window_square_pad": (check_window, {}),
+    "window_context_mirror": (check_window, dict(mirror=True)),
 }
 
 

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import torch
 
-from . import common, glog, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
+from . import common, glog, hdf5, layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
@@ -480,24 +480,28 @@ class Net:
 
     # -- weights ---------------------------------------------------------------------------------
     def copy_from(self, path):
-        """Copy weights from a .caffemodel by layer name, as Caffe's CopyTrainedLayersFrom (layers
-        not in this net are ignored, and logged). Stricter than Caffe: a file that sets no layer
-        with blobs of this net is an error, and each such layer it leaves alone gets a warning."""
+        """Copy weights from a .caffemodel (binary, or HDF5 as `load_hdf5`) by layer name, as Caffe's
+        CopyTrainedLayersFrom (layers not in this net are ignored, and logged). Stricter than Caffe:
+        a file that sets no layer with blobs of this net is an error, and each such layer it leaves
+        alone gets a warning."""
         path = os.fspath(path)
         mine = {name: view for name, view in zip(self._layer_names, self.layers)}
-        copied = set()
-        for name, blobs in read_weights(path):
-            view = mine.get(name)
-            if view is None:
-                glog.info("net.cpp:746", f"Ignoring source layer {name}")
-                continue
-            copied.add(name)
-            if len(blobs) != len(view.blobs):
-                raise NetError(f"{path}: layer {name!r} has {len(blobs)} blobs, the net's "
-                               f"{view.type} layer has {len(view.blobs)}")
-            for i, ((src, legacy, values), blob) in enumerate(zip(blobs, view.blobs)):
-                _copy_blob(blob.param, src, legacy, values, f"{path}: cannot copy param {i} of layer {name!r}",
-                           " To learn this layer from scratch instead, rename it in the prototxt.")
+        if hdf5.is_hdf5(path):
+            copied = self.load_hdf5(path)
+        else:
+            copied = set()
+            for name, blobs in read_weights(path):
+                view = mine.get(name)
+                if view is None:
+                    glog.info("net.cpp:746", f"Ignoring source layer {name}")
+                    continue
+                copied.add(name)
+                if len(blobs) != len(view.blobs):
+                    raise NetError(f"{path}: layer {name!r} has {len(blobs)} blobs, the net's "
+                                   f"{view.type} layer has {len(view.blobs)}")
+                for i, ((src, legacy, values), blob) in enumerate(zip(blobs, view.blobs)):
+                    _copy_blob(blob.param, src, legacy, values, f"{path}: cannot copy param {i} of layer {name!r}",
+                               " To learn this layer from scratch instead, rename it in the prototxt.")
         with_blobs = [(name, view) for name, view in mine.items() if view.blobs]
         if with_blobs and not copied.intersection(name for name, _ in with_blobs):
             names = ", ".join(repr(name) for name, _ in with_blobs[:5]) + (", ..." if len(with_blobs) > 5 else "")
@@ -507,6 +511,18 @@ class Net:
             if name not in copied:
                 glog.warning("net.cpp", f"{path} has no layer {name!r}: the {len(view.blobs)} blob(s) of this "
                                         f"{view.type} layer keep their initial (filler) values")
+
+    def load_hdf5(self, path):
+        """Copy weights from an HDF5 caffemodel (Caffe's CopyTrainedLayersFromHDF5); returns the
+        names of the layers it copied."""
+        try:
+            return hdf5.load_weights(self, path)
+        except hdf5.HDF5Error as e:
+            raise NetError(str(e)) from None
+
+    def save_hdf5(self, path, write_diff=False):
+        """Write the weights (and with `write_diff` the diffs) as an HDF5 caffemodel, atomically."""
+        hdf5.save_weights(self, path, write_diff)
 
     def to_proto(self):
         """The net with its weights as a NetParameter."""

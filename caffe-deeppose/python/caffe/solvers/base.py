@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from .. import common, filelock, glog, resume_state
+from .. import common, filelock, glog, hdf5, resume_state
 from ..proto import caffe_pb2
 from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, read_file, \
     write_binary_proto
@@ -343,12 +343,22 @@ class Solver:
         return f"{self.param.snapshot_prefix}_iter_{self.iter}{extension}"
 
     def snapshot(self):
-        """Write <prefix>_iter_N.caffemodel and .solverstate (each atomically: an interrupted write
-        leaves no partial file and keeps the previous one). The .solverstate also holds the data
-        layers' read positions and the random states (caffe.resume_state), so a resumed run
-        continues exactly."""
-        if self.param.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
-            raise SolverError("snapshot_format HDF5 is not supported by this runtime; use BINARYPROTO")
+        """Write <prefix>_iter_N.caffemodel and .solverstate, or with `snapshot_format: HDF5`
+        .caffemodel.h5 and .solverstate.h5 in Caffe's layouts (each atomically: an interrupted
+        write leaves no partial file and keeps the previous one). The solver state also holds the
+        data layers' read positions and the random states (caffe.resume_state; in the .h5 a
+        `resume_state` dataset Caffe does not read), so a resumed run continues exactly."""
+        if self.param.snapshot_format == caffe_pb2.SolverParameter.HDF5:
+            model_file = self._snapshot_filename(".caffemodel.h5")
+            glog.info("solver.cpp:471", f"Snapshotting to HDF5 file {model_file}")
+            self.net.save_hdf5(model_file, self.param.snapshot_diff)
+            state_file = self._snapshot_filename(".solverstate.h5")
+            glog.info("sgd_solver.cpp:300", f"Snapshotting solver state to HDF5 file {state_file}")
+            hdf5.save_solver_state(state_file, self.iter, model_file, self.current_step,
+                                   [h.detach().cpu().numpy() for h in self.history],
+                                   resume_state.encode(self._data_positions()))
+            self.last_snapshot_iter = self.iter
+            return
         model_file = self._snapshot_filename(".caffemodel")
         glog.info("solver.cpp:464", f"Snapshotting to binary proto file {model_file}")
         net_param = self.net.to_proto()
@@ -374,30 +384,38 @@ class Solver:
             for i, net in enumerate(self.test_nets)]
 
     def restore(self, state_file):
-        """Continue from a .solverstate: iteration, current_step, history, the weights of its
-        `learned_net` (as written, else relative to the .solverstate's folder), and where we wrote
-        them, the data positions and random states."""
+        """Continue from a .solverstate (or a .solverstate.h5): iteration, current_step, history,
+        the weights of its `learned_net` (as written, else relative to the state's folder), and
+        where we wrote them, the data positions and random states."""
         state_file = os.fspath(state_file)
         if state_file.endswith(".h5"):
-            raise SolverError(f"{state_file}: HDF5 solver states are not supported by this runtime; "
-                              "use a binary .solverstate")
-        data = read_file(state_file, binary=True)
-        state = parse_binary_proto(data, caffe_pb2.SolverState, state_file)
-        extra = resume_state.decode(data, state_file)
-        if state.HasField("learned_net"):
-            self.net.copy_from(_find_learned_net(state.learned_net, state_file))
-        if len(state.history) != len(self.history):
-            raise SolverError(f"{state_file}: {len(state.history)} history blobs, but a {self.type} solver on this "
-                              f"net has {len(self.history)} ({self.history_slots} per parameter blob)")
-        for i, (h, blob) in enumerate(zip(self.history, state.history)):
-            values = blobproto_to_array(blob)
-            if values.size != h.numel():
-                raise SolverError(f"{state_file}: history blob {i} has shape {values.shape}, the parameter "
-                                  f"has shape {tuple(h.shape)}")
+            try:
+                iteration, learned_net, current_step, history, extra = hdf5.load_solver_state(
+                    state_file, [tuple(h.shape) for h in self.history])
+            except hdf5.HDF5Error as e:
+                raise SolverError(str(e)) from None
+            extra = resume_state.decode(extra, state_file) if extra is not None else None
+        else:
+            data = read_file(state_file, binary=True)
+            state = parse_binary_proto(data, caffe_pb2.SolverState, state_file)
+            extra = resume_state.decode(data, state_file)
+            learned_net = state.learned_net if state.HasField("learned_net") else None
+            iteration, current_step = state.iter, state.current_step
+            if len(state.history) != len(self.history):
+                raise SolverError(f"{state_file}: {len(state.history)} history blobs, but a {self.type} solver on "
+                                  f"this net has {len(self.history)} ({self.history_slots} per parameter blob)")
+            history = [blobproto_to_array(blob) for blob in state.history]
+            for i, (h, values) in enumerate(zip(self.history, history)):
+                if values.size != h.numel():
+                    raise SolverError(f"{state_file}: history blob {i} has shape {values.shape}, the parameter "
+                                      f"has shape {tuple(h.shape)}")
+        if learned_net is not None:
+            self.net.copy_from(_find_learned_net(learned_net, state_file))
+        for h, values in zip(self.history, history):
             with torch.no_grad():
-                h.copy_(torch.from_numpy(values.reshape(h.shape)))
-        self.iter = state.iter
-        self.current_step = state.current_step
+                h.copy_(torch.from_numpy(np.asarray(values, np.float32).reshape(h.shape)))
+        self.iter = iteration
+        self.current_step = current_step
         glog.info("sgd_solver.cpp:358", f"{self.type}Solver: restoring history")
         resume_state.apply(extra, [self.net] + list(self.test_nets), state_file)
         self.last_snapshot_iter = self.iter
@@ -419,7 +437,6 @@ def claim_snapshot_prefix(prefix):
                                    "snapshotting")
         os.unlink(orphan)
     return lock
-
 
 def _find_learned_net(name, state_file):
     folder = os.path.dirname(state_file)
