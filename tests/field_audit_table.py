@@ -260,10 +260,10 @@ AUDIT = {
         "channel_shared": golden("layers/prelu"),
     },
     "PythonParameter": {
-        "module": pending("Python"),
-        "layer": pending("Python"),
-        "param_str": pending("Python"),
-        "share_in_parallel": pending("Python"),
+        "module": test("test_python_layer.py::test_import_errors"),
+        "layer": test("test_python_layer.py::test_import_errors"),
+        "param_str": test("test_python_layer.py::test_learnable_blobs_are_updated_saved_and_restored"),
+        "share_in_parallel": test("test_python_layer.py::test_share_in_parallel_has_no_effect"),
     },
     "RecurrentParameter": {
         "num_output": golden("layers/lstm"),

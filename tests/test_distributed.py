@@ -220,6 +220,8 @@ def solve(proto, uid, rank, count):  # BVLC python/train.py's solve(), CPU worke
     nccl = caffe.NCCL(solver, uid)
     nccl.bcast()
     solver.add_callback(nccl)
+    if solver.param.layer_wise_reduce:
+        solver.net.after_backward(nccl)
     solver.step(solver.param.max_iter)
     if rank == 0:
         solver.snapshot()
@@ -237,8 +239,10 @@ if __name__ == "__main__":
 '''
 
 
-def test_pycaffe_nccl_like_bvlc_train_py(tmp_path, reference):
-    solver = make_run(str(tmp_path), RECORDS, ITERS, prefix=str(tmp_path / "model"), extra="layer_wise_reduce: false")
+@pytest.mark.parametrize("layer_wise", ["true", "false"])
+def test_pycaffe_nccl_like_bvlc_train_py(tmp_path, reference, layer_wise):
+    solver = make_run(str(tmp_path), RECORDS, ITERS, prefix=str(tmp_path / "model"),
+                      extra=f"layer_wise_reduce: {layer_wise}")
     (tmp_path / "train.py").write_text(textwrap.dedent(TRAIN_PY))
     done = subprocess.run([sys.executable, str(tmp_path / "train.py"), solver], capture_output=True, text=True,
                           timeout=300)

@@ -100,6 +100,20 @@ def test_layer(case, monkeypatch):
         compare("layers", case, f"paramdiff_{i}", blob.diff, arrays[f"paramdiff_{i}"])
 
 
+@pytest.mark.parametrize("case", sorted(c for c in LAYERS if LAYERS[c]["backward"]))
+def test_layer_backward_layer_by_layer(case, monkeypatch):
+    """The same cases with a backward hook set, so the net back-propagates layer by layer (the
+    path of hooks and `backward(start=, end=)`) instead of in one autograd pass."""
+    build = caffe.Net.__init__
+
+    def hooked(net, *args, **kwargs):
+        build(net, *args, **kwargs)
+        net.after_backward(lambda i: None)
+
+    monkeypatch.setattr(caffe.Net, "__init__", hooked)
+    test_layer(case, monkeypatch)
+
+
 # --------------------------------------------------------------------------------------- solvers
 SOLVERS = os.path.join(GOLDEN, "solvers")
 SOLVER_CASES = sorted(os.path.basename(f)[:-len(".solver.prototxt")]

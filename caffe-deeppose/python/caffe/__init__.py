@@ -7,14 +7,19 @@ import importlib
 
 from .proto.caffe_pb2 import TEST, TRAIN  # noqa: F401
 
+__version__ = "1.0.0"  # the Caffe (pycaffe) version whose interface this runtime follows
+
 _HOMES = {
     "Net": "net", "NetModule": "net",
     "layer_type_list": "registry", "register_layer": "registry",
     "set_mode_cpu": "common", "set_mode_gpu": "common", "set_device": "common", "set_random_seed": "common",
     "set_solver_count": "common", "set_solver_rank": "common", "set_multiprocess": "common",
-    "solver_count": "common", "solver_rank": "common", "NCCL": "distributed", "has_nccl": "distributed",
+    "solver_count": "common", "solver_rank": "common",
+    "Layer": "layer_modules.python", "Timer": "common", "init_log": "glog",
+    "NCCL": "distributed", "has_nccl": "distributed",
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
     "RMSPropSolver": "solvers", "AdaDeltaSolver": "solvers", "AdamSolver": "solvers", "get_solver": "solvers",
+    "get_solver_from_string": "solvers",
     "NetSpec": "net_spec", "layers": "net_spec", "params": "net_spec", "to_proto": "net_spec",
     "Classifier": "classifier", "Detector": "detector",
 }

@@ -77,8 +77,10 @@ class Blob:
         return self._legacy(3)
 
     def _legacy(self, axis):
-        shape = (1,) * (4 - len(self._shape)) + self._shape if len(self._shape) < 4 else self._shape
-        return shape[axis]
+        """Caffe's LegacyShape: axes past the blob's last count as 1 (a (6, 2) blob has num 6)."""
+        if len(self._shape) > 4:
+            raise ValueError(f"num/channels/height/width of a {len(self._shape)}-axis blob: use .shape")
+        return self._shape[axis] if axis < len(self._shape) else 1
 
     @property
     def data(self):

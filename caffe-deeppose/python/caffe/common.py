@@ -2,6 +2,7 @@
 import ctypes
 import ctypes.util
 import sys
+import time
 
 import torch
 
@@ -92,3 +93,30 @@ def keep_large_blocks_on_heap():
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 1 << 30)
     mallopt(m_trim_threshold, 1 << 30)
+
+
+class Timer:
+    """pycaffe's Timer: `start()`, `stop()`, `ms` (the time between them; GPU work is waited for
+    in GPU mode, like Caffe's Timer with CUDA events)."""
+
+    def __init__(self):
+        self._start = self._stop = None
+
+    def _now(self):
+        if _state["mode"] == "gpu":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def start(self):
+        self._start, self._stop = self._now(), None
+
+    def stop(self):
+        if self._start is not None:
+            self._stop = self._now()
+
+    @property
+    def ms(self):
+        if self._start is None:
+            return 0.0
+        end = self._stop if self._stop is not None else self._now()
+        return (end - self._start) * 1000.0

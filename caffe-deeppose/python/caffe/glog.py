@@ -30,3 +30,12 @@ def warning(where, message):
 
 def error(where, message):
     log("E", where, message)
+
+
+def init_log(level=None, stderr=None):
+    """pycaffe's `caffe.init_log([level[, stderr]])`: log only messages of severity >= level
+    (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL). Lines always go to stderr, so `stderr` changes nothing."""
+    global min_level
+    if level is not None:
+        min_level = int(level)
+

@@ -99,9 +99,9 @@ def read_int(group, name, path):
 def _owned(net):
     """Per layer, for each blob: (the param tensor, whether this layer owns it)."""
     seen, out = set(), []
-    for view in net.layers:
+    for layer in net.module.layers:  # (a Python layer's pycaffe view is the user's object)
         row = []
-        for p in view.module.blobs:
+        for p in layer.blobs:
             row.append((p, id(p) not in seen))
             seen.add(id(p))
         out.append(row)

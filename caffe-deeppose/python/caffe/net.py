@@ -15,6 +15,7 @@ from .blob import Blob, ParamBlob
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
 from .protoio import array_to_blobproto, blob_shape, blobproto_to_array, parse_prototxt, read_file
+from .layer_modules.python import PythonLayer, PythonLayerError
 from .registry import layer_class
 from .upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 
@@ -81,20 +82,23 @@ class NetModule(torch.nn.Module):
         self.input_names = list(input_names)
         self.output_names = list(output_names)
 
-    def run(self, env, start=0, end=None, on_top=None):
+    def run(self, env, start=0, end=None, before=None, after=None):
         """Compute layers start..end (inclusive) reading and writing blobs in `env` by name;
-        `on_top(name, tensor)` sees every top as it is produced."""
+        `before(i)` is called before layer i, `after(i, bottoms, tops)` with its tensors."""
         end = len(self.layers) - 1 if end is None else end
         for i in range(start, end + 1):
             w = self.wiring[i]
-            if w.is_input:
-                continue
-            bottoms = [env[b].detach() if cut else env[b] for b, cut in zip(w.bottoms, w.detach)]
-            tops = self.layers[i](*bottoms)
-            for name, t in zip(w.tops, tops):
-                env[name] = t
-                if on_top is not None:
-                    on_top(name, t)
+            if before is not None:
+                before(i)
+            if w.is_input:  # its tops are the net's inputs, already in env
+                bottoms, tops = [], ()
+            else:
+                bottoms = [env[b].detach() if cut else env[b] for b, cut in zip(w.bottoms, w.detach)]
+                tops = self.layers[i](*bottoms)
+                for name, t in zip(w.tops, tops):
+                    env[name] = t
+            if after is not None:
+                after(i, bottoms, tops)
         return env
 
     def forward(self, *inputs):
@@ -168,7 +172,7 @@ class Net:
         lines = [None] * n_explicit_inputs + list(layer_lines)
 
         self.blobs = collections.OrderedDict()
-        self._blob_loss_weights = {}
+        self._loss_weights = {}
         self.params = collections.OrderedDict()
         self._layer_params, modules, wiring, self._layer_names, self.layers = [], [], [], [], []
         self.bottom_names, self.top_names = collections.OrderedDict(), collections.OrderedDict()
@@ -197,6 +201,8 @@ class Net:
                 if lp.blobs:
                     self._use_embedded_blobs(module, lp, place)
                 top_shapes = module.top_shapes(bottom_shapes)
+            except PythonLayerError as e:
+                raise PythonLayerError(f"{where}: {e}") from e.__cause__
             except (ValueError, RuntimeError, IndexError) as e:
                 shapes = ", ".join(f"{b} {tuple(self.blobs[b].shape)}" for b in lp.bottom)
                 raise NetError(f"{place}: {e}" + (f" (bottoms: {shapes})" if shapes else "")) from None
@@ -217,7 +223,7 @@ class Net:
                 default = 1.0 if (cls.loss_layer and i == 0) else 0.0
                 weight = lp.loss_weight[i] if i < len(lp.loss_weight) else default
                 if weight:
-                    self._blob_loss_weights[name] = weight
+                    self._loss_weights[name] = weight
                     self.blobs[name].set_diff(torch.full(self.blobs[name].shape, float(weight), device=self._device))
             detach = []
             for i in range(len(lp.bottom)):
@@ -230,10 +236,13 @@ class Net:
             self._layer_params.append(declared)
             self.bottom_names[lp.name] = list(lp.bottom)
             self.top_names[lp.name] = list(lp.top)
-            blobs = [ParamBlob(module, i) for i in range(len(module.blobs))]
-            if blobs:
-                self.params[lp.name] = blobs
-            self.layers.append(_LayerView(module, blobs))
+            if isinstance(module, PythonLayer):  # pycaffe shows the user's own object
+                view = module.user
+            else:
+                view = _LayerView(module, [ParamBlob(module, i) for i in range(len(module.blobs))])
+            if len(view.blobs):
+                self.params[lp.name] = view.blobs
+            self.layers.append(view)
 
         self._register_learnable(owned)
         produced_last = {}
@@ -244,10 +253,10 @@ class Net:
                    if not name.startswith(AUTOMATIC_TOP)
                    and not any(name in w.bottoms for w in wiring[produced_last[name] + 1:])]
         self.module = NetModule(modules, wiring, inputs, outputs)
-        self._inputs, self._outputs = inputs, outputs
-        self._needs_backward = bool(self._blob_loss_weights) or self.force_backward
-        self._live = {}
-        self._grad_src = {}
+        self._input_names, self._output_names = inputs, outputs
+        self._needs_backward = bool(self._loss_weights) or self.force_backward
+        self._live, self._grad_src, self._records = {}, {}, {}
+        self._hooks = {"before_forward": [], "after_forward": [], "before_backward": [], "after_backward": []}
 
     @staticmethod
     def _check_counts(cls, lp, place):
@@ -308,19 +317,50 @@ class Net:
     # -- pycaffe properties --------------------------------------------------------------------
     @property
     def inputs(self):
-        return list(self._inputs)
+        return list(self._input_names)
 
     @property
     def outputs(self):
-        return list(self._outputs)
+        return list(self._output_names)
+
+    @property
+    def _inputs(self):
+        """Indices of the input blobs in `_blobs` (pycaffe)."""
+        return [self._blob_names.index(n) for n in self._input_names]
+
+    @property
+    def _outputs(self):
+        """Indices of the output blobs in `_blobs` (pycaffe)."""
+        return [self._blob_names.index(n) for n in self._output_names]
 
     @property
     def _blob_names(self):
         return list(self.blobs)
 
     @property
+    def _blobs(self):
+        return list(self.blobs.values())
+
+    @property
+    def _blob_loss_weights(self):
+        return list(self.blob_loss_weights.values())
+
+    def _top_ids(self, i):
+        """Indices in `_blobs` of layer i's tops (pycaffe)."""
+        return [self._blob_names.index(n) for n in self.module.wiring[i].tops]
+
+    def _bottom_ids(self, i):
+        """Indices in `_blobs` of layer i's bottoms (pycaffe)."""
+        return [self._blob_names.index(n) for n in self.module.wiring[i].bottoms]
+
+    @property
+    def layer_dict(self):
+        """Layers by name, in net order (pycaffe)."""
+        return collections.OrderedDict(zip(self._layer_names, self.layers))
+
+    @property
     def blob_loss_weights(self):
-        return collections.OrderedDict((n, self._blob_loss_weights.get(n, 0.0)) for n in self.blobs)
+        return collections.OrderedDict((n, self._loss_weights.get(n, 0.0)) for n in self.blobs)
 
     @property
     def learnable_params(self):
@@ -331,7 +371,7 @@ class Net:
     def all_params(self):
         """Every parameter tensor once (frozen ones included, shared ones once), in Caffe's
         learnable_params order: the order of a .solverstate's history blobs."""
-        return list({id(p): p for view in self.layers for p in view.module.blobs}.values())
+        return list({id(p): p for layer in self.module.layers for p in layer.blobs}.values())
 
     @property
     def param_specs(self):
@@ -344,21 +384,44 @@ class Net:
         except ValueError:
             raise KeyError(f"net {self.name!r} has no layer {name!r}") from None
 
+    # -- hooks ------------------------------------------------------------------------------------
+    def before_forward(self, fn):
+        """Call `fn(i)` before layer i computes its forward (pycaffe)."""
+        self._hooks["before_forward"].append(fn)
+
+    def after_forward(self, fn):
+        """Call `fn(i)` after layer i computed its forward (pycaffe)."""
+        self._hooks["after_forward"].append(fn)
+
+    def before_backward(self, fn):
+        """Call `fn(i)` before layer i computes its backward (pycaffe)."""
+        self._hooks["before_backward"].append(fn)
+
+    def after_backward(self, fn):
+        """Call `fn(i)` after layer i computed its backward; its bottom and param diffs are set (pycaffe)."""
+        self._hooks["after_backward"].append(fn)
+
+    def _fire(self, kind, i):
+        for fn in self._hooks[kind]:
+            fn(i)
+
     # -- computing ---------------------------------------------------------------------------------
     def _forward_range(self, start, end):
-        """Forward layers start..end; returns the weighted loss (Caffe's Net::Forward)."""
+        """Forward layers start..end; returns the weighted loss (Caffe's Net::ForwardFromTo).
+        With gradients on, every layer's bottom and top tensors are kept for the backward."""
         grad = self._needs_backward and torch.is_grad_enabled()
-        self._live, self._grad_src = {}, {}  # drop the previous pass's graph before building the next
-        env, grad_src, made = {}, {}, set()
+        self._live, self._grad_src, self._records = {}, {}, {}  # drop the previous graph before the next
+        env, grad_src, made, records = {}, {}, set(), {}
         for w in self.module.wiring[start:end + 1]:
             if w.is_input:  # the persistent input blobs; with force_backward they are their own grad source
                 for name in w.tops:
                     t = self.blobs[name].data_tensor()
                     env[name] = grad_src[name] = t.detach().requires_grad_() if grad and self.force_backward else t
                 continue
-            for b in w.bottoms:  # blobs made before `start` are read from storage
+            for b in w.bottoms:  # blobs made before `start` are read from storage (grad sources too)
                 if b not in made and b not in env:
-                    env[b] = self.blobs[b].data_tensor()
+                    t = self.blobs[b].data_tensor()
+                    env[b] = grad_src[b] = t.detach().requires_grad_() if grad else t
             made.update(w.tops)
         for name in made:  # free the previous pass's activations before computing the new ones
             if name not in env:
@@ -367,21 +430,29 @@ class Net:
             for blob in view.blobs:
                 blob._data.synced()
 
-        def on_top(name, t):
-            if t.requires_grad:
-                t.retain_grad()
-            # an in-place blob's diff is the gradient of its first version that gets one (in Caffe, a
-            # layer that does not propagate down leaves the diff its top received)
-            if name not in grad_src or (t.requires_grad and not grad_src[name].requires_grad):
-                grad_src[name] = t
+        def after(i, bottoms, tops):
+            if grad:
+                records[i] = (bottoms, tops)
+                for name, t in zip(self.module.wiring[i].tops, tops):
+                    if t.requires_grad:
+                        t.retain_grad()
+                    # an in-place blob's diff is the gradient of its first version that gets one (in Caffe, a
+                    # layer that does not propagate down leaves the diff its top received)
+                    if name not in grad_src or (t.requires_grad and not grad_src[name].requires_grad):
+                        grad_src[name] = t
+            self._fire("after_forward", i)
 
         with torch.set_grad_enabled(grad):
-            self.module.run(env, start, end, on_top if grad else None)
+            self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)
         for name, t in env.items():
             self.blobs[name].set_data(t.detach())
-        self._live, self._grad_src = env, grad_src
+        self._live, self._grad_src, self._records = env, grad_src, records
         return sum(weight * float(env[name].detach().sum())
-                   for name, weight in self._blob_loss_weights.items() if name in made)
+                   for name, weight in self._loss_weights.items() if name in made)
+
+    def _forward(self, start, end):
+        """Forward layers start..end by index (pycaffe's `_forward`); returns the loss."""
+        return self._forward_range(start, end)
 
     def forward(self, blobs=None, start=None, end=None, **kwargs):
         """Set the input blobs given as keyword arrays, run layers start..end, return the outputs
@@ -397,16 +468,28 @@ class Net:
         start_i = self.layer_index(start) if start is not None else 0
         end_i = self.layer_index(end) if end is not None else len(self._layer_names) - 1
         self._forward_range(start_i, end_i)
-        names = self.top_names[self._layer_names[end_i]] if end is not None else self._outputs
+        names = self.top_names[self._layer_names[end_i]] if end is not None else self._output_names
         names = list(names) + [b for b in (blobs or []) if b not in names]
         return {name: self.blobs[name].data for name in names}
 
-    def _backward(self):
-        """Caffe's Net::Backward: diffs flow from the loss tops (diff = loss_weight) and, with
-        force_backward, from every output blob's diff; param diffs accumulate."""
+    def _backward(self, start=None, end=None):
+        """Backward layers start..end (indices, start >= end; default: the whole net), Caffe's
+        Net::BackwardFromTo. Bottom diffs are overwritten, param diffs accumulate. Without a
+        forward since the net was built, the layers are computed first from the stored blobs."""
+        last = len(self._layer_names) - 1
+        start, end = (last if start is None else start), (0 if end is None else end)
+        hooked = self._hooks["before_backward"] or self._hooks["after_backward"]
+        if start == last and end == 0 and not hooked and self._records:
+            self._backward_all()
+        else:
+            self._backward_layers(start, end)
+
+    def _backward_all(self):
+        """The whole backward in one autograd pass: diffs flow from the loss tops (diff =
+        loss_weight) and, with force_backward, from every output blob's diff."""
         roots, grads, root_names = [], [], set()
         for name in self._live:
-            if name in self._blob_loss_weights or (self.force_backward and name in self._outputs):
+            if name in self._loss_weights or (self.force_backward and name in self._output_names):
                 t = self._live[name]
                 if t.requires_grad:
                     roots.append(t)
@@ -422,15 +505,62 @@ class Net:
                 g = t.grad
                 self.blobs[name].set_diff(g if g is not None else torch.zeros_like(t))
 
-    def backward(self, diffs=None, **kwargs):
-        """Back-propagate from the output diffs (set from keyword arrays first); returns the diffs
-        of the inputs and the extra blobs named in `diffs`."""
+    def _backward_layers(self, start, end):
+        """Layer by layer from `start` down to `end`, as Caffe does: each layer back-propagates its
+        tops' diffs on the last forward's graph (a range that forward did not compute is computed
+        first). A top read by layers above it in the range gets their summed diffs (none: it is
+        not under the loss); the range's own output tops use their stored diffs (for the whole
+        net: the losses', and with force_backward every output's)."""
+        wiring = self.module.wiring
+        if not self._needs_backward:
+            return
+        if any(i not in self._records for i in range(end, start + 1) if not wiring[i].is_input):
+            self._forward_range(end, start)
+        whole = start == len(wiring) - 1
+        read_above, pending = set(), {}
+        for i in range(start, end - 1, -1):
+            self._fire("before_backward", i)
+            if i in self._records:
+                bottoms, tops = self._records[i]
+                grads = []
+                for name in wiring[i].tops:
+                    if name in read_above:
+                        grads.append(pending.pop(name, None))
+                    elif whole and not (self.force_backward or name in self._loss_weights):
+                        grads.append(None)
+                    else:
+                        grads.append(self.blobs[name].diff_tensor())
+                outs = [(t, g) for t, g in zip(tops, grads) if t.requires_grad and g is not None]
+                into = [(name, b) for name, b in zip(wiring[i].bottoms, bottoms) if b.requires_grad]
+                params = [p for p in self.module.layers[i].blobs if p.requires_grad]
+                if outs and (into or params):
+                    got = torch.autograd.grad([t for t, _ in outs], [b for _, b in into] + params,
+                                              [g for _, g in outs], retain_graph=True, allow_unused=True)
+                    for (name, b), g in zip(into, got):
+                        g = torch.zeros_like(b) if g is None else g
+                        pending[name] = pending[name] + g if name in pending else g
+                        self.blobs[name].set_diff(pending[name])
+                    with torch.no_grad():
+                        for p, g in zip(params, got[len(into):]):
+                            if g is not None:
+                                p.grad = g.clone() if p.grad is None else p.grad.add_(g)
+            read_above.difference_update(wiring[i].tops)
+            read_above.update(wiring[i].bottoms)
+            self._fire("after_backward", i)
+
+    def backward(self, diffs=None, start=None, end=None, **kwargs):
+        """Back-propagate from the output diffs (set from keyword arrays first) over layers
+        start..end (names; default the whole net); returns the diffs of the inputs (or of the
+        bottoms of `end`) and of the extra blobs named in `diffs`."""
         for name, value in kwargs.items():
-            if name not in self._outputs:
+            if name not in self._output_names:
                 raise KeyError(f"backward: {name!r} is not an output of net {self.name!r}")
             self.blobs[name].diff[...] = value
-        self._backward()
-        names = list(self._inputs) + [b for b in (diffs or []) if b not in self._inputs]
+        start_i = self.layer_index(start) if start is not None else None
+        end_i = self.layer_index(end) if end is not None else None
+        self._backward(start_i, end_i)
+        names = self.bottom_names[end] if end is not None else self._input_names
+        names = list(names) + [b for b in (diffs or []) if b not in names]
         return {name: self.blobs[name].diff for name in names}
 
     def forward_backward(self):
@@ -439,17 +569,63 @@ class Net:
         self._backward()
         return loss
 
+    def forward_backward_all(self, blobs=None, diffs=None, **kwargs):
+        """forward + backward in batches (pycaffe): keyword arrays for the inputs (forward) and
+        the outputs (their diffs); returns ({blob: data}, {blob: diff}) over all items."""
+        fwd = {k: v for k, v in kwargs.items() if k in self._input_names}
+        bwd = {k: v for k, v in kwargs.items() if k in self._output_names}
+        extra = set(kwargs) - set(fwd) - set(bwd)
+        if extra:
+            raise KeyError(f"forward_backward_all: {sorted(extra)} are neither inputs nor outputs of net {self.name!r}")
+        outs, outs_diff = collections.defaultdict(list), collections.defaultdict(list)
+        total = len(next(iter(kwargs.values()))) if kwargs else None
+        batches_f, batches_b = list(self._batches(fwd)), list(self._batches(bwd))
+        for i in range(max(len(batches_f), len(batches_b), 1)):
+            f = batches_f[i] if i < len(batches_f) else {}
+            b = batches_b[i] if i < len(batches_b) else {}
+            for name, value in self.forward(blobs=blobs, **f).items():
+                outs[name].extend(np.array(value, copy=True))
+            for name, value in self.backward(diffs=diffs, **b).items():
+                outs_diff[name].extend(np.array(value, copy=True))
+        keep = slice(None) if total is None else slice(0, total)
+        return ({k: np.asarray(v)[keep] for k, v in outs.items()},
+                {k: np.asarray(v)[keep] for k, v in outs_diff.items()})
+
+    def _batches(self, arrays):
+        """Split keyword arrays into batches of the blobs' batch size, padding the last with zeros
+        (like pycaffe; the caller drops the padding)."""
+        if not arrays:
+            return
+        total = len(next(iter(arrays.values())))
+        batch = self.blobs[next(iter(arrays))].shape[0]
+        for first in range(0, total, batch):
+            chunk = {}
+            for name, value in arrays.items():
+                part = np.asarray(value[first:first + batch])
+                if len(part) < batch:
+                    part = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
+                chunk[name] = part
+            yield chunk
+
     def set_input_arrays(self, data, labels):
         """Feed a MemoryData first layer with numpy arrays (pycaffe)."""
         from .layer_modules.data import set_input_arrays
         set_input_arrays(self, data, labels)
 
     def clear_param_diffs(self):
-        """Zero the param diffs (Caffe's ClearParamDiffs). The gradient tensors are dropped rather
-        than filled with zeros: the next backward then hands its fresh gradients over without an
-        extra pass, and a diff read before that reads as zeros."""
+        """Zero the param diffs (Caffe's ClearParamDiffs). A diff handed out as a `.diff` array is
+        zeroed in place (the array sees the zeros, the next backward accumulates into it); the
+        others are dropped, so that the next backward hands its fresh gradients over without
+        zeroing and adding 44M floats each iteration (a dropped diff reads as zeros)."""
+        handed = {id(b._diff.tensor) for view in self.layers for b in view.blobs if b._diff.tensor is not None}
+        zero = []
         for p in self._learnable:
-            p.grad = None
+            if p.grad is not None and id(p.grad) in handed:
+                zero.append(p.grad)
+            else:
+                p.grad = None
+        if zero:
+            torch._foreach_zero_(zero)
 
     def forward_all(self, blobs=None, **kwargs):
         """Forward every item of the keyword input arrays in batches of the net's batch size."""
@@ -457,24 +633,17 @@ class Net:
         if not kwargs:
             return {k: np.asarray(v).copy() for k, v in self.forward(blobs=blobs).items()}
         total = len(next(iter(kwargs.values())))
-        batch = self.blobs[next(iter(kwargs))].shape[0]
-        for first in range(0, total, batch):
-            chunk = {}
-            for name, value in kwargs.items():
-                part = np.asarray(value[first:first + batch])
-                if len(part) < batch:  # pad the last batch like pycaffe, then drop the padding
-                    part = np.concatenate([part, np.zeros((batch - len(part),) + part.shape[1:], part.dtype)])
-                chunk[name] = part
+        for chunk in self._batches(kwargs):
             for name, value in self.forward(blobs=blobs, **chunk).items():
-                outs[name].extend(np.array(value, copy=True)[:min(batch, total - first)])
-        return {name: np.asarray(v) for name, v in outs.items()}
+                outs[name].extend(np.array(value, copy=True))
+        return {name: np.asarray(v)[:total] for name, v in outs.items()}  # drop the padding
 
     def reshape(self):
         """Propagate the input blobs' (new) shapes through every layer (Caffe's Net::Reshape)."""
-        for view, w in zip(self.layers, self.module.wiring):
+        for layer, w in zip(self.module.layers, self.module.wiring):
             if w.is_input:
                 continue
-            shapes = view.module.top_shapes([self.blobs[b].shape for b in w.bottoms])
+            shapes = layer.top_shapes([self.blobs[b].shape for b in w.bottoms])
             for name, shape in zip(w.tops, shapes):
                 self.blobs[name].reshape(shape)
 
@@ -549,16 +718,21 @@ class Net:
 
     def share_with(self, other):
         """Use `other`'s parameter tensors for the layers of the same name (a solver's test nets)."""
-        theirs = dict(zip(other._layer_names, other.layers))
-        for name, view in zip(self._layer_names, self.layers):
+        theirs = dict(zip(other._layer_names, other.module.layers))
+        for name, layer in zip(self._layer_names, self.module.layers):
             src = theirs.get(name)
-            if src is None or not view.blobs:
+            if src is None or not len(layer.blobs):
                 continue
-            for i, p in enumerate(src.module.blobs):
-                if tuple(p.shape) != tuple(view.module.blobs[i].shape):
+            if len(src.blobs) != len(layer.blobs):
+                raise NetError(f"cannot share layer {name!r}: {len(src.blobs)} params in the other net, "
+                               f"{len(layer.blobs)} here")
+            for i, p in enumerate(src.blobs):
+                if tuple(p.shape) != tuple(layer.blobs[i].shape):
                     raise NetError(f"cannot share layer {name!r} param {i}: shape {tuple(p.shape)} vs "
-                                   f"{tuple(view.module.blobs[i].shape)}")
-                view.module.blobs[i] = p
+                                   f"{tuple(layer.blobs[i].shape)}")
+                mine = layer.blobs[i]
+                self._learnable = [p if q is mine else q for q in self._learnable]
+                layer.blobs[i] = p
 
 
 def _copy_blob(param, src, legacy, values, what, hint=""):

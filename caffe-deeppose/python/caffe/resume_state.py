@@ -23,8 +23,8 @@ FORMAT = 1
 def net_positions(net):
     """{layer name: read position} of a net's data layers."""
     out = {}
-    for name, view in zip(net._layer_names, net.layers):
-        read_position = getattr(view.module, "read_position", None)
+    for name, layer in zip(net._layer_names, net.module.layers):  # (a Python layer's view is the user's object)
+        read_position = getattr(layer, "read_position", None)
         if read_position is not None:
             out[name] = read_position()
     return out
@@ -32,14 +32,14 @@ def net_positions(net):
 
 def seek_net(net, positions, where):
     """Move each data layer of `net` to its position in `positions` (from `net_positions`)."""
-    layers = dict(zip(net._layer_names, net.layers))
+    layers = dict(zip(net._layer_names, net.module.layers))
     for name, position in positions.items():
-        view = layers.get(name)
-        if view is None or not hasattr(view.module, "seek"):
+        layer = layers.get(name)
+        if layer is None or not hasattr(layer, "seek"):
             glog.warning("resume_state", f"{where}: the net has no data layer {name!r} to continue reading where "
                                          "the snapshot stopped")
             continue
-        view.module.seek(position)
+        layer.seek(position)
 
 
 def _random_states():

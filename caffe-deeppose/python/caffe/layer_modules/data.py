@@ -354,7 +354,7 @@ class MemoryData(LayerModule):
 
 def set_input_arrays(net, data, labels):
     """pycaffe's `net.set_input_arrays(data, labels)`: feed the net's first layer, a MemoryData."""
-    module = net.layers[0].module if net.layers else None
+    module = net.module.layers[0] if net.layers else None
     if not isinstance(module, MemoryData):
         raise TypeError("set_input_arrays may only be called if the first layer is a MemoryData layer")
     module.reset(data, labels)

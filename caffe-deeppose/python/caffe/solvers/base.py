@@ -22,10 +22,10 @@ import torch
 
 from .. import common, filelock, glog, hdf5, resume_state
 from ..proto import caffe_pb2
-from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, read_file, \
+from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, parse_prototxt, read_file, \
     write_binary_proto
 from .lr_policy import SolverError, learning_rate
-from ..upgrade import upgrade_solver
+from ..upgrade import UpgradeError, upgrade_solver
 from .params import build_test_nets, build_train_net, read_solver_param
 
 _SOLVERS = {}
@@ -173,6 +173,10 @@ class Solver:
         """Turn the regularised diffs into the update (in place), updating the history;
         `rates[i]` = lr * lr_mult of param i, `self._slots[s][i]` its history blob s."""
         raise NotImplementedError
+
+    def share_weights(self, net):
+        """Make `net` use this solver's net's weights (pycaffe's `solver.share_weights(net)`)."""
+        net.share_with(self.net)
 
     # -- training loop -------------------------------------------------------------------------
     def add_callback(self, on_start, on_gradients_ready=None):
@@ -452,6 +456,17 @@ def solver_class(type_name):
         return _SOLVERS[type_name]
     except KeyError:
         raise SolverError(f"unknown solver type {type_name!r}; known: {', '.join(_SOLVERS)}") from None
+
+
+def get_solver_from_string(text):
+    """The solver for a SolverParameter given as prototxt text (`net` paths are relative to the
+    working directory)."""
+    param = parse_prototxt(text, caffe_pb2.SolverParameter(), "<solver string>")
+    try:
+        upgrade_solver(param, "<solver string>")
+    except UpgradeError as e:
+        raise SolverError(str(e)) from None
+    return get_solver(param)
 
 
 def get_solver(solver_file_or_param):

@@ -31,6 +31,7 @@ import torch
 from .. import common, distributed, glog
 from ..filelock import LockedError
 from ..net import TEST, TRAIN, Net
+from ..layer_modules.python import PythonLayerError
 from ..registry import UnknownLayerError
 from ..proto import caffe_pb2
 from ..solvers import claim_snapshot_prefix, format_float, get_solver, weighted_loss
@@ -309,7 +310,7 @@ def time_(flags):
     net.backward()
     glog.info("caffe.cpp:367", "*** Benchmark begins ***")
     glog.info("caffe.cpp:368", f"Testing for {n} iterations.")
-    names = [view.module.name for view in net.layers]
+    names = list(net._layer_names)
     forward, backward = [0.0] * len(names), [0.0] * len(names)
     total_start = time.perf_counter()
     for j in range(n):
@@ -366,7 +367,7 @@ def main(argv=None):
         return 1
     try:
         return train(flags, argv) if command is train else command(flags)
-    except (ValueError, OSError, UnknownLayerError, LockedError) as e:
+    except (ValueError, OSError, UnknownLayerError, LockedError, PythonLayerError) as e:
         glog.log("F", "caffe.cpp", str(e))
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C before the first was acted on
