@@ -114,14 +114,14 @@ class NCCL:
         as BVLC's train.py does): reduce the diffs of layer `layer`'s params after its backward."""
         if not self._layer_wise:
             net = self.solver.net
-            if sum(len(view.module.blobs) for view in net.layers) != len(net.all_params):
+            if sum(len(module.blobs) for module in net.module.layers) != len(net.all_params):
                 raise RuntimeError("Layer-wise reduce is not supported for nets with shared weights.")
             if not self.solver.param.layer_wise_reduce:
                 raise RuntimeError("net.after_backward(nccl) reduces layer by layer, but the solver says "
                                    "layer_wise_reduce: false")
             self._layer_wise = True
         learnable = {id(p) for p in self.solver.net.learnable_params}
-        self._reduce([p for p in self.solver.net.layers[layer].module.blobs if id(p) in learnable])
+        self._reduce([p for p in self.solver.net.module.layers[layer].blobs if id(p) in learnable])
 
     def _reduce(self, params, flags=()):
         """All-reduce the diffs of `params` (summed, then scaled by 1/N, in place) and `flags`
