@@ -18,6 +18,10 @@
 #   DEEPPOSE_LR1, DEEPPOSE_LR2                base_lr (default: the committed 1e-4, which learns
 #                                             on CPU too; 1e-3 learned slower, 1e-2 diverged)
 #   DEEPPOSE_TEST_ITER=20                     test_iter of the test at the end of training
+# GPUs: with the committed solvers, training uses every GPU the machine has (caffe train -gpu all:
+# one worker per GPU); DEEPPOSE_GPUS=0,1 picks some (DEEPPOSE_GPUS=0: one). As in Caffe, each
+# worker runs the solver's batch (effective batch = batch x GPUs) and base_lr, max_iter and the
+# snapshots stay as written: scale base_lr yourself if you want to. (Not yet run on a GPU.)
 # Data: when the dataset's directory (data/K2HPD) holds no annotations, a synthetic set is
 # generated first (for a dataset with text annotations; others must be put in place, see README):
 #   DEEPPOSE_SYNTH_TRAIN=2000 DEEPPOSE_SYNTH_TEST=150 DEEPPOSE_SYNTH_SEED=0
@@ -113,6 +117,8 @@ if [ "$SCHEDULE" = cpu ]; then
 elif [ "$SOLVER1" != $M1/deeppose_solver.prototxt ]; then
     say "no GPU: the full schedule runs on CPU (solver_mode CPU in $SOLVER1, $SOLVER2); this takes days"
 fi
+GPUS=()  # caffe train's -gpu flag: only with the committed (GPU) solvers
+if [ "$SOLVER1" = $M1/deeppose_solver.prototxt ]; then GPUS=(-gpu "${DEEPPOSE_GPUS:-all}"); fi
 MODEL1=$(python -m deeppose.pipeline final-snapshot "$SOLVER1")
 MODEL2=$(python -m deeppose.pipeline final-snapshot "$SOLVER2")
 START=$(date +%s)
@@ -156,9 +162,9 @@ train() {  # train SOLVER LOG: an interrupted run (Ctrl-C snapshots) resumes unl
     [ $forced = 1 ] || state=$(python -m deeppose.pipeline latest-state "$1")
     if [ -n "$state" ]; then
         say "resuming from $state"
-        caffe train -solver "$1" -snapshot "$state" 2>&1 | tee -a "$2"
+        caffe train -solver "$1" -snapshot "$state" ${GPUS[@]+"${GPUS[@]}"} 2>&1 | tee -a "$2"
     else
-        caffe train -solver "$1" 2>&1 | tee "$2"
+        caffe train -solver "$1" ${GPUS[@]+"${GPUS[@]}"} 2>&1 | tee "$2"
     fi
 }
 if should_run train1 "$MODEL1"; then

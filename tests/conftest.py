@@ -3,6 +3,8 @@ import collections
 import os
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
 ROOT = os.path.dirname(HERE)
@@ -27,3 +29,15 @@ def pytest_terminal_summary(terminalreporter):
 
 
 sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(autouse=True)
+def test_device():
+    """CAFFE_TEST_DEVICE=gpu: the tests' nets and solvers compute on CUDA device 0 (bench/gpu_proof.py)."""
+    if os.environ.get("CAFFE_TEST_DEVICE", "cpu") != "gpu":
+        yield
+        return
+    import caffe
+    caffe.set_mode_gpu()
+    yield
+    caffe.set_mode_cpu()

@@ -16,6 +16,7 @@ _HOMES = {
     "set_solver_count": "common", "set_solver_rank": "common", "set_multiprocess": "common",
     "solver_count": "common", "solver_rank": "common",
     "Layer": "layer_modules.python", "Timer": "common", "init_log": "glog",
+    "NCCL": "distributed", "has_nccl": "distributed",
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
     "RMSPropSolver": "solvers", "AdaDeltaSolver": "solvers", "AdamSolver": "solvers", "get_solver": "solvers",
     "get_solver_from_string": "solvers",

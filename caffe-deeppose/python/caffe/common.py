@@ -6,6 +6,8 @@ import time
 
 import torch
 
+from . import glog
+
 _state = {"mode": "cpu", "device_id": 0, "seed": None, "solver_count": 1, "solver_rank": 0, "multiprocess": False}
 
 
@@ -43,6 +45,7 @@ def set_solver_count(count):
 def set_solver_rank(rank):
     """This worker's rank among them; rank 0 is the root solver (logs, tests, snapshots)."""
     _state["solver_rank"] = int(rank)
+    glog.root_solver = int(rank) == 0  # as Caffe's LOG_IF(INFO, Caffe::root_solver())
 
 
 def set_multiprocess(multiprocess):

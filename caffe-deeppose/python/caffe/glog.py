@@ -6,11 +6,12 @@ import sys
 
 _LEVELS = {"I": 0, "W": 1, "E": 2, "F": 3}
 min_level = int(os.environ.get("GLOG_minloglevel", "0"))
+root_solver = True  # False in the workers other than rank 0: they log warnings and errors only
 
 
 def log(severity, where, message, stream=None):
     """Write one line; `severity` is I, W, E or F, `where` the source tag (e.g. "solver.cpp:218")."""
-    if _LEVELS[severity] < min_level:
+    if _LEVELS[severity] < min_level or (severity == "I" and not root_solver):
         return
     now = datetime.datetime.now()
     line = f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {os.getpid():>6d} {where}] {message}\n"

@@ -90,10 +90,21 @@ def _stop_running(running, then):
 class _DatumBatches:
     """Reads batches of Datums from a cycling LMDB cursor (runs on the prefetch thread)."""
 
-    def __init__(self, cursor, transformer, batch_size, label_num, with_labels, first):
+    def __init__(self, cursor, transformer, batch_size, label_num, with_labels, first, workers=(1, 0)):
         self.cursor, self.transformer, self.db_name = cursor, transformer, cursor.db.name
         self.batch_size, self.label_num, self.with_labels = batch_size, label_num, with_labels
         self.shape, self.dtype = first.shape, first.dtype
+        self.workers, self.offset = workers, 0
+
+    def next_record(self):
+        """The next record of this worker: of N workers, worker r reads the records whose running
+        index i has i mod N == r (Caffe's DataLayer::Skip)."""
+        count, rank = self.workers
+        while self.offset % count != rank:
+            self.cursor.next()
+            self.offset += 1
+        self.offset += 1
+        return self.cursor.next()
 
     def image(self, key, value):
         """The Datum and pixels of one record; errors name the database and the key."""
@@ -117,7 +128,7 @@ class _DatumBatches:
         images = np.empty((n,) + self.shape, self.dtype)
         labels = np.empty((n, self.label_num, 1, 1) if self.label_num else (n,), np.float32)
         for i in range(n):
-            key, value = self.cursor.next()
+            key, value = self.next_record()
             datum, images[i] = self.image(key, value)
             if self.with_labels:
                 labels[i] = self.label(key, datum)
@@ -125,7 +136,10 @@ class _DatumBatches:
         return (data, labels) if self.with_labels else (data,)
 
     def position(self):
-        return {"key": self.cursor.key().hex(), "transform_rng": self.transformer.random_state()}
+        """The cursor's key and, with N workers, how many records the others read beyond it in
+        the same batches (-offset mod N): the first record no worker has read is that many on."""
+        return {"key": self.cursor.key().hex(), "skip": -self.offset % self.workers[0],
+                "transform_rng": self.transformer.random_state()}
 
     def seek(self, position):
         key = bytes.fromhex(position["key"])
@@ -133,6 +147,8 @@ class _DatumBatches:
             glog.warning("data_layer.cpp", f"{self.db_name}: no record has the key {key!r} where the snapshot "
                                            "stopped reading (the database changed since?); reading on from "
                                            f"the key {self.cursor.key()!r}")
+        self.cursor.skip(position.get("skip", 0))
+        self.offset = 0  # the running index counts from the first record no worker has read
         self.transformer.set_random_state(position["transform_rng"])
 
 
@@ -140,7 +156,8 @@ class _DatumBatches:
 class Data(_PrefetchingLayer):
     """Caffe's Data layer on an LMDB of Datums, with the DeepPose `label_num` extension: when it
     is positive the label top is (batch, label_num, 1, 1) from each Datum's float_data, else the
-    scalar `label`, (batch,). The records cycle: after the last comes the first again."""
+    scalar `label`, (batch,). The records cycle: after the last comes the first again. In training
+    with N workers (caffe.distributed), worker r reads the records whose running index is r mod N."""
 
     def __init__(self, param, phase):
         super().__init__(param, phase)
@@ -163,7 +180,8 @@ class Data(_PrefetchingLayer):
         except BaseException:
             db.close()
             raise
-        batches = _DatumBatches(cursor, self.transformer, self.batch_size, self.label_num, with_labels, first)
+        workers = (common.solver_count(), common.solver_rank()) if phase == caffe_pb2.TRAIN else (1, 0)
+        batches = _DatumBatches(cursor, self.transformer, self.batch_size, self.label_num, with_labels, first, workers)
         data_shape = (self.batch_size,) + self.transformer.infer_shape(first.shape)
         glog.info("data_layer.cpp:45", f"output data size: {','.join(map(str, data_shape))}")
         label_shape = (self.batch_size, self.label_num, 1, 1) if self.label_num else (self.batch_size,)

@@ -83,8 +83,8 @@ class Solver:
             raise SolverError(f"unknown regularization_type {param.regularization_type!r} (L1 or L2)")
         learning_rate(param, 0, 0)  # checks the lr_policy's fields
         self._check_snapshot_prefix()
-        if param.random_seed >= 0:
-            common.set_random_seed(param.random_seed)
+        if param.random_seed >= 0:  # each worker its own stream (Dropout, mirror, crop), as Caffe
+            common.set_random_seed(param.random_seed + common.solver_rank())
         self.net = build_train_net(param)
         self.test_nets = build_test_nets(param)
         for test_net in self.test_nets:
@@ -179,8 +179,11 @@ class Solver:
         net.share_with(self.net)
 
     # -- training loop -------------------------------------------------------------------------
-    def add_callback(self, on_start, on_gradients_ready):
-        """Call `on_start()` before each iteration's passes and `on_gradients_ready()` before its update."""
+    def add_callback(self, on_start, on_gradients_ready=None):
+        """Call `on_start()` before each iteration's passes and `on_gradients_ready()` before its
+        update; or give one object with both methods (pycaffe's `solver.add_callback(nccl)`)."""
+        if on_gradients_ready is None:
+            on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
         self._callbacks.append((on_start, on_gradients_ready))
 
     def set_action_function(self, function):
@@ -214,7 +217,8 @@ class Solver:
         timer, last_iter = time.perf_counter(), self.iter
         while self.iter < stop_iter:
             self.net.clear_param_diffs()
-            if p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization):
+            if (p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization)
+                    and common.root_solver()):
                 self.test_all()
                 if self._early_exit:
                     break
@@ -239,7 +243,7 @@ class Solver:
                 on_gradients_ready()
             self.apply_update()
             request = self._requested_action()
-            if (p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT:
+            if common.root_solver() and ((p.snapshot and self.iter % p.snapshot == 0) or request == SNAPSHOT):
                 self.snapshot()
             if request == STOP:
                 self._early_exit = True
@@ -256,6 +260,8 @@ class Solver:
             self.restore(resume_file)
         start_iter = self.iter
         self.step(p.max_iter - self.iter)
+        if not common.root_solver():  # only the root solver snapshots, displays and tests
+            return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         if self._early_exit:

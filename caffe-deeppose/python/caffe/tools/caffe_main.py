@@ -1,6 +1,6 @@
 """`caffe`: Caffe's command-line brew (tools/caffe.cpp) with its gflags-style flags.
 
-    caffe train -solver S [-weights W1,W2 | -snapshot S.solverstate] [-gpu N|all] [-level L] [-stage a,b]
+    caffe train -solver S [-weights W1,W2 | -snapshot S.solverstate] [-gpu N|N,M,..|all] [-level L] [-stage a,b]
     caffe test -model M -weights W [-iterations 50] [-gpu N]
     caffe time -model M [-iterations 50] [-phase TRAIN|TEST] [-gpu N]
     caffe device_query -gpu N|all
@@ -15,14 +15,20 @@ exits with status 143; `-snapshot` resumes it exactly. A second Ctrl-C before th
 on interrupts at once; snapshots are written atomically, so no file is left half written. One
 `train` at a time may use a snapshot prefix (a lock beside it). A NaN or infinite loss stops
 training with an error naming the iteration, before the weights are updated.
+
+Several workers (caffe.distributed): `caffe train -gpu 0,1` (or `-gpu all`) starts one worker
+process per device; `caffe train` started by torchrun joins its workers (NCCL on GPUs, gloo with
+solver_mode CPU). Rank 0 logs, tests and snapshots (and holds the prefix's lock); a signal to any
+worker stops (or snapshots) them all at the same iteration.
 """
+import contextlib
 import signal
 import sys
 import time
 
 import torch
 
-from .. import common, glog
+from .. import common, distributed, glog
 from ..filelock import LockedError
 from ..net import TEST, TRAIN, Net
 from ..layer_modules.python import PythonLayerError
@@ -76,17 +82,22 @@ def _gpus(flag):
         raise CommandError(f"-gpu={flag}: give device ids separated by ',' or 'all'") from None
 
 
+def _check_gpus(gpus, what):
+    count = torch.cuda.device_count()
+    for g in gpus:
+        if not 0 <= g < count:
+            raise CommandError(f"{what} asks for GPU {g}, but PyTorch sees {count} CUDA device(s) on this machine"
+                               + ("" if count else "; run on the CPU (no -gpu flag, solver_mode: CPU; several CPU "
+                                                   "workers: torchrun --nproc_per_node N $(which caffe) train ...)"))
+
+
 def _use(gpus, what):
     """Compute on the first of `gpus` (checked to exist) or, with none, on the CPU."""
     if not gpus:
         glog.info("caffe.cpp:197", "Use CPU.")
         common.set_mode_cpu()
         return
-    count = torch.cuda.device_count()
-    for g in gpus:
-        if not 0 <= g < count:
-            raise CommandError(f"{what} asks for GPU {g}, but PyTorch sees {count} CUDA device(s) on this machine"
-                               + ("" if count else "; run on the CPU (no -gpu flag, solver_mode: CPU)"))
+    _check_gpus(gpus, what)
     common.set_device(gpus[0])
     common.set_mode_gpu()
 
@@ -137,7 +148,7 @@ class _Signals:
             signal.signal(signum, handler)
 
 
-def train(flags):
+def train(flags, argv=()):
     if not flags["solver"]:
         raise CommandError("Need a solver definition to train.")
     if flags["snapshot"] and flags["weights"]:
@@ -145,17 +156,28 @@ def train(flags):
     param = read_solver_param(flags["solver"])
     param.train_state.level = flags["level"]
     param.train_state.stage.extend(_stages(flags))
+    workers = distributed.environment()
+    if workers:  # before anything is logged: only rank 0 logs
+        common.set_solver_count(workers[0])
+        common.set_solver_rank(workers[1])
     gpu = flags["gpu"]
     if not gpu and param.HasField("solver_mode") and param.solver_mode == caffe_pb2.SolverParameter.GPU:
         gpu = str(param.device_id)
     gpus = _gpus(gpu)
-    if len(gpus) > 1:
-        raise CommandError(f"-gpu={gpu}: multi-GPU training (NCCL) is not supported by this runtime; give one "
-                           "device id")
     what = "-gpu" if flags["gpu"] else f"{flags['solver']} (solver_mode: GPU, device_id: {param.device_id})"
     if gpus:
-        glog.info("caffe.cpp:208", f"Using GPUs {gpus[0]}")
+        glog.info("caffe.cpp:208", f"Using GPUs {', '.join(map(str, gpus))}")
+    if len(gpus) > 1 and not workers:
+        _check_gpus(gpus, what)
+        return distributed.launch(argv, len(gpus))
+    if workers and gpus:  # a worker's device: the LOCAL_RANK-th of -gpu; with solver_mode GPU, LOCAL_RANK
+        if flags["gpu"] and workers[2] >= len(gpus):
+            raise CommandError(f"-gpu={gpu} names {len(gpus)} device(s), but this worker's LOCAL_RANK is "
+                               f"{workers[2]}: give one device per worker of the node")
+        gpus = [gpus[workers[2]] if flags["gpu"] else workers[2]]
     _use(gpus, what)
+    if workers:
+        distributed.join()
     if gpus:
         glog.info("caffe.cpp:216", f"GPU {gpus[0]}: {torch.cuda.get_device_name(gpus[0])}")
         param.device_id = gpus[0]
@@ -164,20 +186,29 @@ def train(flags):
         param.ClearField("weights")
     if flags["weights"]:
         param.weights.append(flags["weights"])
-    with signals, claim_snapshot_prefix(param.snapshot_prefix):
-        solver = get_solver(param)
-        solver.set_action_function(signals.requested)
-        if flags["snapshot"]:
-            glog.info("caffe.cpp:234", f"Resuming from {flags['snapshot']}")
-            solver.restore(flags["snapshot"])
-        glog.info("caffe.cpp:239", "Starting Optimization")
-        solver.solve()
-        if signals.terminated and solver.iter < param.max_iter:
-            if solver.last_snapshot_iter != solver.iter:
-                solver.snapshot()
-            glog.info("caffe.cpp", f"Stopped by SIGTERM at iteration {solver.iter}; resume with -snapshot "
-                                   f"{param.snapshot_prefix}_iter_{solver.iter}.solverstate")
-            return 128 + signal.SIGTERM
+    prefix_lock = claim_snapshot_prefix(param.snapshot_prefix) if common.root_solver() else contextlib.nullcontext()
+    try:
+        with signals, prefix_lock:
+            solver = get_solver(param)
+            solver.set_action_function(signals.requested)
+            if flags["snapshot"]:
+                glog.info("caffe.cpp:234", f"Resuming from {flags['snapshot']}")
+                solver.restore(flags["snapshot"])
+            if workers:
+                nccl = distributed.NCCL(solver)
+                nccl.bcast()
+                solver.add_callback(nccl)
+                nccl.watch(signals.requested)
+            glog.info("caffe.cpp:239", "Starting Optimization")
+            solver.solve()
+            if signals.terminated and solver.iter < param.max_iter:
+                if common.root_solver() and solver.last_snapshot_iter != solver.iter:
+                    solver.snapshot()
+                glog.info("caffe.cpp", f"Stopped by SIGTERM at iteration {solver.iter}; resume with -snapshot "
+                                       f"{param.snapshot_prefix}_iter_{solver.iter}.solverstate")
+                return 128 + signal.SIGTERM
+    finally:
+        distributed.leave()
     glog.info("caffe.cpp:250", "Optimization Done.")
     return 0
 
@@ -335,7 +366,7 @@ def main(argv=None):
         glog.log("F", "caffe.cpp:85", f"Unknown action: {args[0]}")
         return 1
     try:
-        return command(flags)
+        return train(flags, argv) if command is train else command(flags)
     except (ValueError, OSError, UnknownLayerError, LockedError, PythonLayerError) as e:
         glog.log("F", "caffe.cpp", str(e))
         return 1
