@@ -12,7 +12,7 @@ import caffe
 from caffe.caffemodel import read_weights
 
 from . import nets, preprocess, stages
-from .nets import REFINE, STAGE1, ModelFiles
+from .nets import ModelFiles
 from .dataset import DatasetDescription
 
 
@@ -54,7 +54,10 @@ class Cascade:
     """Stage 1 and refiners 2..S; `predict` gives every stage's joints."""
 
     def __init__(self, desc: DatasetDescription, stage1_weights, refine_weights=(),
-                 batch: int = 32, stage1: ModelFiles = STAGE1, refine: ModelFiles = REFINE):
+                 batch: int = 32, stage1: ModelFiles | None = None, refine: ModelFiles | None = None):
+        if stage1 is None or refine is None:  # the nets for desc (nets.stage_nets)
+            fitted = nets.stage_nets(desc)
+            stage1, refine = stage1 or fitted[0], refine or fitted[1]
         nets.check_stage1(desc, stage1)
         if refine_weights:
             nets.check_refiner(desc, refine)

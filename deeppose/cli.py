@@ -85,13 +85,4 @@ def output_main(argv) -> None:
     p.add_argument("--batch", type=int, default=32)
     datasets.add_argument(p)
     args = p.parse_args(argv)
-    desc = datasets.selected(args.dataset)
-    from .cascade import Cascade
-
-    cascade = Cascade(desc, args.models[0], args.models[1:], batch=args.batch)
-    for split in args.split or ["val"]:
-        names, truth = pipeline.read_stage1_list(pipeline.stage_dir(1, desc) / f"{split}.txt", desc)
-        pred = cascade.predict_files(names)[-1]
-        path = pipeline.write_outputs(pipeline.output_path(len(args.models), split, desc), names, truth, pred)
-        err = np.linalg.norm(pred - truth, axis=-1).mean()
-        print(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {path}")
+    pipeline.write_predictions(datasets.selected(args.dataset), args.models, args.split or ["val"], args.batch)

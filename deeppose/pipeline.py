@@ -1,24 +1,21 @@
-"""The file-level steps of the DeepPose pipeline (deeppose_train.sh calls them through the thin
-scripts in data/<dataset>/ and models/): stage lists, stage-s crops, prediction outputs, run-local
-solvers. Paths are relative to the repository root, where the seed runs everything; every step takes
-the run's dataset description.
+"""The file-level steps of the DeepPose pipeline (the driver, deeppose/train.py, and the seed's
+scripts in data/<dataset>/ and models/ call them): stage lists, stage-s crops, prediction outputs,
+run-local solvers. Paths are relative to the repository root, where the seed runs everything; every
+step takes the run's dataset description.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
-from google.protobuf import text_format
+from tqdm import tqdm
 
-from caffe import protoio
-from caffe.proto import caffe_pb2
+import caffe
 
-from . import preprocess, stages
+from . import nets, preprocess, stages
 from .dataset import DatasetDescription, annotation_paths, read_split, torso_diameter
 
 
@@ -31,14 +28,15 @@ def image_path(name: str, desc: DatasetDescription) -> Path:
 
 
 def log(message: str) -> None:
-    print(message, flush=True)
+    caffe.glog.info("pipeline.py", message)
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
-def make_stage1_lists(desc: DatasetDescription, val_fraction: float = 0.1, seed: int = 10086) -> dict:
+def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float = 0.1) -> dict:
     """Write stage1/{train,val,test}.txt: training images and their mirrors (minus a held-out
     validation part, unmirrored, whose stage-1 errors the refiner's simulation is fitted on) and the
-    test images, each line ``<image> <offsets of the joints from the image centre>``, shuffled."""
+    test images, each line ``<image> <offsets of the joints from the image centre>``; the split
+    and the lists' order come from `seed`."""
     rng = np.random.default_rng(seed)
     paths = annotation_paths(desc.root, desc)
     train, test = read_split(desc, "train"), read_split(desc, "test")
@@ -78,6 +76,24 @@ def output_path(stage: int, split: str, desc: DatasetDescription) -> Path:
     return stage_dir(stage, desc) / f"output_{split}.txt"
 
 
+def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: int = 32, files=None) -> list[Path]:
+    """The cascade's predictions (`models`: stage-1 weights, then refiners') on stage-1 list
+    splits, as `output_path(len(models), split)`; `files`: the (stage-1, refiner) ModelFiles
+    (default: `nets.stage_nets(desc)`)."""
+    from .cascade import Cascade  # torch: loaded by the steps that run a net
+
+    stage1, refine = files or nets.stage_nets(desc)
+    cascade = Cascade(desc, models[0], models[1:], batch=batch, stage1=stage1, refine=refine)
+    paths = []
+    for split in splits:
+        names, truth = read_stage1_list(stage_dir(1, desc) / f"{split}.txt", desc)
+        pred = cascade.predict_files(names)[-1]
+        paths.append(write_outputs(output_path(len(models), split, desc), names, truth, pred))
+        err = np.linalg.norm(pred - truth, axis=-1).mean()
+        log(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {paths[-1]}")
+    return paths
+
+
 def write_outputs(path, names, truth, pred) -> Path:
     """Seed format: ``<image> <2J true coordinates> <2J predicted coordinates>`` (absolute pixels)."""
     rows = [(n, np.concatenate([t.ravel(), p.ravel()])) for n, t, p in zip(names, truth, pred)]
@@ -98,7 +114,8 @@ def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centr
     """Crops of side sides[i] around centres (N, K, 2) of image i, PNG at out x out; list rows."""
     directory.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, truth, cs, side, idx in zip(names, joints, centres, sides, joint_idx):
+    for name, truth, cs, side, idx in tqdm(list(zip(names, joints, centres, sides, joint_idx)), unit="img",
+                                           desc=str(directory), disable=None, leave=False):
         image = preprocess.load_image(name, desc)
         for c, j in zip(cs, idx):
             path = directory / f"{Path(name).stem}_{j:02d}.png"
@@ -108,8 +125,8 @@ def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centr
     return rows
 
 
-def make_refine_data(desc: DatasetDescription, stage: int, out: int, displacements: str = "simulated",
-                     per_image: int = 1, seed: int = 10086) -> dict:
+def make_refine_data(desc: DatasetDescription, stage: int, out: int, seed: int, displacements: str = "simulated",
+                     per_image: int = 1) -> dict:
     """Write stage<s>/{train,test}.txt and their crops for refiner stage s >= 2.
 
     Training crops: `per_image` joints of every stage-1 training image, centred on a simulated
@@ -117,7 +134,8 @@ def make_refine_data(desc: DatasetDescription, stage: int, out: int, displacemen
     predictions, `displacements="simulated"`) or on the stage s-1 prediction on that training image
     (`"predictions"`, the seed's way); side alpha x the true torso diameter. Test crops: every joint
     of the held-out images around the real stage s-1 predictions, side measured on the prediction
-    (as at deployment)."""
+    (as at deployment). The joints chosen, the simulated displacements and the lists' order come
+    from (`seed`, `stage`)."""
     if stage < 2:
         raise ValueError(f"refiner stages are 2 and above, got {stage}")
     rng = np.random.default_rng([seed, stage])
@@ -156,43 +174,61 @@ def make_refine_data(desc: DatasetDescription, stage: int, out: int, displacemen
 
 
 # -- solvers -------------------------------------------------------------------------------------
-def derive_solver(src, dst, overrides: dict[str, str], train_batch: int | None = None) -> Path:
-    """Write a run-local solver: `src` with fields replaced (values in prototxt syntax). With
-    `train_batch`, the net is inlined (`net_param`) with the TRAIN Data layers' batch_size changed;
-    otherwise it stays a reference to the committed net file."""
-    param = protoio.read_prototxt(src, caffe_pb2.SolverParameter)
+def _set_field(param, key, value, src) -> None:
+    field = param.DESCRIPTOR.fields_by_name.get(key)
+    if field is None:
+        raise ValueError(f"{src}: SolverParameter has no field {key!r}")
+    current = getattr(param, key)
+    if hasattr(current, "extend"):  # a repeated field: its values replaced
+        del current[:]
+        current.extend(value if isinstance(value, (list, tuple)) else [value])
+    elif field.enum_type is not None and isinstance(value, str):
+        if value not in field.enum_type.values_by_name:
+            raise ValueError(f"{src}: {key} has no value {value!r} ({', '.join(field.enum_type.values_by_name)})")
+        setattr(param, key, field.enum_type.values_by_name[value].number)
+    else:
+        setattr(param, key, value)
+
+
+def derive_solver(src, dst, overrides: dict, net=None, train_batch: int | None = None) -> Path:
+    """Write a run-local solver: `src` with fields replaced (`overrides`: field -> value; an enum
+    by its name, a repeated field by a list) training the net `net` (default: the solver's own).
+    With `train_batch`, the net is inlined (`net_param`) with its TRAIN Data layers' batch_size
+    changed; otherwise the solver refers to the net file."""
+    param = caffe.io.read_solver_prototxt(src)
     for key, value in overrides.items():
-        if key not in caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name:
-            raise ValueError(f"{src}: SolverParameter has no field {key!r}")
-        param.ClearField(key)
-        text_format.Merge(f"{key}: {value}", param)
-    note = dict(overrides)
+        _set_field(param, key, value, src)
+    note = {k: v for k, v in overrides.items()}
+    net = str(net or param.net)
+    if not net:
+        raise ValueError(f"{src}: the solver has no `net` file (the run's solvers train one net file)")
     if train_batch:
-        if not param.HasField("net"):
-            raise ValueError(f"{src}: a batch override needs the solver's `net` file")
-        net = protoio.read_prototxt(param.net, caffe_pb2.NetParameter)
-        for layer in net.layer:
-            if layer.type == "Data" and any(r.phase == caffe_pb2.TRAIN for r in layer.include):
+        net_param = caffe.io.read_net_prototxt(net)
+        for layer in net_param.layer:
+            if layer.type == "Data" and any(r.phase == caffe.TRAIN for r in layer.include):
                 layer.data_param.batch_size = train_batch
         param.ClearField("net")
-        param.net_param.CopyFrom(net)
+        param.net_param.CopyFrom(net_param)
         note["TRAIN batch_size"] = train_batch
+    else:
+        param.net = net
+    note["net"] = net
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    protoio.atomic_write(dst, f"# derived from {src} by deeppose_train.sh: {note}\n" + text_format.MessageToString(param))
+    caffe.io.write_prototxt(dst, param, f"derived from {src} by python -m deeppose train: {note}")
     return dst
 
 
 def final_snapshot(solver) -> Path:
     """The weights file a solver writes when it finishes."""
-    param = protoio.read_prototxt(solver, caffe_pb2.SolverParameter)
+    param = caffe.io.read_solver_prototxt(solver)
     return Path(f"{param.snapshot_prefix}_iter_{param.max_iter}.caffemodel")
 
 
 def latest_state(solver) -> Path | None:
     """The newest `.solverstate` an interrupted run of this solver left (iteration below max_iter;
-    `caffe train` snapshots when stopped with SIGINT), or None."""
-    param = protoio.read_prototxt(solver, caffe_pb2.SolverParameter)
+    training snapshots when stopped with SIGINT), or None."""
+    param = caffe.io.read_solver_prototxt(solver)
     prefix = Path(param.snapshot_prefix)
     states = []
     for path in prefix.parent.glob(f"{prefix.name}_iter_*.solverstate"):
@@ -212,49 +248,3 @@ def read_report(path) -> dict:
     if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
         raise ValueError(f"{path}: not a complete accuracy report (no stages)")
     return report
-
-
-def input_size(deploy) -> tuple[int, int]:
-    """(rows, cols) of a deploy prototxt's Input layer."""
-    net = protoio.read_prototxt(deploy, caffe_pb2.NetParameter)
-    for layer in net.layer:
-        if layer.type == "Input":
-            return tuple(layer.input_param.shape[0].dim[2:4])
-    raise ValueError(f"{deploy}: no Input layer")
-
-
-def main(argv=None) -> None:
-    """Helpers for deeppose_train.sh: `derive-solver SRC DST key=value...`, `final-snapshot SOLVER`,
-    `latest-state SOLVER`, `input-size DEPLOY`, `check-report JSON` (exit 1 unless a complete accuracy
-    report)."""
-    p = argparse.ArgumentParser(prog="python -m deeppose.pipeline", description=main.__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("derive-solver")
-    d.add_argument("src"), d.add_argument("dst"), d.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    d.add_argument("--train-batch", type=int, help="TRAIN Data layers' batch_size (inlines the net)")
-    sub.add_parser("final-snapshot").add_argument("solver")
-    sub.add_parser("latest-state").add_argument("solver")
-    sub.add_parser("input-size").add_argument("deploy")
-    sub.add_parser("check-report").add_argument("report")
-    args = p.parse_args(argv)
-    if args.cmd == "derive-solver":
-        bad = [o for o in args.overrides if "=" not in o]
-        if bad:
-            p.error(f"overrides must be KEY=VALUE: {bad}")
-        print(derive_solver(args.src, args.dst, dict(o.split("=", 1) for o in args.overrides), args.train_batch))
-    elif args.cmd == "final-snapshot":
-        print(final_snapshot(args.solver))
-    elif args.cmd == "latest-state":
-        print(latest_state(args.solver) or "")
-    elif args.cmd == "check-report":
-        try:
-            read_report(args.report)
-        except ValueError as e:
-            print(e, file=sys.stderr)
-            return 1
-    else:
-        print(*input_size(args.deploy))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

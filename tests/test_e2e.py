@@ -1,10 +1,14 @@
-"""End to end: ./deeppose_train.sh on a tiny synthetic set with a tiny schedule, then the seed's
-commands (pytest.py, pyaccuracy.py --json, draw_loss.py), all as subprocesses in a copy of the
-repository's user-facing files (the checkout's data/ and models/ are left alone)."""
+"""End to end: ./deeppose_train.sh (python -m deeppose train) on a tiny synthetic set with a tiny
+schedule, then the seed's commands (pytest.py, pyaccuracy.py --json, draw_loss.py), all as
+subprocesses in a copy of the repository's user-facing files (the checkout's data/ and models/
+are left alone); a second run from scratch repeats the first byte for byte; Ctrl-C during
+training snapshots and the next run resumes from there."""
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,19 +28,29 @@ TINY = {"DEEPPOSE_SCHEDULE": "cpu", "DEEPPOSE_SYNTH_TRAIN": "16", "DEEPPOSE_SYNT
 
 
 def run(args, cwd, env=None):
+    """Run a command with the tiny schedule; its output (stdout and the log on stderr)."""
     r = subprocess.run(args, cwd=cwd, env={**os.environ, **TINY, **(env or {})}, capture_output=True, text=True)
     assert r.returncode == 0, f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout
+    return r.stdout + r.stderr
+
+
+def copy_repository(repo):
+    for f in FILES:
+        (repo / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, repo / f)
+    return repo
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("repo")
-    for f in FILES:
-        (repo / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, repo / f)
+    repo = copy_repository(tmp_path_factory.mktemp("repo"))
     out = run(["bash", "deeppose_train.sh"], repo)
     return repo, out
+
+
+RESULTS = ["models/deeppose/snapshot/deeppose_iter_2.caffemodel",
+           "models/deeppose_refine/snapshot/deeppose_refine_iter_2.caffemodel",
+           "models/deeppose/accuracy.json", "models/deeppose_refine/accuracy.json"]
 
 
 def test_pipeline_makes_every_file(trained):
@@ -102,3 +116,46 @@ def test_seed_commands(trained):
     assert "stage 2 joints" in out and (repo / "o.png").exists()
     out = run([sys.executable, "models/deeppose/draw_loss.py"], repo)
     assert (repo / "models/deeppose/deeppose_loss.png").exists()
+
+
+@pytest.mark.slow
+def test_a_run_from_scratch_repeats_byte_for_byte(trained, tmp_path):
+    """The one seed (globalvar.py's SEED) fixes the synthetic set, the lists, the crops and the
+    solvers' random_seed: a second run in a fresh copy writes the same weights and reports."""
+    first, _ = trained
+    second = copy_repository(tmp_path)
+    run(["bash", "deeppose_train.sh"], second)
+    for f in RESULTS + ["data/K2HPD/stage1/train.txt", "data/K2HPD/stage2/train.txt"]:
+        assert (second / f).read_bytes() == (first / f).read_bytes(), f
+    out = run(["bash", "deeppose_train.sh", "--seed", "1", "--from", "stage1"], second)  # another seed, other numbers
+    assert "seed 1" in out
+    assert (second / RESULTS[0]).read_bytes() != (first / RESULTS[0]).read_bytes()
+    assert (second / "data/K2HPD/stage1/train.txt").read_bytes() != (first / "data/K2HPD/stage1/train.txt").read_bytes()
+
+
+@pytest.mark.slow
+def test_ctrl_c_snapshots_and_the_next_run_resumes(trained, tmp_path):
+    """SIGINT during training stops it with a snapshot (exit 130); the next run resumes from it
+    (here stage 1's max_iter is raised to 30, so the finished run's iteration-2 state is the
+    resume point first)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(trained[0], repo)
+    env = {**os.environ, **TINY, "DEEPPOSE_ITER1": "30"}
+    proc = subprocess.Popen(["bash", "deeppose_train.sh"], cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "] Iteration 10 " in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    out = "".join(lines) + rest
+    assert proc.returncode == 130, out
+    assert "resuming from models/deeppose/snapshot/deeppose_iter_2.solverstate" in out
+    stopped = int(re.search(r"training stopped at iteration (\d+) by SIGINT", out).group(1))
+    assert 10 < stopped < 30
+    state = f"models/deeppose/snapshot/deeppose_iter_{stopped}.solverstate"
+    assert (repo / state).exists() and state in out
+    out = run(["bash", "deeppose_train.sh"], repo, {"DEEPPOSE_ITER1": str(stopped + 2)})
+    assert f"resuming from {state}" in out
+    assert (repo / f"models/deeppose/snapshot/deeppose_iter_{stopped + 2}.caffemodel").exists()

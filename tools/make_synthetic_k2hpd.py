@@ -42,7 +42,7 @@ def main(argv=None):
     p.add_argument("--out", help="data set directory (default: the description's root)")
     p.add_argument("--train", type=count_arg, required=True, help="number of training images")
     p.add_argument("--test", type=count_arg, required=True, help="number of test images")
-    p.add_argument("--seed", type=int, default=0)
+    datasets.add_seed_argument(p)
     p.add_argument("--size", type=size_arg, help="image size COLSxROWS (default: the description's size)")
     p.add_argument("--raw16", action="store_true", help="also write 16-bit millimetre depth PNGs")
     p.add_argument("--workers", type=count_arg, default=os.cpu_count(), help="processes (default: all cores)")
@@ -58,7 +58,7 @@ def main(argv=None):
     args.out = args.out or desc.root
 
     replaced = bool(existing_dataset(args.out, desc))
-    paths = make_dataset(desc, args.out, args.train, args.test, args.seed, args.size or desc.size, args.raw16,
+    paths = make_dataset(desc, args.out, args.train, args.test, datasets.selected_seed(args.seed), args.size or desc.size, args.raw16,
                          workers=args.workers, force=args.force)
     print(f"wrote {args.train + args.test} images and {paths['train']}, {paths['test']}")
     if replaced:

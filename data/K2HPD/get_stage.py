@@ -6,15 +6,15 @@
 --stage S >= 2: crops around stage S-1 estimates and their targets in <root>/stageS/
            (needs <root>/stage<S-1>/output_val.txt from models/deeppose*/pyoutput.py;
            --displacements predictions also needs output_train.txt).
-<root> is the dataset's directory (data/K2HPD for K2HPD). First the stage's nets are checked
-against the dataset's joints.
+<root> is the dataset's directory (data/K2HPD for K2HPD). First the stage's nets are fitted to
+the dataset's joints (nets.stage_nets: run-local copies where the committed ones do not fit).
 """
 
 import argparse
 
 from deeppose import datasets, nets
 from deeppose.cli import command
-from deeppose.pipeline import input_size, make_refine_data, make_stage1_lists
+from deeppose.pipeline import make_refine_data, make_stage1_lists
 
 
 @command
@@ -28,19 +28,18 @@ def main(argv=None):
                         "paper) or use the previous stage's predictions on the training images (the seed)")
     p.add_argument("--per-image", type=int, default=1,
                    help="stage >= 2: joints cropped per training image (default %(default)s, as the seed)")
-    p.add_argument("--seed", type=int, default=10086)
+    datasets.add_seed_argument(p)
     datasets.add_argument(p)
     args = p.parse_args(argv)
     if args.stage < 1:
         p.error("--stage must be 1 or more")
-    desc = datasets.selected(args.dataset)
+    desc, seed = datasets.selected(args.dataset), datasets.selected_seed(args.seed)
+    _, refine = nets.stage_nets(desc)
     if args.stage == 1:
-        nets.check_stage1(desc, nets.STAGE1)
-        make_stage1_lists(desc, val_fraction=args.val_fraction, seed=args.seed)
+        make_stage1_lists(desc, seed, val_fraction=args.val_fraction)
     else:
-        nets.check_refiner(desc, nets.REFINE)
-        rows, _ = input_size(nets.REFINE.deploy)
-        make_refine_data(desc, args.stage, rows, args.displacements, args.per_image, seed=args.seed)
+        rows, _ = nets.input_size(refine.deploy)
+        make_refine_data(desc, args.stage, rows, seed, args.displacements, args.per_image)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""The datasets, one description (and annotation reader) each, and the choice of a run's dataset.
+"""The datasets, one description (and annotation reader) each, and the choice of a run's dataset
+and seed.
 
 Every command takes `--dataset NAME|path/to/description.py`; without it, the dataset is the one
 ``globalvar.py`` (in the working directory, the repository root) names in `DATASET`. A
 description file is Python that defines `DATASET`, a `deeppose.dataset.DatasetDescription`.
+The commands that draw random numbers take `--seed N`; without it, the seed is globalvar.py's
+`SEED`.
 """
 
 from __future__ import annotations
@@ -41,14 +44,29 @@ def _description_in(path) -> DatasetDescription:
     return value
 
 
+def _globalvar(what: str) -> dict:
+    if not Path(GLOBALVAR).is_file():
+        raise OSError(f"no {what} chosen: no --{what} and no {GLOBALVAR} in {Path.cwd()} "
+                      "(run from the repository root)")
+    return runpy.run_path(GLOBALVAR)
+
+
 def selected(spec: str | None = None) -> DatasetDescription:
     """The run's dataset: `spec` (a --dataset value) or else globalvar.py's `DATASET`."""
     if spec:
         return load(spec)
-    if not Path(GLOBALVAR).is_file():
-        raise OSError(f"no dataset chosen: no --dataset and no {GLOBALVAR} in {Path.cwd()} "
-                      "(run from the repository root)")
+    _globalvar("dataset")
     return _description_in(GLOBALVAR)
+
+
+def selected_seed(seed: int | None = None) -> int:
+    """The run's seed: `seed` (a --seed value) or else globalvar.py's `SEED`."""
+    if seed is not None:
+        return seed
+    value = _globalvar("seed").get("SEED")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{GLOBALVAR}: SEED must be a whole number, not {value!r}")
+    return value
 
 
 def add_argument(parser) -> None:
@@ -56,3 +74,9 @@ def add_argument(parser) -> None:
     parser.add_argument("--dataset", metavar="NAME|FILE.py",
                         help=f"dataset: {', '.join(NAMED)} or a description file (default: "
                              f"DATASET of {GLOBALVAR})")
+
+
+def add_seed_argument(parser, default: int | None = None) -> None:
+    """The --seed option of a command (resolve it with `selected_seed`)."""
+    parser.add_argument("--seed", type=int, default=default,
+                        help=f"the run's seed, from which every random draw is derived (default: SEED of {GLOBALVAR})")

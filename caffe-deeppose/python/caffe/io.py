@@ -258,3 +258,26 @@ class Transformer:
         if in_ in self.transpose:
             decaf_in = decaf_in.transpose(np.argsort(self.transpose[in_]))
         return decaf_in
+
+
+# -- prototxt files: what pycaffe has no call for -------------------------------------------------
+def read_net_prototxt(path):
+    """The NetParameter of a net prototxt, parsed as `caffe.Net` parses it (an error names the
+    file and line). For reading a net's fields (its Data layers' sources and mean file, a layer's
+    num_output) without building it; change fields on the message and `write_prototxt` it."""
+    return protoio.read_prototxt(path, caffe_pb2.NetParameter)
+
+
+def read_solver_prototxt(path):
+    """The SolverParameter of a solver prototxt as `caffe train` and `caffe.get_solver` read it:
+    the legacy `solver_type` upgraded, a missing or directory `snapshot_prefix` completed (so
+    `param.snapshot_prefix` is where the solver writes its snapshots). Builds no net."""
+    from .solvers.params import read_solver_param
+    return read_solver_param(path)
+
+
+def write_prototxt(path, message, comment=""):
+    """Write a NetParameter or SolverParameter as Caffe prints it, atomically; `comment` (lines
+    without the leading #) goes first."""
+    head = "".join(f"# {line}\n" for line in comment.splitlines())
+    protoio.atomic_write(path, head + protoio.prototxt_text(message))

@@ -35,6 +35,7 @@ from ..layer_modules.python import PythonLayerError
 from ..registry import UnknownLayerError
 from ..proto import caffe_pb2
 from ..solvers import claim_snapshot_prefix, format_float, get_solver, weighted_loss
+from ..signals import SignalHandler
 from ..solvers.params import read_solver_param
 from .flags import Flag, parse_or_exit, usage
 
@@ -62,9 +63,6 @@ USAGE = ("command line brew\nusage: caffe <command> <args>\n\ncommands:\n"
          "  test            score a model\n"
          "  device_query    show GPU diagnostic information\n"
          "  time            benchmark model execution time")
-EFFECTS = ("stop", "snapshot", "none")
-
-
 class CommandError(ValueError):
     """A command that cannot run as asked; the message says why."""
 
@@ -106,48 +104,6 @@ def _stages(flags):
     return flags["stage"].split(",")  # as Caffe: no -stage gives the one stage ""
 
 
-class _Signals:
-    """Caffe's SignalHandler: SIGINT/SIGHUP are turned into solver actions, asked for by the solver
-    after each iteration (and test batch); SIGTERM into "stop", noting `terminated` (the caller
-    then snapshots)."""
-
-    def __init__(self, sigint_effect, sighup_effect):
-        for name, effect in (("sigint_effect", sigint_effect), ("sighup_effect", sighup_effect)):
-            if effect not in EFFECTS:
-                raise CommandError(f'Invalid signal effect "{effect}" was specified for -{name} '
-                                   f"({', '.join(EFFECTS)})")
-        self._effects = {signal.SIGINT: sigint_effect, signal.SIGTERM: "stop"}
-        if hasattr(signal, "SIGHUP"):
-            self._effects[signal.SIGHUP] = sighup_effect
-        self._pending, self._previous = [], {}
-        self.terminated = False
-
-    def _handle(self, signum, frame):
-        if signum == signal.SIGINT and signal.SIGINT in self._pending:
-            raise KeyboardInterrupt
-        if signum == signal.SIGTERM and not self.terminated:
-            glog.info("caffe.cpp", "SIGTERM: stopping after this iteration, with a snapshot")
-        self.terminated |= signum == signal.SIGTERM
-        if signum not in self._pending:
-            self._pending.append(signum)
-
-    def requested(self):
-        """The action of the oldest signal not yet acted on ("none" if there is none)."""
-        for signum in sorted(self._pending, key=lambda s: s not in (signal.SIGINT, signal.SIGTERM)):
-            self._pending.remove(signum)
-            return self._effects[signum]
-        return "none"
-
-    def __enter__(self):
-        for signum in self._effects:
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
 def train(flags, argv=()):
     if not flags["solver"]:
         raise CommandError("Need a solver definition to train.")
@@ -181,7 +137,7 @@ def train(flags, argv=()):
     if gpus:
         glog.info("caffe.cpp:216", f"GPU {gpus[0]}: {torch.cuda.get_device_name(gpus[0])}")
         param.device_id = gpus[0]
-    signals = _Signals(flags["sigint_effect"], flags["sighup_effect"])
+    signals = SignalHandler(flags["sigint_effect"], flags["sighup_effect"])
     if flags["snapshot"] or flags["weights"]:
         param.ClearField("weights")
     if flags["weights"]:

@@ -1,0 +1,358 @@
+"""`python -m deeppose train`: the whole DeepPose pipeline in one process, run from the repository
+root (./deeppose_train.sh is this command).
+
+Steps: data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2. A step whose
+outputs exist is skipped (outputs are written atomically; an accuracy report counts only when
+complete); --from STEP redoes STEP and every later step. A training step stopped with Ctrl-C
+(SIGINT) or SIGTERM snapshots and ends the run; the next run resumes from that snapshot.
+
+A run's paths are read from the stage nets and solvers, never written twice: each stage's
+databases and mean file from its training prototxt's Data layers, its snapshots from its solver's
+snapshot_prefix; the stage lists from the dataset description's root. The nets are the committed
+ones where they fit the dataset, else run-local copies with the joint-dependent fields set
+(deeppose.nets). Every random draw comes from the run's one seed (--seed, default globalvar.py's
+SEED): the synthetic set, the stage lists, the refiner's crops and the solvers' random_seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import datasets, nets, pipeline
+from .cli import command
+from .dataset import annotation_paths
+
+STEPS = ("data", "stage1", "lmdb1", "train1", "accuracy1", "output1", "stage2", "lmdb2", "train2", "accuracy2")
+STAMP = Path("models/dataset.txt")  # the dataset whose outputs models/ holds
+SCHEDULES = ("auto", "full", "cpu")
+
+
+def log(message: str) -> None:
+    import caffe
+    caffe.glog.info("train.py", message)
+
+
+class Stopped(Exception):
+    """Training was stopped by a signal (after its snapshot); `status` is the exit status."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def _env(name, default):
+    return os.environ.get(name, default)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m deeppose train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="The DEEPPOSE_* environment variables give the defaults of the options they name.")
+    p.add_argument("--from", dest="start", choices=STEPS, metavar="STEP",
+                   help=f"redo STEP and every later step ({' '.join(STEPS)})")
+    datasets.add_argument(p)
+    datasets.add_seed_argument(p)
+    s = p.add_argument_group("schedule")
+    s.add_argument("--schedule", choices=SCHEDULES, default=_env("DEEPPOSE_SCHEDULE", "auto"),
+                   help="full: the committed solvers' schedule (120000 iterations; solver_mode CPU without a "
+                        "GPU); cpu: the short CPU schedule below; auto (default): full with a GPU, else cpu "
+                        "[DEEPPOSE_SCHEDULE]")
+    for k, it, batch in ((1, 700, 32), (2, 300, 32)):
+        s.add_argument(f"--iter{k}", type=int, default=_env(f"DEEPPOSE_ITER{k}", str(it)),
+                       help=f"cpu: stage {k}'s max_iter, snapshot at the end (default %(default)s) [DEEPPOSE_ITER{k}]")
+        s.add_argument(f"--batch{k}", type=int, default=_env(f"DEEPPOSE_BATCH{k}", str(batch)),
+                       help=f"cpu: stage {k}'s TRAIN batch size (default %(default)s) [DEEPPOSE_BATCH{k}]")
+        s.add_argument(f"--lr{k}", type=float, default=_env(f"DEEPPOSE_LR{k}", None) or None,
+                       help=f"cpu: stage {k}'s base_lr (default: the committed solver's) [DEEPPOSE_LR{k}]")
+    s.add_argument("--test-iter", type=int, default=_env("DEEPPOSE_TEST_ITER", "20"),
+                   help="cpu: test_iter of the test at the end of training (default %(default)s) [DEEPPOSE_TEST_ITER]")
+    s.add_argument("--gpus", default=_env("DEEPPOSE_GPUS", "all"),
+                   help="full schedule on GPUs: the devices to train on, e.g. 0,1 (default: all; several "
+                        "run one worker each, as caffe train -gpu) [DEEPPOSE_GPUS]")
+    d = p.add_argument_group("data")
+    d.add_argument("--synth-train", type=int, default=_env("DEEPPOSE_SYNTH_TRAIN", "2000"),
+                   help="synthetic set (made when the dataset has no annotations): training images "
+                        "(default %(default)s) [DEEPPOSE_SYNTH_TRAIN]")
+    d.add_argument("--synth-test", type=int, default=_env("DEEPPOSE_SYNTH_TEST", "150"),
+                   help="synthetic set: test images (default %(default)s) [DEEPPOSE_SYNTH_TEST]")
+    d.add_argument("--synth-seed", type=int, default=_env("DEEPPOSE_SYNTH_SEED", None),
+                   help="synthetic set: its seed (default: the run's seed) [DEEPPOSE_SYNTH_SEED]")
+    d.add_argument("--displacements", choices=("simulated", "predictions"),
+                   default=_env("DEEPPOSE_DISPLACEMENTS", "simulated"),
+                   help="stage 2: the refiner's training crops around simulated stage-1 estimates (the "
+                        "paper's, default) or stage 1's predictions on the training images [DEEPPOSE_DISPLACEMENTS]")
+    d.add_argument("--per-image", type=int, default=_env("DEEPPOSE_PER_IMAGE", "1"),
+                   help="stage 2: joints cropped per training image (default %(default)s) [DEEPPOSE_PER_IMAGE]")
+    return p
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One trained stage: its nets, the run-local solver it trains with and the paths they name."""
+
+    number: int
+    files: nets.ModelFiles
+    solver: Path  # the run-local solver
+    data: nets.DataFiles
+    final: Path  # the weights file training ends with
+    log: Path
+    report: Path
+    plot: Path
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.files.solver).parent
+
+
+class Tee:
+    """A stream writing to several (stderr and a log file)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+
+class Run:
+    """The pipeline of one dataset, seed and schedule; `run(start)` runs its steps."""
+
+    def __init__(self, args):
+        import torch
+
+        self.args = args
+        self.desc = datasets.selected(args.dataset)
+        self.seed = datasets.selected_seed(args.seed)
+        self.gpu_count = torch.cuda.device_count()  # the one GPU probe
+        self.schedule = args.schedule if args.schedule != "auto" else ("full" if self.gpu_count else "cpu")
+        self.gpus = self._gpus() if self.schedule == "full" and self.gpu_count else []
+        stage1, refine = nets.stage_nets(self.desc)
+        self.stages = [self._stage(1, stage1, args.iter1, args.batch1, args.lr1),
+                       self._stage(2, refine, args.iter2, args.batch2, args.lr2)]
+        self.forced = False
+        log(f"dataset {self.desc.name} ({self.desc.root}), seed {self.seed}, schedule {self.schedule}")
+        for s in self.stages:
+            log(f"stage {s.number}: nets {s.files.deploy}, {s.files.train}; solver {s.solver}; "
+                f"databases {s.data.train_db}, {s.data.test_db}; mean {s.data.mean}; weights {s.final}")
+        if self.schedule == "cpu":
+            log(f"no GPU: running on CPU with the short schedule: {self.stages[0].solver} and "
+                f"{self.stages[1].solver} (derived from the committed solvers)")
+        elif not self.gpus:
+            log(f"no GPU: the full schedule runs on CPU (solver_mode CPU in {self.stages[0].solver}, "
+                f"{self.stages[1].solver}); this takes days")
+        else:
+            log(f"training on GPU(s) {','.join(map(str, self.gpus))}")
+
+    def _gpus(self) -> list[int]:
+        if self.args.gpus == "all":
+            return list(range(self.gpu_count))
+        try:
+            gpus = [int(g) for g in self.args.gpus.split(",")]
+        except ValueError:
+            raise ValueError(f"--gpus {self.args.gpus}: give device ids separated by ',' or 'all'") from None
+        bad = [g for g in gpus if not 0 <= g < self.gpu_count]
+        if bad:
+            raise ValueError(f"--gpus {self.args.gpus}: this machine has {self.gpu_count} GPU(s), no {bad}")
+        return gpus
+
+    def _stage(self, number, files: nets.ModelFiles, iters, batch, lr) -> Stage:
+        """The stage's run-local solver (models/<net>/run/), derived from the committed one with the
+        schedule's fields and the run's random_seed."""
+        overrides = {"random_seed": self.seed}
+        train_batch = None
+        if self.schedule == "cpu":
+            overrides.update(solver_mode="CPU", max_iter=iters, snapshot=iters, display=10,
+                             test_interval=iters, test_iter=[self.args.test_iter])
+            if lr is not None:
+                overrides["base_lr"] = lr
+            train_batch = batch
+        elif not self.gpus:
+            overrides["solver_mode"] = "CPU"
+        committed = Path(files.solver)
+        solver = pipeline.derive_solver(committed, committed.parent / nets.RUN_DIR / committed.name, overrides,
+                                        net=files.train, train_batch=train_batch)
+        name = committed.stem.removesuffix("_solver")
+        return Stage(number, files, solver, nets.data_files(files.train), pipeline.final_snapshot(solver),
+                     committed.parent / f"{name}.log", committed.parent / "accuracy.json",
+                     committed.parent / "pdj_curve.png")
+
+    # -- skipping --------------------------------------------------------------------------------
+    def _done(self, path: Path) -> bool:
+        if not path.exists():
+            return False
+        if path.name == "accuracy.json":
+            try:
+                pipeline.read_report(path)
+            except ValueError:
+                log(f"{path} is not a complete report (an interrupted or failed run): its step runs again")
+                return False
+        return True
+
+    def should_run(self, step: str, *outputs) -> bool:
+        if step == self.args.start:
+            self.forced = True
+        if self.forced or not all(self._done(Path(o)) for o in outputs):
+            log(f"step {step}")
+            return True
+        log(f"step {step}: done already ({' '.join(map(str, outputs))}), skipped")
+        return False
+
+    # -- the steps -------------------------------------------------------------------------------
+    def run(self) -> None:
+        start = time.time()
+        self._check_stamp()
+        desc, (s1, s2) = self.desc, self.stages
+        annotations = sorted({str(p) for p in annotation_paths(desc.root, desc).values()})
+        if self.should_run("data", *annotations):
+            self.data(annotations)
+        stage1 = pipeline.stage_dir(1, desc)
+        if self.should_run("stage1", *(stage1 / f"{split}.txt" for split in ("train", "val", "test"))):
+            pipeline.make_stage1_lists(desc, self.seed)
+        if self.should_run("lmdb1", *self._data_outputs(s1)):
+            self.databases(s1, stage1)
+            STAMP.parent.mkdir(parents=True, exist_ok=True)
+            STAMP.write_text(desc.name + "\n")
+        if self.should_run("train1", s1.final):
+            self.train(s1)
+        if self.should_run("accuracy1", s1.report):
+            self.accuracy(s1, [s1.final])
+        splits = ["val"] + (["train"] if self.args.displacements == "predictions" else [])
+        if self.should_run("output1", pipeline.output_path(1, "val", desc)):
+            pipeline.write_predictions(desc, [s1.final], splits, files=(s1.files, s2.files))
+        stage2 = pipeline.stage_dir(2, desc)
+        if self.should_run("stage2", stage2 / "train.txt", stage2 / "test.txt"):
+            shutil.rmtree(stage2, ignore_errors=True)
+            rows, _ = nets.input_size(s2.files.deploy)
+            pipeline.make_refine_data(desc, 2, rows, self.seed, self.args.displacements, self.args.per_image)
+        if self.should_run("lmdb2", *self._data_outputs(s2)):
+            self.databases(s2, stage2)
+        if self.should_run("train2", s2.final):
+            self.train(s2)
+        if self.should_run("accuracy2", s2.report):
+            self.accuracy(s2, [s1.final, s2.final])
+        log(f"finished in {time.time() - start:.0f} s; models: {s1.final} {s2.final}; PDJ curves: {s2.plot}")
+
+    def _check_stamp(self) -> None:
+        """models/ holds the outputs of one dataset: another one must remake them (--from stage1)."""
+        if STAMP.exists() and STAMP.read_text().strip() != self.desc.name and \
+                self.args.start not in ("data", "stage1", "lmdb1"):
+            raise ValueError(f"models/ holds the outputs of a run on {STAMP.read_text().strip()}, not "
+                             f"{self.desc.name}: run with --from stage1 to remake them (or move them away first)")
+
+    def data(self, annotations) -> None:
+        desc = self.desc
+        if all(Path(a).exists() for a in annotations):
+            log(f"step data: {desc.root} holds a dataset; kept")
+            return
+        if desc.reader is not None:
+            raise OSError(f"step data: {desc.root} holds no dataset (no {' '.join(annotations)}); put it in "
+                          "place (see README.md)")
+        log(f"step data: {desc.root} holds no dataset (no {' '.join(annotations)}): generating the synthetic set")
+        from .synth import make_dataset
+
+        seed = self.seed if self.args.synth_seed is None else self.args.synth_seed
+        make_dataset(desc, desc.root, self.args.synth_train, self.args.synth_test, seed, desc.size,
+                     workers=os.cpu_count() or 1)
+
+    @staticmethod
+    def _data_outputs(stage: Stage):
+        return stage.data.train_db, stage.data.test_db, stage.data.mean
+
+    def databases(self, stage: Stage, lists: Path) -> None:
+        """The stage's LMDBs (records at the deploy net's input size) and the training set's mean."""
+        from caffe.tools import compute_image_mean, convert_imageset
+
+        rows, cols = nets.input_size(stage.files.deploy)
+        for path in self._data_outputs(stage):
+            shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else Path(path).unlink(missing_ok=True)
+        for split, db in (("train", stage.data.train_db), ("test", stage.data.test_db)):
+            _tool(convert_imageset.main_multilabel, [f"-resize_height={rows}", f"-resize_width={cols}", "",
+                                                     str(lists / f"{split}.txt"), db])
+        _tool(compute_image_mean.main, [stage.data.train_db, stage.data.mean])
+
+    def train(self, stage: Stage) -> None:
+        """Train through pycaffe's solver; an interrupted run (a .solverstate below max_iter) resumes
+        unless the step is redone. Several GPUs: `caffe train -gpu` (one worker process each)."""
+        import caffe
+
+        stage.final.parent.mkdir(parents=True, exist_ok=True)
+        state = None if self.forced else pipeline.latest_state(stage.solver)
+        with open(stage.log, "a" if state else "w", encoding="utf-8") as logfile, \
+                contextlib.redirect_stderr(Tee(sys.stderr, logfile)):
+            if state:
+                log(f"resuming from {state}")
+            if len(self.gpus) > 1:
+                return self._train_workers(stage, state)
+            if self.gpus:
+                caffe.set_device(self.gpus[0])
+                caffe.set_mode_gpu()
+            else:
+                caffe.set_mode_cpu()
+            with caffe.signals.SignalHandler() as signals:
+                solver = caffe.get_solver(str(stage.solver))
+                solver.set_action_function(signals.requested)
+                if state:
+                    solver.restore(str(state))
+                solver.solve()
+                if solver.iter < solver.param.max_iter:
+                    if solver.last_snapshot_iter != solver.iter:
+                        solver.snapshot()
+                    status = 143 if signals.terminated else 130
+                    raise Stopped(f"training stopped at iteration {solver.iter} by "
+                                  f"{'SIGTERM' if signals.terminated else 'SIGINT'}; run again to resume from "
+                                  f"{solver.param.snapshot_prefix}_iter_{solver.iter}.solverstate", status)
+
+    def _train_workers(self, stage: Stage, state) -> None:
+        import caffe
+
+        argv = ["train", "-solver", str(stage.solver), "-gpu", ",".join(map(str, self.gpus))]
+        argv += ["-snapshot", str(state)] if state else []
+        with caffe.signals.SignalHandler():  # the workers act on the signals; this process waits for them
+            proc = subprocess.Popen([sys.executable, "-m", "caffe.tools.caffe_main", *argv], stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            for line in proc.stdout:
+                sys.stderr.write(line)
+            status = proc.wait()
+        if status in (130, 143):
+            raise Stopped(f"caffe train stopped by a signal (status {status}); run again to resume", status)
+        if status:
+            raise ValueError(f"caffe {' '.join(argv)} failed with status {status} (see {stage.log})")
+
+    def accuracy(self, stage: Stage, models) -> None:
+        from .evaluate import main as evaluate_main
+
+        argv = [*map(str, models), "--out", str(stage.report), "--plot", str(stage.plot)]
+        evaluate_main(argv + (["--dataset", self.args.dataset] if self.args.dataset else []),
+                      n_models=len(models), default_plot=str(stage.plot))
+
+
+def _tool(main, argv) -> None:
+    """Run an engine tool's main in this process; an error if it fails."""
+    status = main(argv)
+    if status:
+        raise ValueError(f"{main.__module__.rsplit('.', 1)[-1]} {' '.join(map(repr, argv))} failed (status {status})")
+
+
+@command
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        Run(args).run()
+    except Stopped as e:
+        log(str(e))
+        return e.status
+    return 0
