@@ -3,7 +3,7 @@ checks the exit status, that the message names the place (file:line, database, o
 nothing was lost or half-written.
 
 This module holds the application and data-tool cases (make_synthetic_k2hpd, get_stage, the
-model scripts, deeppose_train.sh's report check, convert_imageset(_multilabel),
+model scripts, the driver's report check, convert_imageset(_multilabel),
 compute_image_mean, the Data layer); the engine's cases are in test_bad_input_engine.py.
 """
 
@@ -231,13 +231,15 @@ def test_pyaccuracy_refuses_an_unrelated_nets_weights_and_keeps_the_last_report(
 
 
 def test_an_incomplete_accuracy_report_does_not_count_as_done(tmp_path):
-    """deeppose_train.sh's check (its use is tested in test_e2e.py): emptied, cut or foreign JSON."""
+    """The driver's check (its use is tested in test_e2e.py): emptied, cut or foreign JSON."""
+    from deeppose.pipeline import read_report
     report = tmp_path / "accuracy.json"
     for content in ["", '{"images": 2, "stag', '{"images": 2}', "[]"]:
         report.write_text(content)
-        failed(run([sys.executable, "-m", "deeppose.pipeline", "check-report", report]), report, "not a complete")
+        with pytest.raises(ValueError, match=f"{report}: not a complete accuracy report"):
+            read_report(report)
     report.write_text(json.dumps({"images": 2, "stages": {"stage 1": {"pcp": 0.5}}}))
-    assert run([sys.executable, "-m", "deeppose.pipeline", "check-report", report]).returncode == 0
+    assert read_report(report)["images"] == 2
 
 
 # -- convert_imageset(_multilabel) ------------------------------------------------------------------

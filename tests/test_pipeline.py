@@ -8,7 +8,9 @@ import pytest
 
 from caffe import protoio
 from caffe.proto import caffe_pb2
-from deeppose import pipeline, preprocess, stages
+from pathlib import Path
+
+from deeppose import nets, pipeline, preprocess, stages
 from deeppose.datasets import K2HPD
 from deeppose.dataset import flip_joints, torso_diameter
 from deeppose.metrics import PDJ_FRACTIONS
@@ -54,7 +56,7 @@ def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
         items.append((name, random_joints(1)[0]))
     write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items)
     write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[:3])
-    lists = pipeline.make_stage1_lists(K2HPD, val_fraction=0.2, seed=1)
+    lists = pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0.2)
     train, _ = stages.read_list(lists["train"])
     val, _ = stages.read_list(lists["val"])
     assert len(train) == 16 and len(val) == 2 and len(stages.read_list(lists["test"])[0]) == 3
@@ -172,22 +174,28 @@ def test_input_transform_reads_the_training_prototxt(tmp_path, monkeypatch):
 # -- solvers ---------------------------------------------------------------------------------------
 def test_derived_solver_overrides_and_keeps_the_rest(tmp_path):
     src = "models/deeppose/deeppose_solver.prototxt"
-    dst = pipeline.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": "7", "solver_mode": "CPU"}, train_batch=2)
+    dst = pipeline.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": 7, "solver_mode": "CPU", "test_iter": [3],
+                                                                "random_seed": 5}, train_batch=2)
     p = protoio.read_prototxt(dst, caffe_pb2.SolverParameter)
     committed = protoio.read_prototxt(src, caffe_pb2.SolverParameter)
-    assert p.max_iter == 7 and p.solver_mode == caffe_pb2.SolverParameter.CPU
+    assert p.max_iter == 7 and p.solver_mode == caffe_pb2.SolverParameter.CPU and list(p.test_iter) == [3]
+    assert p.random_seed == 5
     assert p.base_lr == committed.base_lr and p.snapshot_prefix == committed.snapshot_prefix
     batches = {r.phase: l.data_param.batch_size for l in p.net_param.layer if l.type == "Data" for r in l.include}
     assert batches == {caffe_pb2.TRAIN: 2, caffe_pb2.TEST: 1}
     assert pipeline.final_snapshot(dst).name == "deeppose_iter_7.caffemodel"
-    with pytest.raises(ValueError, match="no field"):
-        pipeline.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": "7"})
+    other = pipeline.derive_solver(src, tmp_path / "n.prototxt", {}, net="models/deeppose/run/x.prototxt")
+    assert protoio.read_prototxt(other, caffe_pb2.SolverParameter).net == "models/deeppose/run/x.prototxt"
+    with pytest.raises(ValueError, match="no field 'max_iters'"):
+        pipeline.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": 7})
+    with pytest.raises(ValueError, match="solver_mode has no value 'TPU'"):
+        pipeline.derive_solver(src, tmp_path / "x.prototxt", {"solver_mode": "TPU"})
 
 
 def test_an_interrupted_run_resumes_from_its_newest_state(tmp_path):
     prefix = tmp_path / "snap" / "net"
     solver = pipeline.derive_solver("models/deeppose/deeppose_solver.prototxt", tmp_path / "s.prototxt",
-                                    {"max_iter": "300", "snapshot_prefix": f'"{prefix}"'})
+                                    {"max_iter": 300, "snapshot_prefix": str(prefix)})
     assert pipeline.latest_state(solver) is None
     prefix.parent.mkdir()
     for n in (100, 200, 300):  # 300 is the finished run's own snapshot, not a resume point
@@ -217,7 +225,33 @@ def test_training_and_deploy_nets_agree():
         loss = [l for l in t.layer if l.type == "EuclideanLoss"][0]
         assert loss.loss_param.normalization == caffe_pb2.LossParameter.FULL
         assert [l for l in t.layer if l.name == "predict"][0].inner_product_param.num_output == outputs
-    assert pipeline.input_size("models/deeppose_refine/deeppose_refine.prototxt") == (64, 64)
+    assert nets.input_size("models/deeppose_refine/deeppose_refine.prototxt") == (64, 64)
+    assert nets.data_files("models/deeppose/deeppose_train_test.prototxt") == nets.DataFiles(
+        "models/deeppose/train_data_lmdb", "models/deeppose/test_data_lmdb", "models/deeppose/train_mean.binaryproto")
+
+
+def test_nets_fitted_to_a_description_are_run_local_copies(tmp_path, monkeypatch):
+    """A 14-joint description: the committed nets are read, run-local copies written with exactly
+    the joint-dependent fields changed; the K2HPD description uses the committed files."""
+    import shutil
+    from deeppose.datasets import LSP
+    assert nets.stage_nets(K2HPD) == (nets.STAGE1, nets.REFINE)
+    shutil.copytree("models", tmp_path / "models", ignore=shutil.ignore_patterns("run", "*_lmdb", "snapshot"))
+    monkeypatch.chdir(tmp_path)
+    stage1, refine = nets.stage_nets(LSP)
+    assert stage1.deploy == "models/deeppose/run/deeppose.prototxt" and stage1.solver == nets.STAGE1.solver
+    nets.check_stage1(LSP, stage1)
+    nets.check_refiner(LSP, refine)
+    for committed, derived in ((nets.STAGE1.deploy, stage1.deploy), (nets.STAGE1.train, stage1.train),
+                               (nets.REFINE.deploy, refine.deploy), (nets.REFINE.train, refine.train)):
+        a, b = (protoio.read_prototxt(f, caffe_pb2.NetParameter) for f in (committed, derived))
+        diffs = [(l.name, str(l.inner_product_param.num_output), str(l.data_param.label_num), str(l.input_param.shape))
+                 for l, m in zip(a.layer, b.layer) if l != m]
+        assert len(a.layer) == len(b.layer) and len(diffs) == {"deeppose.prototxt": 1, "deeppose_train_test.prototxt": 3,
+                                                               "deeppose_refine.prototxt": 1,
+                                                               "deeppose_refine_train_test.prototxt": 0}[Path(derived).name]
+    assert nets.input_size(refine.deploy) == (64, 64)
+    assert protoio.read_prototxt(refine.deploy, caffe_pb2.NetParameter).layer[0].input_param.shape[0].dim[0] == 14
 
 
 # -- cascade and report with an untrained net ----------------------------------------------------
@@ -239,7 +273,7 @@ def tiny_models(tmp_path, monkeypatch):
         (tmp_path / f"{name}_train.prototxt").write_text(
             f'layer {{ name: "data" type: "Data" top: "data" top: "label" transform_param {{ mean_file: "{name}_mean.binaryproto" scale: 0.00390625 }} data_param {{ source: "x" batch_size: 1 label_num: {outputs} }} }}\n' + body)
         caffe.Net(f"{name}.prototxt", caffe.TEST).save(f"{name}.caffemodel")
-        files.append(ModelFiles(f"{name}.prototxt", f"{name}_train.prototxt", name))
+        files.append(ModelFiles(f"{name}.prototxt", f"{name}_train.prototxt", f"{name}_solver.prototxt"))
     return files
 
 
