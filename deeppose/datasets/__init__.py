@@ -14,12 +14,18 @@ import runpy
 from pathlib import Path
 
 from ..dataset import DatasetDescription
-from .flic import FLIC
-from .k2hpd import K2HPD
-from .lsp import LSP
+from . import flic, k2hpd, lsp
 
-NAMED = {d.name: d for d in (K2HPD, LSP, FLIC)}
+# each module of this package is a description file: its DATASET is the description
+NAMED = {m.DATASET.name: m.DATASET for m in (k2hpd, lsp, flic)}
 GLOBALVAR = "globalvar.py"
+
+
+def __getattr__(name: str) -> DatasetDescription:
+    """`deeppose.datasets.<NAME>`: the named description (for the tests and tools that name one)."""
+    if name in NAMED:
+        return NAMED[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(spec: str) -> DatasetDescription:

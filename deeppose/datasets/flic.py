@@ -44,7 +44,7 @@ def read_flic(desc: DatasetDescription, split: str) -> list[tuple[str, np.ndarra
     return items
 
 
-FLIC = DatasetDescription(
+DATASET = DatasetDescription(
     name="FLIC",
     size=(720, 480),
     joint_names=tuple(COORD_INDEX),

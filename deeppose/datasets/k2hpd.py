@@ -3,7 +3,7 @@
 
 from ..dataset import DatasetDescription
 
-K2HPD = DatasetDescription(
+DATASET = DatasetDescription(
     name="K2HPD",
     size=(256, 212),
     joint_names=(

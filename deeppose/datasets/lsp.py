@@ -57,7 +57,7 @@ def read_lsp(desc: DatasetDescription, split: str) -> list[tuple[str, np.ndarray
     return [(NAME_FORMATS[layout].format(i + 1), xy[i]) for i in indices if positioned[i]]
 
 
-LSP = DatasetDescription(
+DATASET = DatasetDescription(
     name="LSP",
     size=(150, 150),  # not one size: see the README (the stage-1 step needs images of this size)
     joint_names=(
