@@ -355,4 +355,7 @@ def main(argv=None) -> int:
     except Stopped as e:
         log(str(e))
         return e.status
+    except KeyboardInterrupt:  # outside training (whose Ctrl-C stops with a snapshot), or a second Ctrl-C
+        log("interrupted; every output is written atomically: the next run redoes the unfinished step")
+        return 130
     return 0
