@@ -312,3 +312,31 @@ def test_commands_report_bad_input_in_one_line(tmp_path):
     from deeppose.cli import predict_main
     with pytest.raises(SystemExit, match=r"^error: cannot read image .*x\.png$"):
         predict_main([str(tmp_path / "missing.caffemodel"), str(tmp_path / "x.png")], n_models=1)
+
+
+# -- the driver's schedule -------------------------------------------------------------------------
+def test_driver_derives_the_solvers_of_the_schedule(tmp_path, monkeypatch):
+    """Every schedule trains from a run-local solver with the run's seed as random_seed; the CPU
+    schedule's options (their defaults from DEEPPOSE_*) set max_iter, snapshot, batch; the paths
+    come from the nets and solvers."""
+    import shutil
+    import torch
+    from deeppose import train
+    shutil.copytree("models", tmp_path / "models", ignore=shutil.ignore_patterns("run", "*_lmdb", "snapshot"))
+    shutil.copy("globalvar.py", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("DEEPPOSE_ITER2", "9")
+    run = train.Run(train.parser().parse_args(["--schedule", "cpu", "--iter1", "5", "--batch1", "4", "--seed", "7"]))
+    s1, s2 = run.stages
+    p1, p2 = (protoio.read_prototxt(s.solver, caffe_pb2.SolverParameter) for s in run.stages)
+    assert (p1.max_iter, p1.snapshot, p1.random_seed, p1.solver_mode) == (5, 5, 7, caffe_pb2.SolverParameter.CPU)
+    assert (p2.max_iter, p2.random_seed) == (9, 7)
+    assert [l.data_param.batch_size for l in p1.net_param.layer if l.type == "Data"] == [4, 1]
+    assert s1.final == Path("models/deeppose/snapshot/deeppose_iter_5.caffemodel")
+    assert s2.data.test_db == "models/deeppose_refine/test_data_lmdb" and s2.log == Path("models/deeppose_refine/deeppose_refine.log")
+    run = train.Run(train.parser().parse_args(["--schedule", "full"]))
+    p1 = protoio.read_prototxt(run.stages[0].solver, caffe_pb2.SolverParameter)
+    assert (p1.max_iter, p1.random_seed, p1.solver_mode, p1.net) == (120000, 0, caffe_pb2.SolverParameter.CPU,
+                                                                     "models/deeppose/deeppose_train_test.prototxt")
+    assert run.stages[0].final.name == "deeppose_iter_120000.caffemodel" and run.gpus == []
