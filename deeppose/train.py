@@ -285,8 +285,10 @@ class Run:
         _tool(compute_image_mean.main, [stage.data.train_db, stage.data.mean])
 
     def train(self, stage: Stage) -> None:
-        """Train through pycaffe's solver; an interrupted run (a .solverstate below max_iter) resumes
-        unless the step is redone. Several GPUs: `caffe train -gpu` (one worker process each)."""
+        """Train through pycaffe's solver (`solve(resume_file)`): an interrupted run (a .solverstate
+        below max_iter) resumes unless the step is redone; SIGINT and SIGTERM stop it after the
+        iteration with a snapshot, as in `caffe train`. Several GPUs: `caffe train -gpu` (one worker
+        process each)."""
         import caffe
 
         stage.final.parent.mkdir(parents=True, exist_ok=True)
@@ -305,9 +307,7 @@ class Run:
             with caffe.signals.SignalHandler() as signals:
                 solver = caffe.get_solver(str(stage.solver))
                 solver.set_action_function(signals.requested)
-                if state:
-                    solver.restore(str(state))
-                solver.solve()
+                solver.solve(str(state) if state else None)
                 if solver.iter < solver.param.max_iter:
                     if solver.last_snapshot_iter != solver.iter:
                         solver.snapshot()
