@@ -202,6 +202,7 @@ def test_sigint_stops_all_workers_and_resumes_with_two(tmp_path):
                            str(cut / f"model_iter_{second}.solverstate")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "was written by 2 worker(s), this run has 1: every worker continues" in done.stderr
     assert_same_weights(tmp_path / f"one_iter_{max_iter}.caffemodel", whole)
 
 

@@ -392,7 +392,8 @@ class Solver:
             state.history.append(array_to_blobproto(h.detach().cpu().numpy()))
         state_file = self._snapshot_filename(".solverstate")
         glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file {state_file}")
-        atomic_write(state_file, state.SerializeToString() + resume_state.encode(self._data_positions(), self._worker_states()))
+        extra = resume_state.encode(self._data_positions(), self._worker_states())
+        atomic_write(state_file, state.SerializeToString() + extra)
         self.last_snapshot_iter = self.iter
 
     def _worker_states(self):
