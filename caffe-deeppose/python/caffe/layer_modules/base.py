@@ -34,8 +34,10 @@ class LayerModule(torch.nn.Module):
 
     `__init__(param, phase)` reads everything the layer needs from its LayerParameter into plain
     attributes; `setup(bottom_shapes)` creates the layer's blobs (Caffe's LayerSetUp);
-    `forward(*bottoms)` returns the tuple of tops and never touches protobuf, so a built net can
-    be traced, compiled and exported. Class attributes describe the layer to the net.
+    `top_shapes(bottom_shapes)` gives the tops' shapes and refuses bottoms that do not fit
+    (Caffe's Reshape); `forward(*bottoms)` returns the tuple of tops and never touches protobuf,
+    so a built net can be traced, compiled and exported. Class attributes describe the layer to
+    the net.
     """
 
     num_bottoms = None  # exact number of bottoms, or None (then min_bottoms applies)
