@@ -12,7 +12,7 @@ import torch
 
 from . import common, fastpath, glog, hdf5, trainpath  # noqa: F401
 from . import layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
-from .blob import Blob, ParamBlob
+from .blob import Blob, ParamBlob, defer_diff, drop_deferred_diff, settle_diff
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
 from .protoio import array_to_blobproto, blob_shape, blobproto_to_array, parse_prototxt, read_file
@@ -518,6 +518,8 @@ class Net:
                     root_names.add(name)
         if not roots:
             return
+        for p in self._learnable:  # param diffs accumulate, also onto an update not yet copied
+            settle_diff(p)
         self._diffs.clear()  # blob diffs are overwritten, not accumulated
         for z in self._probes.values():
             z.grad = None
@@ -539,6 +541,8 @@ class Net:
         wiring = self.module.wiring
         if not self._needs_backward:
             return
+        for p in self._learnable:  # param diffs accumulate, also onto an update not yet copied
+            settle_diff(p)
         if self._replays:  # layers the training fast path computed: their own graphs, recomputed
             self._train.replay(self._replays, end, start, lambda i, bottoms, tops: self._records.__setitem__(
                 i, (bottoms, tops)))
@@ -646,15 +650,31 @@ class Net:
         zeroed in place (the array sees the zeros, the next backward accumulates into it); the
         others are dropped, so that the next backward hands its fresh gradients over without
         zeroing and adding 44M floats each iteration (a dropped diff reads as zeros)."""
-        handed = {id(b._diff.tensor) for view in self.layers for b in view.blobs if b._diff.tensor is not None}
+        handed = self._handed_diffs()
         zero = []
         for p in self._learnable:
+            drop_deferred_diff(p)
             if p.grad is not None and id(p.grad) in handed:
                 zero.append(p.grad)
             else:
                 p.grad = None
         if zero:
             torch._foreach_zero_(zero)
+
+    def _handed_diffs(self):
+        """ids of the param diff tensors handed out as `.diff` arrays."""
+        return {id(b._diff.tensor) for view in self.layers for b in view.blobs if b._diff.tensor is not None}
+
+    def defer_param_diffs(self, params, values):
+        """After an update: each param's diff is to read as the tensor beside it (Caffe leaves
+        the update in the diff). A diff handed out as a `.diff` array gets it copied in; the
+        others are copied only when read (caffe.blob.defer_diff)."""
+        handed = self._handed_diffs()
+        for p, value in zip(params, values):
+            if p.grad is not None and id(p.grad) in handed:
+                p.grad.copy_(value)
+            else:
+                defer_diff(p, value)
 
     def forward_all(self, blobs=None, **kwargs):
         """Forward every item of the keyword input arrays in batches of the net's batch size."""
