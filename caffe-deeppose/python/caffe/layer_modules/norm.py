@@ -42,8 +42,7 @@ def _channel_window_sum(t, n):
     running sum computes it: differences of a cumulative sum along the channels (two passes);
     under torch.compile as n shifted slices, which the compiler fuses into one pass."""
     h = n // 2
-    import os
-    if torch.compiler.is_compiling() and os.environ.get("XLRN") != "cumsum":
+    if torch.compiler.is_compiling():
         padded = F.pad(t, (0, 0, 0, 0, h, h))
         return sum(padded[:, i:i + t.shape[1]] for i in range(n))
     cs = F.pad(t, (0, 0, 0, 0, h + 1, h)).cumsum(1)
