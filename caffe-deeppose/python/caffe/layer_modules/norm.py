@@ -32,17 +32,20 @@ class LRN(LayerModule):
         if x.dim() != 4:
             raise ValueError(f"LRN needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
         if self.across:
-            return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
+            sliced = torch.compiler.is_compiling() and not torch.is_grad_enabled()
+            return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k, sliced),)
         mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2)
         return (x * (mean_square * self.alpha + 1).pow(-self.beta),)
 
 
-def _channel_window_sum(t, n):
-    """Sum over the n channels centred on each channel (zeros past the ends). Eagerly, as Caffe's
-    running sum computes it: differences of a cumulative sum along the channels (two passes);
-    under torch.compile as n shifted slices, which the compiler fuses into one pass."""
+def _channel_window_sum(t, n, sliced):
+    """Sum over the n channels centred on each channel (zeros past the ends). As Caffe's running
+    sum computes it: differences of a cumulative sum along the channels (two passes); `sliced`
+    (a compiled forward without gradients): as n shifted slices, which the compiler fuses into
+    one pass (with gradients, the compiled backward recomputed the slices' operands in each of
+    them: slower than the running sum, measured by bench/bench_train_ab.py)."""
     h = n // 2
-    if torch.compiler.is_compiling():
+    if sliced:
         padded = F.pad(t, (0, 0, 0, 0, h, h))
         return sum(padded[:, i:i + t.shape[1]] for i in range(n))
     cs = F.pad(t, (0, 0, 0, 0, h + 1, h)).cumsum(1)
@@ -55,8 +58,8 @@ class _AcrossChannelsLRN(torch.autograd.Function):
     Far fewer passes over the (large) blob than autograd through a pooling formulation."""
 
     @staticmethod
-    def forward(ctx, x, n, alpha, beta, k):
-        scale = _channel_window_sum(x * x, n).mul_(alpha / n).add_(k)
+    def forward(ctx, x, n, alpha, beta, k, sliced):
+        scale = _channel_window_sum(x * x, n, sliced).mul_(alpha / n).add_(k)
         p = scale.pow(-beta)
         y = x * p
         ctx.save_for_backward(x, scale, p, y)
@@ -66,8 +69,8 @@ class _AcrossChannelsLRN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, top_diff):
         x, scale, p, y = ctx.saved_tensors
-        window = _channel_window_sum(torch.mul(top_diff, y).div_(scale), ctx.n)
-        return torch.addcmul(top_diff * p, x, window, value=-ctx.coeff), None, None, None, None
+        window = _channel_window_sum(torch.mul(top_diff, y).div_(scale), ctx.n, False)
+        return torch.addcmul(top_diff * p, x, window, value=-ctx.coeff), None, None, None, None, None
 
 
 @register_layer("BatchNorm")
