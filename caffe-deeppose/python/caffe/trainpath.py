@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from . import fastpath, glog
+from . import fastpath
 
 
 def _compilable_in_training(layer):
@@ -38,23 +38,9 @@ def _channels_last(t):
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
 
-class _TrainSegment(torch.nn.Module):
+class _TrainSegment(fastpath._Segment):
     """Layers start..end of a NetModule as a function of the blobs they read from before start
     and of one probe per blob they make: returns every blob they compute."""
-
-    def __init__(self, module, start, end):
-        super().__init__()
-        self.net = module
-        self.start, self.end = start, end
-        made, inputs, outputs = set(), [], []
-        for w in module.wiring[start:end + 1]:
-            reads = w.tops if w.is_input else w.bottoms
-            inputs.extend(b for b in reads if b not in made and b not in inputs)
-            if w.is_input:
-                continue
-            made.update(w.tops)
-            outputs.extend(t for t in w.tops if t not in outputs)
-        self.inputs, self.outputs = inputs, outputs
 
     def forward(self, *tensors):
         n = len(self.inputs)
@@ -72,35 +58,17 @@ class _TrainSegment(torch.nn.Module):
         return tuple(env[name] for name in self.outputs)
 
 
-class CompiledTraining:
+class CompiledTraining(fastpath.CompiledForward):
     """The training fast path of one NetModule's forward over a range of layers."""
 
+    compilable = staticmethod(_compilable_in_training)
+    segment = _TrainSegment
+
     def __init__(self, module, device):
-        self.module, self.device = module, device
-        self._parts = {}  # (start, end) -> [(first, last, _TrainSegment or None to run eagerly)]
-        self._eager_s = {}  # (first, last, input shapes) -> seconds of eager runs so far
-        self._compiled = {}  # (first, last) -> the compiled segment, or None after a failure
+        super().__init__(module)
+        self.device = device
         self._tops = {}  # (first, last, input shapes) -> the shapes of the segment's outputs
         self._zeros = {}  # (blob name, shape) -> the zero tensor its probes share
-
-    def _split(self, start, end):
-        """Maximal runs of compilable layers (Input layers join any run) and the runs between."""
-        if (start, end) not in self._parts:
-            wiring, layers = self.module.wiring, self.module.layers
-            kinds = [None if wiring[i].is_input else _compilable_in_training(layers[i])
-                     for i in range(start, end + 1)]
-            parts, first = [], start
-            for i in range(start, end + 1):
-                kind = kinds[i - start]
-                if kind is not None:
-                    later = [k for k in kinds[i - start + 1:] if k is not None]
-                    if not later or later[0] != kind:
-                        parts.append((first, i, _TrainSegment(self.module, first, i) if kind else None))
-                        first = i + 1
-            if first <= end:
-                parts.append((first, end, None))
-            self._parts[(start, end)] = parts
-        return self._parts[(start, end)]
 
     def run(self, env, start, end, after, grad_src):
         """Compute layers start..end into `env` like `NetModule.run(env, start, end, after=after)`,
@@ -140,17 +108,6 @@ class CompiledTraining:
         if zeros is None:
             zeros = self._zeros[(name, shape)] = _channels_last(torch.zeros(shape, device=self.device))
         return zeros.detach().requires_grad_()
-
-    def _compiled_run(self, first, last, segment, tensors):
-        """The segment's tops through torch.compile, or None if compiling fails (logged once)."""
-        if (first, last) not in self._compiled:
-            self._compiled[(first, last)] = torch.compile(segment, dynamic=False)
-        try:
-            return self._compiled[(first, last)](*tensors)
-        except Exception as e:  # noqa: BLE001  (any compiler failure; the eager run decides about real errors)
-            glog.warning("trainpath.py", f"layers {first}..{last} stay eager in training: torch.compile failed ({e})")
-            self._compiled[(first, last)] = None
-            return None
 
     def replay(self, replays, start, end, after):
         """Recompute eagerly the compiled segments of the last forward that overlap layers
