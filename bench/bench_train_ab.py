@@ -1,6 +1,6 @@
 """A/B of the training-step changes in one run, interleaved: the stage-1 DeepPose train net's
-`solver.step(1)` (one `caffe train` iteration, the batch in the net's Input blobs) eager and
-through the training fast path (caffe/trainpath.py), each with SGD's update computed into the
+`solver.step(1)` (one `caffe train` iteration, the batch in the net's Input blobs) eager (the
+default) and through the opt-in training fast path (caffe/trainpath.py), each with SGD's update computed into the
 history (the default: the diffs read as it, copied only when read) and with the update copied
 into the diffs each iteration (as before).
 
@@ -50,7 +50,7 @@ def main():
                 solver.net.blobs["label"].data[...] = y
 
                 def step(solver=solver, compiled=compiled):
-                    os.environ["CAFFE_COMPILE"] = "1" if compiled else "0"
+                    os.environ["CAFFE_COMPILE_TRAIN"] = "1" if compiled else "0"
                     solver.step(1)
 
                 step()  # compiles (at once: CAFFE_COMPILE_AFTER=0)

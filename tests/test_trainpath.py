@@ -53,6 +53,7 @@ def compiling(monkeypatch):
     """Compile at once, with aot autograd but no code generation (the segment plumbing and the
     autograd split are ours to test; inductor's kernels are torch's, and slow to build here)."""
     monkeypatch.setenv("CAFFE_COMPILE", "1")
+    monkeypatch.setenv("CAFFE_COMPILE_TRAIN", "1")
     monkeypatch.setenv("CAFFE_COMPILE_AFTER", "0")
     compiled, compile = [], torch.compile
 
@@ -126,6 +127,12 @@ def test_a_backward_over_a_range_recomputes_the_compiled_layers_graphs(tmp_path,
     assert compiling
     assert np.abs(got[-1][1][("scale", 0)][1]).max() > 0 and np.abs(got[-1][1][("conv", 0)][1]).max() == 0
     assert_same(got, want)
+
+
+def test_the_training_path_is_opt_in(tmp_path, monkeypatch, compiling):
+    monkeypatch.delenv("CAFFE_COMPILE_TRAIN")
+    train_passes(make_net(tmp_path, DROPOUT), monkeypatch, compile_on=True, passes=1)
+    assert compiling == []
 
 
 def test_python_layers_and_hooks_stay_eager(tmp_path, monkeypatch, compiling):

@@ -458,7 +458,7 @@ class Net:
         hooked = any(self._hooks.values())
         probes, replays = {}, []
         with torch.set_grad_enabled(grad):
-            if grad and not hooked and fastpath.enabled():
+            if grad and not hooked and trainpath.enabled():
                 probes, replays = self._train.run(env, start, end, after, grad_src)
             elif grad or hooked or not fastpath.enabled():
                 self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)

@@ -2,11 +2,13 @@
 forward and the backward of runs of built-in layers are each one compiled graph (aot autograd +
 inductor: LRN, BatchNorm, Scale and ReLU fuse with their neighbours, forward and backward).
 
+Opt-in (`CAFFE_COMPILE_TRAIN=1`; `CAFFE_COMPILE=0` turns it off too): on this project's 2-core
+CPU its A/B against the eager step (bench/bench_train_ab.py) did not show a steady gain. With it,
 `Net.forward` with gradients on and no layer hooks splits the layers like the inference fast path
 (caffe/fastpath.py) into segments of built-in layers whose training forward is a pure tensor
 function (`_compilable_in_training`: Dropout and every layer not built in stay eager) and the
 layers between, and compiles a segment's run at one input shape once its eager runs at that shape
-have taken `CAFFE_COMPILE_AFTER` seconds (`CAFFE_COMPILE=0` turns it off).
+have taken `CAFFE_COMPILE_AFTER` seconds.
 
 pycaffe's semantics stay: the compiled graph returns every blob the segment computes, and each
 blob it makes gets a probe, a zero tensor added where the blob's first version (the one whose
@@ -16,11 +18,16 @@ of layers (or with backward hooks) needs each layer's own graph: `replay` recomp
 segment eagerly from its inputs, with `LayerModule.replaying` set so that BatchNorm does not
 count its statistics twice.
 """
+import os
 import time
 
 import torch
 
 from . import fastpath
+
+
+def enabled():
+    return fastpath.enabled() and os.environ.get("CAFFE_COMPILE_TRAIN", "0") == "1"
 
 
 def _compilable_in_training(layer):
