@@ -49,12 +49,17 @@ def _channel_window_sum(t, n, sliced):
     (a compiled forward without gradients): as n shifted slices, which the compiler fuses into
     one pass (with gradients, the compiled backward recomputed the slices' operands in each of
     them: slower than the running sum, measured by bench/bench_train_ab.py)."""
-    h = n // 2
+    h, c = n // 2, t.shape[1]
     if sliced:
         padded = F.pad(t, (0, 0, 0, 0, h, h))
-        return sum(padded[:, i:i + t.shape[1]] for i in range(n))
-    cs = F.pad(t, (0, 0, 0, 0, h + 1, h)).cumsum(1)
-    return cs[:, n:] - cs[:, :t.shape[1]]
+        return sum(padded[:, i:i + c] for i in range(n))
+    # the running sum of t with h + 1 zero channels before and h after, written in place (zeroing
+    # only the h + 1 leading channels, not the whole padded blob as F.pad does before its copy)
+    cs = t.new_empty((t.shape[0], c + n) + tuple(t.shape[2:]))
+    cs[:, :h + 1] = 0
+    torch.cumsum(t, 1, out=cs[:, h + 1:h + 1 + c])
+    cs[:, h + 1 + c:] = cs[:, h + c:h + c + 1]
+    return cs[:, n:] - cs[:, :c]
 
 
 class _AcrossChannelsLRN(torch.autograd.Function):
