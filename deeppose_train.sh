@@ -143,16 +143,16 @@ if should_run stage1 $DATA/stage1/train.txt $DATA/stage1/val.txt $DATA/stage1/te
     python data/K2HPD/get_stage.py --stage 1 "${DS[@]}"
 fi
 
-make_lmdbs() {  # make_lmdbs MODEL_DIR DEPLOY LIST_DIR
-    local dir=$1 size
+make_lmdbs() {  # make_lmdbs MODEL_DIR DEPLOY LIST_DIR TESTED: train and TESTED (stage 1: test, refiner: val) lists
+    local dir=$1 size tested=$4
     size=$(python -m deeppose.pipeline input-size "$2")
-    rm -rf "$dir/train_data_lmdb" "$dir/test_data_lmdb" "$dir/train_mean.binaryproto"
+    rm -rf "$dir/train_data_lmdb" "$dir/${tested}_data_lmdb" "$dir/train_mean.binaryproto"
     convert_imageset_multilabel -resize_height="${size% *}" -resize_width="${size#* }" "" "$3/train.txt" "$dir/train_data_lmdb"
-    convert_imageset_multilabel -resize_height="${size% *}" -resize_width="${size#* }" "" "$3/test.txt" "$dir/test_data_lmdb"
+    convert_imageset_multilabel -resize_height="${size% *}" -resize_width="${size#* }" "" "$3/$tested.txt" "$dir/${tested}_data_lmdb"
     compute_image_mean "$dir/train_data_lmdb" "$dir/train_mean.binaryproto"
 }
 if should_run lmdb1 $M1/train_data_lmdb $M1/test_data_lmdb $M1/train_mean.binaryproto; then
-    make_lmdbs $M1 $M1/deeppose.prototxt $DATA/stage1
+    make_lmdbs $M1 $M1/deeppose.prototxt $DATA/stage1 test
     echo "$DATASET_NAME" > $STAMP
 fi
 
@@ -180,13 +180,13 @@ if should_run output1 $DATA/stage1/output_val.txt; then
 fi
 
 # -- stage 2 ------------------------------------------------------------------------------------
-if should_run stage2 $DATA/stage2/train.txt $DATA/stage2/test.txt; then
+if should_run stage2 $DATA/stage2/train.txt $DATA/stage2/val.txt; then
     rm -rf $DATA/stage2
     python data/K2HPD/get_stage.py --stage 2 "${DS[@]}" --displacements "${DEEPPOSE_DISPLACEMENTS:-simulated}" \
         --per-image "${DEEPPOSE_PER_IMAGE:-1}"
 fi
-if should_run lmdb2 $M2/train_data_lmdb $M2/test_data_lmdb $M2/train_mean.binaryproto; then
-    make_lmdbs $M2 $M2/deeppose_refine.prototxt $DATA/stage2
+if should_run lmdb2 $M2/train_data_lmdb $M2/val_data_lmdb $M2/train_mean.binaryproto; then
+    make_lmdbs $M2 $M2/deeppose_refine.prototxt $DATA/stage2 val
 fi
 if should_run train2 "$MODEL2"; then
     train "$SOLVER2" $M2/deeppose_refine.log

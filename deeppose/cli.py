@@ -14,7 +14,7 @@ import numpy as np
 
 from caffe.filelock import LockedError
 
-from . import datasets, pipeline, preprocess
+from . import datasets, pipeline, preprocess, stages
 from .draw import draw_skeleton, save_png
 
 
@@ -90,8 +90,8 @@ def output_main(argv) -> None:
 
     cascade = Cascade(desc, args.models[0], args.models[1:], batch=args.batch)
     for split in args.split or ["val"]:
-        names, truth = pipeline.read_stage1_list(pipeline.stage_dir(1, desc) / f"{split}.txt", desc)
+        names, truth = pipeline.read_stage1_list(stages.list_path(1, split, desc), desc)
         pred = cascade.predict_files(names)[-1]
-        path = pipeline.write_outputs(pipeline.output_path(len(args.models), split, desc), names, truth, pred)
+        path = pipeline.write_outputs(stages.output_path(len(args.models), split, desc), names, truth, pred)
         err = np.linalg.norm(pred - truth, axis=-1).mean()
         print(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {path}")

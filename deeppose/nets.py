@@ -22,14 +22,11 @@ class ModelFiles:
 
     deploy: str
     train: str
-    snapshot_prefix: str  # as in the solver, for finding snapshots
 
 
-STAGE1 = ModelFiles("models/deeppose/deeppose.prototxt", "models/deeppose/deeppose_train_test.prototxt",
-                    "models/deeppose/snapshot/deeppose")
+STAGE1 = ModelFiles("models/deeppose/deeppose.prototxt", "models/deeppose/deeppose_train_test.prototxt")
 REFINE = ModelFiles("models/deeppose_refine/deeppose_refine.prototxt",
-                    "models/deeppose_refine/deeppose_refine_train_test.prototxt",
-                    "models/deeppose_refine/snapshot/deeppose_refine")
+                    "models/deeppose_refine/deeppose_refine_train_test.prototxt")
 
 
 def read_net(path):
