@@ -128,6 +128,7 @@ def test_tools_take_the_dataset(tmp_path):
     from pathlib import Path
 
     from deeppose.dataset import write_annotations
+    from deeppose.stages import write_list
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "two.py").write_text(
         "from deeppose.dataset import DatasetDescription\n"
@@ -137,6 +138,7 @@ def test_tools_take_the_dataset(tmp_path):
     (tmp_path / "d").mkdir()
     write_annotations(tmp_path / "d/tr.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(4)])
     write_annotations(tmp_path / "d/te.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(3)])
+    write_list(tmp_path / "d/stage1/train.txt", [(f"d/i/{i}.png", RNG.uniform(-12, 12, 4)) for i in range(4)])
     r = subprocess.run([sys.executable, root / "tools/baseline_mean_pose.py", "--dataset", "two.py"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
