@@ -16,6 +16,7 @@ import caffe
 from caffe.layer_modules import conv
 from bench_inference import random_weights
 from bench_vs_caffe import write_nets
+from stage1_shape import SIZE
 from timing import measure
 
 
@@ -45,7 +46,7 @@ def main():
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         paths = write_nets(folder, args.batch)
-        x = rng.uniform(-1, 1, (args.batch, 3, 227, 227)).astype(np.float32)
+        x = rng.uniform(-1, 1, (args.batch, 3, SIZE, SIZE)).astype(np.float32)
 
         def net(path, phase):
             n = caffe.Net(path, phase)

@@ -30,12 +30,12 @@ from caffe.protoio import read_prototxt, write_prototxt
 from bench_inference import flops_per_image, random_weights
 from bench_train import hand_written_step
 from timing import measure
+from stage1_shape import LABELS, SIZE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "models", "deeppose", "deeppose.prototxt")
 TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
 SOLVER = os.path.join(ROOT, "models", "deeppose", "deeppose_solver.prototxt")
-SIZE, LABELS = 227, 30
 
 
 class SeedCaffe:
