@@ -28,7 +28,7 @@ def mean_pose(desc: DatasetDescription) -> np.ndarray:
     path = stages.list_path(1, "train", desc)
     if not path.exists():
         raise ValueError(f"{path}: no stage-1 training list, of which the mean pose is the mean: "
-                         "make it first (data/K2HPD/get_stage.py --stage 1)")
+                         "make it first (the pipeline's stage1 step, get_stage.py --stage 1)")
     _, targets = stages.read_list(path)
     if targets.shape[1:] != (2 * desc.num_joints,):
         raise ValueError(f"{path}: {targets.shape[1:]} values a line; the {desc.name} description's "
