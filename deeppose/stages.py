@@ -136,12 +136,8 @@ class DisplacementModel:
         return self.mean[joints] + np.einsum("nij,nj->ni", chol, rng.standard_normal((len(joints), 2)))
 
     def to_json(self, path) -> None:
+        """Record the model as JSON ({"mean": (J, 2), "cov": (J, 2, 2)} lists), for the user."""
         atomic_write(path, json.dumps({"mean": self.mean.tolist(), "cov": self.cov.tolist()}, indent=1))
-
-    @classmethod
-    def from_json(cls, path) -> "DisplacementModel":
-        d = json.loads(Path(path).read_text())
-        return cls(np.asarray(d["mean"], float), np.asarray(d["cov"], float))
 
 
 def choose_joints(rng: np.random.Generator, n_images: int, per_image: int, num_joints: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 
 --stage 1: mirror the training images (<name>m.png next to each), hold out a validation part,
            write <root>/stage1/{train,val,test}.txt (joint offsets from the image centre).
---stage S >= 2: crops around stage S-1 estimates and their targets in <root>/stageS/
+--stage S >= 2: crops around stage S-1 estimates and their targets: <root>/stageS/train.txt
+           (training images) and val.txt (the held-out images, around the real predictions)
            (needs <root>/stage<S-1>/output_val.txt from models/deeppose*/pyoutput.py;
            --displacements predictions also needs output_train.txt).
 <root> is the dataset's directory (data/K2HPD for K2HPD). First the stage's nets are checked
@@ -39,8 +40,8 @@ def main(argv=None):
         make_stage1_lists(desc, val_fraction=args.val_fraction, seed=args.seed)
     else:
         nets.check_refiner(desc, nets.REFINE)
-        rows, _ = input_size(nets.REFINE.deploy)
-        make_refine_data(desc, args.stage, rows, args.displacements, args.per_image, seed=args.seed)
+        crop_px, _ = input_size(nets.REFINE.deploy)
+        make_refine_data(desc, args.stage, crop_px, args.displacements, args.per_image, seed=args.seed)
 
 
 if __name__ == "__main__":
