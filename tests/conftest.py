@@ -4,6 +4,7 @@ import collections
 import os
 import shutil
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -69,13 +70,19 @@ def input_layers(inputs):
     return text
 
 
+def write_net(path, text, force_backward=False):
+    """Write a net prototxt (`text` dedented, `force_backward: true` first if asked); its path as str."""
+    with open(path, "w") as f:
+        f.write(("force_backward: true\n" if force_backward else "") + textwrap.dedent(text))
+    return os.fspath(path)
+
+
 def net_from(tmp_path, inputs, layers, phase=None, force_backward=True, name="net.prototxt"):
     """A Net (TRAIN unless `phase`) of one Input layer per entry of `inputs` ({name: shape})
     followed by `layers` (prototxt text), written to tmp_path/name."""
     import caffe
-    path = tmp_path / name
-    path.write_text(("force_backward: true\n" if force_backward else "") + input_layers(inputs) + layers)
-    return caffe.Net(str(path), caffe.TRAIN if phase is None else phase)
+    path = write_net(tmp_path / name, input_layers(inputs) + layers, force_backward)
+    return caffe.Net(path, caffe.TRAIN if phase is None else phase)
 
 
 def deploy_input_shape(deploy):
@@ -106,10 +113,10 @@ def stage_nets(tmp_path, monkeypatch):
                 'pooling_param { pool: AVE kernel_size: 16 stride: 16 } }\n'
                 f'layer {{ name: "predict" type: "InnerProduct" bottom: "pool" top: "predict" inner_product_param {{ '
                 f'num_output: {outputs} weight_filler {{ type: "gaussian" std: 1 }} bias_filler {{ type: "constant" value: 1 }} }} }}\n')
-        (tmp_path / f"{name}.prototxt").write_text(input_layers({"data": (batch, channels, rows, cols)}) + body)
-        (tmp_path / f"{name}_train.prototxt").write_text(
-            f'layer {{ name: "data" type: "Data" top: "data" top: "label" transform_param {{ mean_file: "{name}_mean.binaryproto" '
-            f'scale: 0.00390625 }} data_param {{ source: "x" batch_size: 1 backend: LMDB label_num: {outputs} }} }}\n' + body)
+        write_net(f"{name}.prototxt", input_layers({"data": (batch, channels, rows, cols)}) + body)
+        write_net(f"{name}_train.prototxt", 
+                  f'layer {{ name: "data" type: "Data" top: "data" top: "label" transform_param {{ mean_file: "{name}_mean.binaryproto" '
+                  f'scale: 0.00390625 }} data_param {{ source: "x" batch_size: 1 backend: LMDB label_num: {outputs} }} }}\n' + body)
         caffe.Net(f"{name}.prototxt", caffe.TEST).save(f"{name}.caffemodel")
         files.append(nets.ModelFiles(f"{name}.prototxt", f"{name}_train.prototxt"))
     return files

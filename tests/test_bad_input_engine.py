@@ -23,7 +23,7 @@ from caffe import resume_state
 from caffe.filelock import hold
 from caffe.proto import caffe_pb2
 from caffe.tools import caffe_main
-from conftest import GOLDEN
+from conftest import GOLDEN, write_net
 
 NET = """name: "tiny"
 layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
@@ -241,12 +241,6 @@ def fatal(log):
     lines = [line for line in log.splitlines() if line.startswith("F")]
     assert len(lines) == 1, log
     return lines[0].split("] ", 1)[1]
-
-
-def write_net(name, text):
-    with open(name, "w") as f:
-        f.write(text)
-    return name
 
 
 def train_weights(capsys):

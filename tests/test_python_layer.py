@@ -5,13 +5,13 @@ clear_param_diffs in place)."""
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 import torch
 
 import caffe
+from conftest import write_net
 
 LAYERS = '''
 import numpy as np
@@ -113,11 +113,6 @@ def here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     yield tmp_path, name
     sys.modules.pop(name, None)
-
-
-def write_net(path, body, force_backward=False):
-    path.write_text(("force_backward: true\n" if force_backward else "") + textwrap.dedent(body))
-    return str(path)
 
 
 def regression_net(module, loss):
