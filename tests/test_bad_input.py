@@ -220,6 +220,7 @@ def unrelated_weights(path):
     return path
 
 
+@pytest.mark.slow
 def test_pyaccuracy_refuses_an_unrelated_nets_weights_and_keeps_the_last_report(app):
     weights = unrelated_weights(app / "other.caffemodel")
     report = app / "models/deeppose/accuracy.json"

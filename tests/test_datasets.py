@@ -120,6 +120,7 @@ def test_nets_are_checked_against_the_description():
         nets.check_refiner(FLIC, REFINE)
 
 
+@pytest.mark.slow
 def test_tools_take_the_dataset(tmp_path):
     """The baseline tool scores a dataset given by a description file with its joint names; the
     synthetic generator refuses a dataset whose annotations are not text."""

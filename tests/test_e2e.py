@@ -14,6 +14,7 @@ import pytest
 from deeppose.datasets import K2HPD
 from deeppose.metrics import PDJ_FRACTIONS
 
+pytestmark = pytest.mark.slow  # every test reads the run of the whole pipeline (minutes)
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["deeppose_train.sh", "globalvar.py", "data/K2HPD/get_stage.py", "tools/make_synthetic_k2hpd.py",
          *(str(p.relative_to(ROOT)) for d in ("models/deeppose", "models/deeppose_refine")

@@ -255,6 +255,7 @@ def test_python_data_layer_reshapes_every_forward(here):
     assert net.layers[0].calls == 4  # net.layers[i] is the user's own object, as in pycaffe
 
 
+@pytest.mark.slow
 def test_python_data_layer_feeds_caffe_train(here):
     tmp, module = here
     write_net(tmp / "data.prototxt", DATA_NET.replace("MODULE", module))
@@ -312,6 +313,7 @@ def test_import_errors(here, module, layer, message):
     assert "err_" in str(e.value) and "layer 'bad'" in str(e.value)
 
 
+@pytest.mark.slow
 def test_caffe_train_reports_a_failing_python_layer(here):
     tmp, module = here
     error_net(tmp, module, "Raises", "forward", extra="loss_weight: 1")
