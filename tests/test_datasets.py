@@ -113,10 +113,13 @@ def test_nets_are_checked_against_the_description():
     with pytest.raises(ValueError) as e:
         nets.check_stage1(LSP, STAGE1)
     msg = str(e.value)
-    assert "models/deeppose/deeppose.prototxt: layer 'predict' inner_product_param.num_output is 30; it must be 28" in msg
-    assert "models/deeppose/deeppose_train_test.prototxt: layer 'data' data_param.label_num is 30; it must be 28" in msg
-    with pytest.raises(ValueError, match=r"deeppose_refine.prototxt: layer 'data' input_param.shape.dim\[0\] is 15; "
-                                         r"it must be 11 \(the deploy batch is one crop per joint"):
+    committed, lsp = 2 * K2HPD.num_joints, 2 * LSP.num_joints  # the committed nets are K2HPD's
+    assert (f"models/deeppose/deeppose.prototxt: layer 'predict' inner_product_param.num_output is {committed}; "
+            f"it must be {lsp}") in msg
+    assert (f"models/deeppose/deeppose_train_test.prototxt: layer 'data' data_param.label_num is {committed}; "
+            f"it must be {lsp}") in msg
+    with pytest.raises(ValueError, match=rf"deeppose_refine.prototxt: layer 'data' input_param.shape.dim\[0\] is "
+                                         rf"{K2HPD.num_joints}; it must be {FLIC.num_joints} \(the deploy batch is one crop per joint"):
         nets.check_refiner(FLIC, REFINE)
 
 
