@@ -4,8 +4,9 @@ Training: an LMDB record holds `net_image` of the file (uint8 BGR CHW, made by
 `convert_imageset_multilabel -resize_*`, which resizes exactly like `net_image`), and the Data
 layer applies its `transform_param`: ``(pixel - mean) * scale`` in float32. Deployment runs
 `net_image` and then the engine's own DataTransformer of that Data layer (`input_transformer`,
-built from the training prototxt), so a deployed net sees exactly what the trained one saw. (The seed subtracted a per-channel mean and scaled by 1/255 at deploy time but a
-per-pixel mean and 1/256 in training.)
+built from the training prototxt), so a deployed net sees exactly what the trained one saw. (The
+seed subtracted a per-channel mean and scaled by 1/255 at deploy time but a per-pixel mean and
+1/256 in training.)
 
 Stage s >= 2 crops are made by `crop` at the refiner's input size and stored as PNG (lossless),
 so the LMDB tool's resize to the same size is the identity and deployment crops identically.
@@ -67,13 +68,13 @@ def crop(image: np.ndarray, centre, side: float, crop_px: int) -> np.ndarray:
 
 def input_transformer(train_prototxt):
     """The engine's DataTransformer of a training prototxt's TEST-phase data layer: deployment
-    normalises its records exactly as that layer does (mean_file or mean_value, scale). crop_size
-    and mirror are refused: DeepPose's records are made at the net's input size, never mirrored
-    at random."""
+    normalises its records exactly as that layer does (mean_file or mean_value, scale). crop_size,
+    mirror and force_gray are refused: DeepPose's records are colour images made at the net's input
+    size, never mirrored at random."""
     from caffe.data_transformer import transformer_from_prototxt  # torch: only for the commands that run a net
 
     transformer = transformer_from_prototxt(train_prototxt, TEST)
-    if transformer.crop_size or transformer.mirror:
-        raise ValueError(f"{transformer.where}: crop_size / mirror are not used by DeepPose (its records "
-                         "are made at the net's input size; mirrors are written as images)")
+    if transformer.crop_size or transformer.mirror or transformer.force_gray:
+        raise ValueError(f"{transformer.where}: crop_size / mirror / force_gray are not used by DeepPose (its "
+                         "records are colour images made at the net's input size; mirrors are written as images)")
     return transformer

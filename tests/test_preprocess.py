@@ -35,12 +35,12 @@ def test_deployed_input_equals_the_data_layers(stage_nets):
     assert deployed.std() > 0.01  # the mean is not the image: a real comparison
 
 
-@pytest.mark.parametrize("field", ["mirror: true", "crop_size: 8"])
-def test_deployment_refuses_random_mirrors_and_crops(stage_nets, field):
+@pytest.mark.parametrize("field", ["mirror: true", "crop_size: 8", "force_gray: true"])
+def test_deployment_refuses_random_mirrors_crops_and_grey(stage_nets, field):
     s1, _ = stage_nets
     with open(s1.train) as f:
         text = f.read()
     with open(s1.train, "w") as f:
         f.write(text.replace("scale: 0.00390625", f"scale: 0.00390625 {field}"))
-    with pytest.raises(ValueError, match=rf"{s1.train}: layer 'data' transform_param: crop_size / mirror are not used"):
+    with pytest.raises(ValueError, match=rf"{s1.train}: layer 'data' transform_param: crop_size / mirror / force_gray are not used"):
         preprocess.input_transformer(s1.train)
