@@ -213,6 +213,7 @@ RANDOM_NET = NET.replace("transform_param {{ ", "transform_param {{ mirror: true
     'layer {{ name: "fc"', 'layer {{ name: "drop" type: "Dropout" bottom: "conv" top: "conv" }}\nlayer {{ name: "fc"')
 
 
+@pytest.mark.slow
 def test_two_workers_resumed_continue_each_their_own_random_streams(tmp_path):
     """2 workers on a net with Dropout and random mirrors, resumed by 2 workers from the snapshot of
     iteration 4, end with the bytes of the run never stopped: the snapshot keeps each worker's random

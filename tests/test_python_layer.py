@@ -270,6 +270,7 @@ def test_python_data_layer_reshapes_every_forward(here):
     assert net.layers[0].calls == 4  # net.layers[i] is the user's own object, as in pycaffe
 
 
+@pytest.mark.slow
 def test_resume_continues_numpy_global_rng(here):
     """numpy's global RNG, which Python layers draw from, is part of the resume state: `caffe train`
     resumed from the middle snapshot ends with the bytes of the run that was never stopped."""
