@@ -127,3 +127,77 @@ def test_hooks_gradients_and_train_mode_layers_take_the_eager_path(tmp_path, mon
     with torch.no_grad():
         train.forward()
     assert [(s.start, s.end) for s in compiling] == [(0, 1), (3, 5), (7, 7)]
+
+
+CHAINS = """
+name: "chains"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "c1" type: "Convolution" bottom: "data" top: "c1"
+        convolution_param { num_output: 4 kernel_size: 3 group: 1 weight_filler { type: "gaussian" std: 0.3 }
+                            bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn1" type: "BatchNorm" bottom: "c1" top: "c1" }
+layer { name: "s1" type: "Scale" bottom: "c1" top: "c1" scale_param { bias_term: true } }
+layer { name: "r1" type: "ReLU" bottom: "c1" top: "c1" }
+layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2"
+        convolution_param { num_output: 6 kernel_size: 3 pad: 1 stride: 2 group: 2 bias_term: false
+                            weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "s2" type: "Scale" bottom: "c2" top: "c2" }
+layer { name: "peek" type: "Power" bottom: "c2" top: "peek" }
+layer { name: "r2" type: "ReLU" bottom: "c2" top: "c2" }
+layer { name: "c3" type: "Convolution" bottom: "c2" top: "c3"
+        convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "r3" type: "ReLU" bottom: "c3" top: "c3" relu_param { negative_slope: 0.1 } }
+"""
+
+
+def test_convolution_chains_run_as_one_onednn_convolution(tmp_path, monkeypatch, compiling):
+    """Convolution + in-place BatchNorm/Scale/ReLU fold into one convolution; a layer reading the
+    blob in between (peek) ends the chain there, a leaky ReLU is not fused; the blobs match the
+    eager forward and later writes into the params are seen."""
+    path = tmp_path / "net.prototxt"
+    path.write_text(CHAINS)
+    net = caffe.Net(str(path), caffe.TEST)
+    rng = np.random.default_rng(1)
+    net.params["bn1"][0].data[...] = rng.normal(0, 1, 4)
+    net.params["bn1"][1].data[...] = rng.uniform(1, 2, 4)
+    net.params["bn1"][2].data[...] = 2
+    for name in ("s1", "s2"):
+        for p in net.params[name]:
+            p.data[...] = rng.normal(0, 1, p.data.shape)
+    net.blobs["data"].data[...] = rng.normal(0, 1, net.blobs["data"].shape)
+    want = eager_blobs(net, monkeypatch)
+    net.forward()
+    chains = [(first, last) for first, last, chain in compiling[0].steps if chain is not None]
+    assert chains == [(1, 4), (5, 6)]  # c1..r1, c2..s2 (peek reads c2 before r2); c3 with a leaky ReLU is not one
+    for name, blob in net.blobs.items():
+        np.testing.assert_allclose(blob.data, want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    net.params["bn1"][2].data[...] = 0  # no statistics yet: mean and variance read as 0
+    net.params["s2"][0].data[...] *= -1
+    want = eager_blobs(net, monkeypatch)
+    net.forward()
+    for name, blob in net.blobs.items():
+        np.testing.assert_allclose(blob.data, want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_large_inner_products_without_gradient_run_on_onednn(monkeypatch):
+    from caffe.layer_modules import inner_product
+    calls = []
+    monkeypatch.setattr(inner_product.onednn, "linear", lambda *a: calls.append(1) or torch.ops.caffe.onednn_linear(*a))
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.normal(0, 1, (16, 1024)).astype(np.float32))
+    w = torch.from_numpy(rng.normal(0, 0.05, (1024, 1024)).astype(np.float32))
+    b = torch.from_numpy(rng.normal(0, 1, 1024).astype(np.float32))
+    layer = caffe.registry.layer_class("InnerProduct")(
+        caffe.proto.caffe_pb2.LayerParameter(name="ip", type="InnerProduct", inner_product_param={"num_output": 1024}),
+        caffe.TEST)
+    layer.setup([(16, 1024)])
+    with torch.no_grad():
+        layer.blobs[0].copy_(w)
+        layer.blobs[1].copy_(b)
+        got = layer(x)[0]
+        assert calls == [1]
+        layer(x[:8])  # fewer rows: the BLAS call
+        assert calls == [1]
+    np.testing.assert_allclose(got.numpy(), (x @ w.T + b).numpy(), rtol=1e-5, atol=1e-5)
+    layer(x)  # gradients wanted: the BLAS call
+    assert calls == [1]

@@ -10,14 +10,16 @@ runs compiled (compiled once per shape; a new shape starts counting again). The 
 graph reads the params as inputs, so writes into `net.params` take effect, and returns every blob
 the segment computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it
 off (the test suite does, not to pay compile time); a segment whose compilation fails logs a
-warning and stays eager.
+warning and stays eager. Within a segment, a Convolution with the BatchNorm / Scale / ReLU layers
+right after it in place on its top runs as one oneDNN convolution (`_ConvChain`), eagerly as
+compiled: one pass over the blob instead of one per layer.
 """
 import os
 import time
 
 import torch
 
-from . import glog
+from . import glog, onednn
 
 # built-in layer types whose forward is a pure tensor function (in inference mode, see _compilable)
 COMPILABLE = frozenset((
@@ -65,9 +67,82 @@ class _Segment(torch.nn.Module):
             outputs.extend(t for t in w.tops if t not in outputs)
         self.inputs, self.outputs = inputs, outputs
 
+        self.steps = _steps(module, start, end)
+
     def forward(self, *tensors):
-        env = self.net.run(dict(zip(self.inputs, tensors)), self.start, self.end)
+        env = dict(zip(self.inputs, tensors))
+        for first, last, chain in self.steps:
+            if chain is None:
+                self.net.run(env, first, last)
+            else:
+                env[chain.top] = chain(env[chain.bottom])
         return tuple(env[name] for name in self.outputs)
+
+
+class _ConvChain:
+    """A 2-d Convolution and, on its top in place right after it, per-channel affine layers
+    (BatchNorm on its stored statistics, Scale) and a ReLU, as one oneDNN convolution: the affine
+    maps folded into its weights and bias (computed from the params at each call), the ReLU
+    applied in the same pass. The top is what the layers give one by one, up to rounding."""
+
+    def __init__(self, conv, affine, relu, bottom, top):
+        self.conv, self.affine, self.relu, self.bottom, self.top = conv, affine, relu, bottom, top
+
+    def __call__(self, x):
+        conv = self.conv
+        weight, bias = conv.blobs[0], conv.blobs[1] if conv.bias_term else None
+        channels = weight.shape[0]
+        if self.affine:
+            a, c = None, None
+            for layer in self.affine:  # compose: a2 (a1 z + c1) + c2
+                a2, c2 = layer.channel_affine(4, channels)
+                a, c = (a2, c2) if a is None else (a2 * a, torch.addcmul(c2, a2, c))
+            weight = weight * a.reshape(-1, 1, 1, 1)
+            bias = c if bias is None else torch.addcmul(c, a, bias)
+        return onednn.conv2d(conv._layout(x), weight, bias, list(conv.stride), list(conv.pad),
+                             list(conv.dilation), conv.group, self.relu)
+
+
+def _conv_chain(module, i, end):
+    """The _ConvChain starting at layer i and its last layer, or None (no such chain there)."""
+    conv, wiring = module.layers[i], module.wiring[i]
+    if (conv.type_name != "Convolution" or len(wiring.bottoms) != 1 or conv.blobs[0].dim() != 4
+            or conv.blobs[0].device.type != "cpu" or conv.blobs[0].dtype != torch.float32
+            or not torch.backends.mkldnn.is_available()):
+        return None
+    top, channels = wiring.tops[0], conv.blobs[0].shape[0]
+    affine, relu, last = [], False, i
+    while last < end and not relu:
+        layer, w = module.layers[last + 1], module.wiring[last + 1]
+        if w.is_input or w.bottoms != [top] or w.tops != [top]:
+            break
+        if layer.type_name == "ReLU" and not layer.negative_slope:
+            relu = True
+        elif hasattr(layer, "channel_affine") and layer.channel_affine(4, channels) is not None:
+            affine.append(layer)
+        else:
+            break
+        last += 1
+    return (_ConvChain(conv, affine, relu, wiring.bottoms[0], top), last) if last > i else None
+
+
+def _steps(module, start, end):
+    """Layers start..end as (first, last, _ConvChain) for each chain and (first, last, None) for
+    the runs between."""
+    steps, first, i = [], start, start
+    while i <= end:
+        found = _conv_chain(module, i, end)
+        if found is None:
+            i += 1
+            continue
+        chain, last = found
+        if first < i:
+            steps.append((first, i - 1, None))
+        steps.append((i, last, chain))
+        first = i = last + 1
+    if first <= end:
+        steps.append((first, end, None))
+    return steps
 
 
 class CompiledForward:
@@ -107,13 +182,14 @@ class CompiledForward:
                 spent = self._eager_s.get(key, 0.0)
                 if spent >= compile_after() and self._compiled.get((first, last), True) is not None:
                     tops = self._compiled_run(first, last, segment, tensors)
+            if segment is None:
+                self.module.run(env, first, last)
+                continue
             if tops is None:
                 began = time.perf_counter()
-                self.module.run(env, first, last)
-                if segment is not None:
-                    self._eager_s[key] = spent + time.perf_counter() - began
-            else:
-                env.update(zip(segment.outputs, tops))
+                tops = segment(*tensors)
+                self._eager_s[key] = spent + time.perf_counter() - began
+            env.update(zip(segment.outputs, tops))
         return env
 
     def _compiled_run(self, first, last, segment, tensors):
