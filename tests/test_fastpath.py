@@ -199,5 +199,8 @@ def test_large_inner_products_without_gradient_run_on_onednn(monkeypatch):
         layer(x[:8])  # fewer rows: the BLAS call
         assert calls == [1]
     np.testing.assert_allclose(got.numpy(), (x @ w.T + b).numpy(), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # and in one graph under torch.compile
+        compiled = torch.compile(layer, backend="eager", fullgraph=True)(x)[0]
+    np.testing.assert_allclose(compiled.numpy(), got.numpy(), rtol=1e-6, atol=1e-6)
     layer(x)  # gradients wanted: the BLAS call
-    assert calls == [1]
+    assert calls == [1, 1]

@@ -99,6 +99,7 @@ class _ConvChain:
                 a, c = (a2, c2) if a is None else (a2 * a, torch.addcmul(c2, a2, c))
             weight = weight * a.reshape(-1, 1, 1, 1)
             bias = c if bias is None else torch.addcmul(c, a, bias)
+        weight = weight.contiguous(memory_format=torch.channels_last)  # what oneDNN reads (else it copies)
         return onednn.conv2d(conv._layout(x), weight, bias, list(conv.stride), list(conv.pad),
                              list(conv.dilation), conv.group, self.relu)
 
@@ -108,7 +109,7 @@ def _conv_chain(module, i, end):
     conv, wiring = module.layers[i], module.wiring[i]
     if (conv.type_name != "Convolution" or len(wiring.bottoms) != 1 or conv.blobs[0].dim() != 4
             or conv.blobs[0].device.type != "cpu" or conv.blobs[0].dtype != torch.float32
-            or not torch.backends.mkldnn.is_available()):
+            or not onednn.AVAILABLE):
         return None
     top, channels = wiring.tops[0], conv.blobs[0].shape[0]
     affine, relu, last = [], False, i

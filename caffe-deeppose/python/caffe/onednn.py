@@ -3,6 +3,8 @@ ops: `torch.compile` calls them as they are (inductor's own lowering of these on
 weights frozen into the graph; ours are graph inputs, so writes into `net.params` take effect)."""
 import torch
 
+AVAILABLE = torch.backends.mkldnn.is_available()  # read once: torch.compile does not trace the call
+
 
 @torch.library.custom_op("caffe::onednn_linear", mutates_args=())
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

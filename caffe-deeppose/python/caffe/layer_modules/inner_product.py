@@ -18,7 +18,7 @@ def _onednn_linear(x, w):
     """Whether `linear(x, w)` runs as oneDNN's inner product (no gradient wanted, CPU float32)."""
     return (x.dim() == 2 and x.shape[0] >= ONEDNN_MIN_ROWS and w.numel() >= ONEDNN_MIN_WEIGHTS
             and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
-            and w.is_contiguous() and torch.backends.mkldnn.is_available())
+            and w.is_contiguous() and onednn.AVAILABLE)
 
 
 @register_layer("InnerProduct")
