@@ -1,6 +1,8 @@
 """The inference fast path (caffe/fastpath.py): compiled segments give the eager forward's blobs,
 see writes into the params, compile per shape only after the eager budget, and leave layers
 that are not pure (Python layers) eager between them."""
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -50,7 +52,9 @@ def compiling(monkeypatch):
 
     def compile_eager(module, **kwargs):
         compiled.append(module)
-        return compile(module, backend="eager", **kwargs)
+        module.calls = []  # the threads that ran it compiled
+        fn = compile(module, backend="eager", **kwargs)
+        return lambda *tensors: module.calls.append(threading.current_thread().name) or fn(*tensors)
 
     monkeypatch.setattr(fastpath.torch, "compile", compile_eager)
     torch._dynamo.reset()
@@ -104,6 +108,24 @@ def test_a_new_shape_runs_eagerly_until_its_own_budget_is_spent(tmp_path, monkey
     assert net.blobs["ip"].data.shape == (3, 5)
     want = eager_blobs(net, monkeypatch)["ip"]
     np.testing.assert_allclose(net.forward()["ip"], want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_spent_budget_compiles_in_the_background_while_eager_runs_go_on(tmp_path, monkeypatch, compiling):
+    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "1e-9")
+    net = make_net(tmp_path, SPLIT)
+    net.forward()  # spends the budget
+    net.forward()  # starts the compilation in a thread, runs eagerly
+    assert len(compiling) == 1
+    net._fast.wait()
+    assert compiling[0].calls == ["caffe-compile-0-7"]  # the build ran it once, on copies of the inputs
+    net.blobs["data"].data[...] *= -1
+    want = eager_blobs(net, monkeypatch)
+    frames = dict(torch._dynamo.utils.counters["frames"])
+    net.forward()
+    assert compiling[0].calls == ["caffe-compile-0-7", threading.main_thread().name]
+    assert torch._dynamo.utils.counters["frames"] == frames  # the thread's compilation serves: no recompiling
+    for name, blob in net.blobs.items():
+        np.testing.assert_allclose(blob.data, want[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
 def test_a_python_layer_runs_eagerly_between_compiled_segments(tmp_path, monkeypatch, compiling):

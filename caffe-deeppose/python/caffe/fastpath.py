@@ -5,8 +5,9 @@ the range of layers into segments of built-in layers that compute a pure functio
 bottoms and params (`COMPILABLE`) and the layers between (Data, Python, ...). A segment runs
 eagerly until its runs at the same input shapes have taken `CAFFE_COMPILE_AFTER` seconds in all
 (default 20, about what compiling the DeepPose net costs: a short job never pays for a compile
-it cannot win back, a long one spends at most that much before it); from then on that shape
-runs compiled (compiled once per shape; a new shape starts counting again). The compiled
+it cannot win back); then that shape is compiled in a background thread while the eager runs go
+on, and runs compiled once that is done (compiled once per shape; a new shape starts counting
+again; with a budget of 0 it is compiled at once, in the calling thread). The compiled
 graph reads the params as inputs, so writes into `net.params` take effect, and returns every blob
 the segment computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it
 off (the test suite does, not to pay compile time); a segment whose compilation fails logs a
@@ -15,6 +16,7 @@ right after it in place on its top runs as one oneDNN convolution (`_ConvChain`)
 compiled: one pass over the blob instead of one per layer.
 """
 import os
+import threading
 import time
 
 import torch
@@ -154,6 +156,7 @@ class CompiledForward:
         self._parts = {}  # (start, end) -> [(first, last, _Segment or None to run eagerly)]
         self._eager_s = {}  # (first, last, input shapes) -> seconds of eager runs so far
         self._compiled = {}  # (first, last) -> the compiled segment, or None after a failure
+        self._builds = {}  # (first, last, input shapes) -> its compilation's thread, then True / False
 
     def _split(self, start, end):
         """Maximal runs of compilable layers (Input layers join any run) and the runs between."""
@@ -176,30 +179,61 @@ class CompiledForward:
     def run(self, env, start, end):
         """Compute layers start..end into `env` (by blob name), like `NetModule.run`."""
         for first, last, segment in self._split(start, end):
-            tops = None
-            if segment is not None:
-                tensors = [env[name] for name in segment.inputs]
-                key = (first, last, tuple(tuple(t.shape) for t in tensors))
-                spent = self._eager_s.get(key, 0.0)
-                if spent >= compile_after() and self._compiled.get((first, last), True) is not None:
-                    tops = self._compiled_run(first, last, segment, tensors)
             if segment is None:
                 self.module.run(env, first, last)
                 continue
+            tensors = [env[name] for name in segment.inputs]
+            key = (first, last, tuple(tuple(t.shape) for t in tensors))
+            tops = self._compiled_run(key, segment, tensors) if self._ready(key, segment, tensors) else None
             if tops is None:
                 began = time.perf_counter()
                 tops = segment(*tensors)
-                self._eager_s[key] = spent + time.perf_counter() - began
+                self._eager_s[key] = self._eager_s.get(key, 0.0) + time.perf_counter() - began
             env.update(zip(segment.outputs, tops))
         return env
 
-    def _compiled_run(self, first, last, segment, tensors):
+    def _ready(self, key, segment, tensors):
+        """Whether the segment runs compiled at these shapes; starts its compilation once the
+        shapes have spent their eager budget (a budget of 0: compiled here and now)."""
+        segment_key = key[:2]
+        if self._compiled.get(segment_key, True) is None:  # its compilation failed
+            return False
+        state = self._builds.get(key)
+        if state is None:
+            budget = compile_after()
+            if self._eager_s.get(key, 0.0) < budget:
+                return False
+            if segment_key not in self._compiled:
+                self._compiled[segment_key] = torch.compile(segment, dynamic=False)
+            if budget <= 0:
+                return True
+            examples = [t.detach().clone() for t in tensors]  # the caller may overwrite its inputs meanwhile
+            # not a daemon: a process ending meanwhile waits for it (the compiler cannot be stopped
+            # midway, and torch aborts if the interpreter finalizes under it)
+            state = self._builds[key] = threading.Thread(target=self._build, args=(key, examples),
+                                                         name=f"caffe-compile-{key[0]}-{key[1]}")
+            state.start()
+        return state is True
+
+    def _build(self, key, examples):
+        """Compile the segment at the examples' shapes (a background thread: the eager runs go on)."""
+        self._builds[key] = self._compiled_run(key, None, examples) is not None
+
+    def wait(self):
+        """Wait for the compilations under way."""
+        for state in list(self._builds.values()):
+            if isinstance(state, threading.Thread):
+                state.join()
+
+    def _compiled_run(self, key, segment, tensors):
         """The segment's tops through torch.compile, or None if compiling fails (logged once)."""
-        if (first, last) not in self._compiled:
-            self._compiled[(first, last)] = torch.compile(segment, dynamic=False)
+        compiled = self._compiled.get(key[:2])
+        if compiled is None:
+            return None
         try:
-            return self._compiled[(first, last)](*tensors)
+            with torch.no_grad():  # the caller's mode; a build thread's own is grad on
+                return compiled(*tensors)
         except Exception as e:  # noqa: BLE001  (any compiler failure; the eager run decides about real errors)
-            glog.warning("fastpath.py", f"layers {first}..{last} stay eager: torch.compile failed ({e})")
-            self._compiled[(first, last)] = None
+            glog.warning("fastpath.py", f"layers {key[0]}..{key[1]} stay eager: torch.compile failed ({e})")
+            self._compiled[key[:2]] = None
             return None
