@@ -1,7 +1,9 @@
 """A/B of the engine's fast-path changes in one run, interleaved: the stage-1 deploy net's
 `caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
-default), and compiled (the default once a shape has spent CAFFE_COMPILE_AFTER s eagerly); the
-train net's forward + backward with NCHW and with channels-last convolutions.
+default), and compiled (the default once a shape has spent CAFFE_COMPILE_AFTER s eagerly), the
+compiled one also without its convolution chains (Convolution + BatchNorm + Scale + ReLU as one
+oneDNN convolution) and without oneDNN inner products (torch's BLAS instead); the train net's
+forward + backward with NCHW and with channels-last convolutions.
 
     python bench/bench_fastpath.py [--batch 32] [--seconds 10]
 """
@@ -13,23 +15,27 @@ import numpy as np
 import torch
 
 import caffe
-from caffe.layer_modules import conv
+from caffe import fastpath
+from caffe.layer_modules import conv, inner_product
 from bench_inference import random_weights
 from bench_vs_caffe import write_nets
 from timing import measure
 
 
-def variant(net, step, channels_last, compiled):
-    """A callable running `step(net)` with the convolution layout and the compile switch set."""
-    layout = conv._BaseConvolution._layout
+def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):
+    """A callable running `step(net)` with the convolution layout, the compile switch, the
+    convolution chains and oneDNN inner products set (the defaults: all on)."""
+    layout, chain, rows = conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS
 
     def run():
         conv._BaseConvolution._layout = layout if channels_last else (lambda self, x: x)
+        fastpath._conv_chain = chain if chains else (lambda *args: None)  # read when the segments are made
+        inner_product.ONEDNN_MIN_ROWS = rows if onednn_ip else float("inf")
         os.environ["CAFFE_COMPILE"] = "1" if compiled else "0"
         try:
             step(net)
         finally:
-            conv._BaseConvolution._layout = layout
+            conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS = layout, chain, rows
 
     return run
 
@@ -58,6 +64,10 @@ def main():
             "forward, eager, NCHW convolutions": variant(net(paths["deploy"], caffe.TEST), forward, False, False),
             "forward, eager, channels-last": variant(net(paths["deploy"], caffe.TEST), forward, True, False),
             "forward, compiled, channels-last": variant(net(paths["deploy"], caffe.TEST), forward, True, True),
+            "  the same without conv chains": variant(net(paths["deploy"], caffe.TEST), forward, True, True,
+                                                      chains=False),
+            "  the same without oneDNN IP": variant(net(paths["deploy"], caffe.TEST), forward, True, True,
+                                                    onednn_ip=False),
             "forward + backward, NCHW convolutions": variant(net(paths["train"], caffe.TRAIN), train, False, False),
             "forward + backward, channels-last": variant(net(paths["train"], caffe.TRAIN), train, True, False),
         }
