@@ -46,13 +46,13 @@ def write_lmdb(path, records):
             db.put(f"{i:04d}", datum.SerializeToString())
 
 
-def make_run(folder, records, max_iter, iter_size=1, prefix="model", extra=""):
+def make_run(folder, records, max_iter, iter_size=1, prefix="model", extra="", template=NET):
     """A folder with an LMDB of `records` records, the net and a solver; the solver's path."""
     os.makedirs(folder, exist_ok=True)
     write_lmdb(os.path.join(folder, "lmdb"), records)
     net = os.path.join(folder, "net.prototxt")
     with open(net, "w") as f:
-        f.write(NET.format(lmdb=os.path.join(folder, "lmdb"), batch=BATCH))
+        f.write(template.format(lmdb=os.path.join(folder, "lmdb"), batch=BATCH))
     solver = os.path.join(folder, "solver.prototxt")
     with open(solver, "w") as f:
         f.write(SOLVER.format(net=net, max_iter=max_iter, iter_size=iter_size, prefix=prefix, extra=extra))
@@ -202,7 +202,29 @@ def test_sigint_stops_all_workers_and_resumes_with_two(tmp_path):
                            str(cut / f"model_iter_{second}.solverstate")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "was written by 2 worker(s), this run has 1: every worker continues" in done.stderr
     assert_same_weights(tmp_path / f"one_iter_{max_iter}.caffemodel", whole)
+
+
+RANDOM_NET = NET.replace("transform_param {{ ", "transform_param {{ mirror: true ").replace(
+    'layer {{ name: "fc"', 'layer {{ name: "drop" type: "Dropout" bottom: "conv" top: "conv" }}\nlayer {{ name: "fc"')
+
+
+def test_two_workers_resumed_continue_each_their_own_random_streams(tmp_path):
+    """2 workers on a net with Dropout and random mirrors, resumed by 2 workers from the snapshot of
+    iteration 4, end with the bytes of the run never stopped: the snapshot keeps each worker's random
+    streams (torch, numpy, the data transformer's) and data positions, and each worker continues its own."""
+    assert "Dropout" in RANDOM_NET and "mirror: true" in RANDOM_NET
+    runs = {}
+    for name, args in (("ref", []), ("res", ["-snapshot", str(tmp_path / "ref" / "model_iter_4.solverstate")])):
+        solver = make_run(str(tmp_path / name), RECORDS, 8, prefix=str(tmp_path / name / "model"),
+                          extra="snapshot: 4", template=RANDOM_NET)
+        done = torchrun(caffe_cmd(), "train", "-solver", solver, *args)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = [(tmp_path / name / f"model_iter_8{ext}").read_bytes().replace(b"/res/", b"/ref/")
+                      for ext in (".caffemodel", ".solverstate")]
+    assert runs["res"] == runs["ref"]
+    assert b'"workers"' in runs["ref"][1]
 
 
 TRAIN_PY = '''

@@ -76,6 +76,21 @@ class LineData(caffe.Layer):
         top[1].data[...] = 3 * top[0].data - 1
 
 
+class GlobalNoise(caffe.Layer):
+    """x ~ N(0, 1) and y = 2x + noise, drawn from numpy's global RNG (seeded once, in setup)."""
+
+    def setup(self, bottom, top):
+        np.random.seed(int(self.param_str))
+
+    def reshape(self, bottom, top):
+        top[0].reshape(4, 1)
+        top[1].reshape(4, 1)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = np.random.normal(size=top[0].shape)
+        top[1].data[...] = 2 * top[0].data + 0.1 * np.random.normal(size=top[1].shape)
+
+
 class Raises(caffe.Layer):
     def setup(self, bottom, top):
         self.where = self.param_str
@@ -258,6 +273,26 @@ def test_python_data_layer_reshapes_every_forward(here):
         np.testing.assert_allclose(net.blobs["y"].data, 3 * net.blobs["x"].data - 1, rtol=1e-6)
     assert shapes == [(2, 1), (3, 1), (4, 1), (5, 1)]  # reshape runs before each forward
     assert net.layers[0].calls == 4  # net.layers[i] is the user's own object, as in pycaffe
+
+
+def test_resume_continues_numpy_global_rng(here):
+    """numpy's global RNG, which Python layers draw from, is part of the resume state: `caffe train`
+    resumed from the middle snapshot ends with the bytes of the run that was never stopped."""
+    tmp, module = here
+    write_net(tmp / "data.prototxt", DATA_NET.replace("LineData", "GlobalNoise").replace("MODULE", module))
+    solver = ('net: "data.prototxt" base_lr: 0.1 momentum: 0.9 lr_policy: "fixed" max_iter: 8 snapshot: 4 '
+              'snapshot_prefix: "{}/run" solver_mode: CPU')
+    caffe_tool = os.path.join(os.path.dirname(sys.executable), "caffe")
+    runs = {}
+    for name, args in (("ref", []), ("res", ["--snapshot=ref/run_iter_4.solverstate"])):  # uninterrupted, resumed
+        os.mkdir(tmp / name)
+        (tmp / f"{name}.prototxt").write_text(solver.format(name))
+        r = subprocess.run([caffe_tool, "train", f"--solver={name}.prototxt", *args], cwd=tmp, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs[name] = [(tmp / name / f"run_iter_8{ext}").read_bytes() for ext in (".caffemodel", ".solverstate")]
+    assert runs["res"][0] == runs["ref"][0]
+    assert runs["res"][1].replace(b"res/", b"ref/") == runs["ref"][1]  # (learned_net names the folder)
 
 
 def test_python_data_layer_feeds_caffe_train(here):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import caffe
+from caffe.filelock import LockedError
 from caffe.solvers import SolverError, learning_rate
 from caffe.proto import caffe_pb2
 
@@ -262,13 +263,36 @@ def test_test_nets_states_and_logs(make_solver, capsys):
     assert any(m.startswith("Iteration 4, loss = ") for m in messages)
 
 
+def test_solve_holds_the_snapshot_prefix(make_solver):
+    """solve() holds the snapshot prefix's lock as `caffe train` does: a second solver on the prefix
+    refuses while the first solves, and may solve once the first is done."""
+    os.mkdir("snaps")
+    first = make_solver(snapshot_prefix="snaps/run", max_iter=2)
+    second = make_solver(snapshot_prefix="snaps/run", max_iter=2)
+    refusals = []
+
+    def start_second():
+        feed(first)
+        if not refusals:
+            with pytest.raises(LockedError, match=rf"snapshot prefix 'snaps/run' is in use by process {os.getpid()}"):
+                second.solve()
+            refusals.append(second.iter)
+
+    first.add_callback(start_second, lambda: None)
+    first.solve()
+    assert refusals == [0] and first.iter == 2
+    second.add_callback(lambda: feed(second), lambda: None)
+    second.solve()
+    assert second.iter == 2
+
+
 def test_snapshot_files(make_solver, tmp_path):
     os.mkdir("snaps")
     solver = make_solver(type="Adam", snapshot=2, snapshot_prefix="snaps/run", max_iter=3,
                          snapshot_after_train=True, lr_policy="multistep", gamma=0.5, stepvalue=[1])
     solver.add_callback(lambda: feed(solver), lambda: None)
     solver.solve()
-    assert sorted(os.listdir("snaps")) == ["run_iter_2.caffemodel", "run_iter_2.solverstate",
+    assert sorted(os.listdir("snaps")) == ["run.lock", "run_iter_2.caffemodel", "run_iter_2.solverstate",
                                            "run_iter_3.caffemodel", "run_iter_3.solverstate"]
     state = caffe_pb2.SolverState.FromString(open("snaps/run_iter_3.solverstate", "rb").read())
     assert (state.iter, state.learned_net, state.current_step, len(state.history)) == \

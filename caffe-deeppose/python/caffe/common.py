@@ -4,6 +4,7 @@ import ctypes.util
 import sys
 import time
 
+import numpy as np
 import torch
 
 from . import glog
@@ -32,9 +33,12 @@ def set_device(device_id):
 
 
 def set_random_seed(seed):
-    """Seed Caffe's random generator (fillers, Dropout, data shuffling and mirroring)."""
+    """Seed Caffe's random generator (fillers, Dropout, data shuffling and mirroring), and numpy's
+    global one, which Python layers draw from (Caffe leaves it unseeded): a seeded run is then
+    reproducible, and its resume exact, with such layers too."""
     _state["seed"] = int(seed)
     torch.manual_seed(int(seed))
+    np.random.seed(int(seed) % 2 ** 32)
 
 
 def set_solver_count(count):

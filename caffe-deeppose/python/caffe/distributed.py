@@ -5,9 +5,11 @@ N worker processes run the same solver, each on its own batches: the Data layer 
 reads the records whose running index i has i mod N == r (Caffe's DataLayer::Skip). Before each
 update the param diffs are summed over the workers and scaled by 1/N, so N workers with batch B
 make the update of one worker with `iter_size: N` and batch B. Rank 0 (the root solver) alone
-logs, tests and snapshots. Workers are started by `caffe train -gpu 0,1` (`launch`: one process
-per device), by torchrun (WORLD_SIZE, RANK, LOCAL_RANK in the environment), or by a pycaffe
-script (BVLC's python/train.py: `caffe.NCCL(solver, uid)`).
+logs, tests and snapshots; its snapshots keep every worker's random streams and data positions
+(caffe.resume_state), so N workers resumed from one continue each its own. Workers are started
+by `caffe train -gpu 0,1` (`launch`: one process per device), by torchrun (WORLD_SIZE, RANK,
+LOCAL_RANK in the environment), or by a pycaffe script (BVLC's python/train.py:
+`caffe.NCCL(solver, uid)`).
 """
 import os
 import signal
@@ -21,7 +23,7 @@ import uuid
 import torch
 import torch.distributed as dist
 
-from . import common, glog
+from . import common, glog, resume_state
 from .solvers.base import NONE, SNAPSHOT, STOP
 
 
@@ -108,6 +110,16 @@ class NCCL:
         params = [] if self._layer_wise else self.solver.net.learnable_params
         snapshot, stop = self._reduce(params, [local == SNAPSHOT, local == STOP])
         self._agreed = STOP if stop else SNAPSHOT if snapshot else NONE
+        p, after = self.solver.param, self.solver.iter + 1  # the iteration once this update is applied
+        if self._agreed != NONE or (p.snapshot and after % p.snapshot == 0) or after >= p.max_iter:
+            self._gather_worker_states(after)
+
+    def _gather_worker_states(self, iteration):
+        """Give the root solver every worker's random states and data positions for a snapshot
+        after this update (none of them changes before it: the next forward comes after)."""
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, resume_state.worker_state(self.solver.net))
+        self.solver.worker_states = (iteration, states)
 
     def __call__(self, layer):
         """Layer-wise reduce (`solver.net.after_backward(nccl)` with `layer_wise_reduce: true`,

@@ -1,16 +1,22 @@
 """What a .solverstate needs beyond Caffe's fields for a resumed run to continue exactly.
 
 Caffe's SolverState keeps the iteration, the history and the weights' file; the next iterations
-also depend on the data layers' read positions (next record, crop/mirror and shuffle RNGs) and on
+also depend on the data layers' read positions (next record, crop/mirror and shuffle RNGs), on
 Caffe's global random generator (torch's, which `random_seed` seeds: Dropout's masks, random
-fillers of DummyData). We write these as
+fillers of DummyData) and on numpy's global one (Python layers drawing np.random). We write these as
 JSON in field 1000 of the SolverState message, a field Caffe's schema does not have: protobuf
 parsers skip unknown fields, so Caffe's own tools still read our .solverstate files, and a
 .solverstate written by Caffe (without the field) resumes as in Caffe, the data from the start.
+
+With N > 1 workers (caffe.distributed) each worker has its own random streams and train-net data
+positions; the root solver's snapshot keeps every worker's (`workers`, in rank order), and a run
+resumed with as many workers gives each its own. Resumed with another number of workers, every
+worker continues rank 0's (a warning says so).
 """
 import base64
 import json
 
+import numpy as np
 import torch
 
 from . import common, glog
@@ -42,8 +48,19 @@ def seek_net(net, positions, where):
         layer.seek(position)
 
 
+def _numpy_state():
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": base64.b64encode(keys.astype("<u4").tobytes()).decode(), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_state(state):
+    keys = np.frombuffer(base64.b64decode(state["keys"]), "<u4").astype(np.uint32)
+    np.random.set_state((state["kind"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
+
 def _random_states():
-    states = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    states = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(), "numpy": _numpy_state()}
     if common.mode() == "gpu":
         states["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
     return states
@@ -51,14 +68,24 @@ def _random_states():
 
 def _set_random_states(states):
     torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(states["torch"])), dtype=torch.uint8))
+    if "numpy" in states:  # (files written before numpy's state was kept leave it as it is)
+        _set_numpy_state(states["numpy"])
     if "cuda" in states and common.mode() == "gpu":
         torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(states["cuda"])), dtype=torch.uint8))
 
 
-def encode(nets_positions):
+def worker_state(net):
+    """This worker's part of the resume state: its random states and its train net's data positions."""
+    return {"random": _random_states(), "data": net_positions(net)}
+
+
+def encode(nets_positions, workers=None):
     """The wire bytes of the field: the random states now and the given data positions (a list of
-    `net_positions`, the train net's first, then the test nets')."""
+    `net_positions`, the train net's first, then the test nets'), and with several workers each
+    one's `worker_state` (rank order)."""
     value = {"format": FORMAT, "random": _random_states(), "data": nets_positions}
+    if workers:
+        value["workers"] = workers
     return _length_delimited(FIELD, json.dumps(value, sort_keys=True).encode())
 
 
@@ -86,10 +113,17 @@ def apply(value, nets, path):
         glog.info("resume_state", f"{path} holds no data positions (written by Caffe?): the data layers "
                                   "read from their start, as in Caffe")
         return
-    positions = value["data"]
+    positions = list(value["data"])
     if len(positions) != len(nets):
         glog.warning("resume_state", f"{path} has data positions for {len(positions)} net(s), the solver has "
                                      f"{len(nets)}; matching them in order")
+    workers = value.get("workers") or [{"random": value["random"], "data": positions[0] if positions else {}}]
+    count = common.solver_count()
+    if len(workers) != count:
+        glog.warning("resume_state", f"{path} was written by {len(workers)} worker(s), this run has {count}: "
+                                     "every worker continues the random streams and data positions of rank 0")
+    mine = workers[common.solver_rank() if len(workers) == count else 0]
+    positions[:1] = [mine["data"]]
     for i, (net, net_pos) in enumerate(zip(nets, positions)):
         seek_net(net, net_pos, f"{path} ({'train net' if i == 0 else f'test net #{i - 1}'})")
-    _set_random_states(value["random"])
+    _set_random_states(mine["random"])

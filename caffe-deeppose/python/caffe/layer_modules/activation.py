@@ -17,6 +17,9 @@ class Neuron(LayerModule):
     num_bottoms = 1
     num_tops = 1
 
+    def top_shapes(self, bottom_shapes):
+        return [tuple(bottom_shapes[0])]
+
 
 @register_layer("ReLU")
 class ReLU(Neuron):
@@ -47,6 +50,13 @@ class PReLU(Neuron):
         if len(shape) < 2:
             raise ValueError(f"PReLU needs a bottom with at least 2 axes, got {tuple(shape)}")
         self.add_blob(fillers.fill(self._filler, () if self.channel_shared else (shape[1],)))
+
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        if not self.channel_shared and (len(shape) < 2 or shape[1] != self.blobs[0].shape[0]):
+            raise ValueError(f"PReLU has {self.blobs[0].shape[0]} slopes (one per channel), the bottom has shape "
+                             f"{shape}")
+        return [shape]
 
     def forward(self, x):
         slope = self.blobs[0]

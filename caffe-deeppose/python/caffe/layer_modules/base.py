@@ -1,6 +1,7 @@
 """The base of every layer: a plain `torch.nn.Module` configured once from its LayerParameter."""
+import math
+
 import torch
-from torch.func import functional_call
 
 
 def canonical_axis(axis, ndim, what="axis"):
@@ -20,13 +21,23 @@ def check_index_range(index, size, what):
         raise ValueError(f"{what} {float(index[bad][0]):g} is out of range [0, {size})")
 
 
+def check_label_count(scores, label, axis):
+    """One label (shape `label`) per position of the scores (shape `scores`) outside the class axis."""
+    predictions = math.prod(scores[:axis]) * math.prod(scores[axis + 1:])
+    if math.prod(label) != predictions:
+        raise ValueError(f"{math.prod(label)} labels for {predictions} predictions (the label count "
+                         f"must be the score count without axis {axis})")
+
+
 class LayerModule(torch.nn.Module):
     """A Caffe layer.
 
     `__init__(param, phase)` reads everything the layer needs from its LayerParameter into plain
     attributes; `setup(bottom_shapes)` creates the layer's blobs (Caffe's LayerSetUp);
-    `forward(*bottoms)` returns the tuple of tops and never touches protobuf, so a built net can
-    be traced, compiled and exported. Class attributes describe the layer to the net.
+    `top_shapes(bottom_shapes)` gives the tops' shapes and refuses bottoms that do not fit
+    (Caffe's Reshape); `forward(*bottoms)` returns the tuple of tops and never touches protobuf,
+    so a built net can be traced, compiled and exported. Class attributes describe the layer to
+    the net.
     """
 
     num_bottoms = None  # exact number of bottoms, or None (then min_bottoms applies)
@@ -51,7 +62,11 @@ class LayerModule(torch.nn.Module):
         self.blobs.append(torch.nn.Parameter(tensor, requires_grad=learnable))
 
     def top_shapes(self, bottom_shapes):
-        """Shapes of the tops for bottoms of these shapes, computed on PyTorch's meta device."""
+        """Shapes of the tops for bottoms of these shapes (Caffe's Reshape), refusing bottoms that do
+        not fit. The built-in layers compute them from the shapes; this fallback, for a layer
+        registered without its own, runs `forward` on PyTorch's meta device, whose first use
+        imports torch._dynamo (seconds)."""
+        from torch.func import functional_call
         state = {n: torch.empty_like(t, device="meta") for n, t in
                  list(self.named_parameters(remove_duplicate=False)) + list(self.named_buffers())}
         bottoms = tuple(torch.empty(s, device="meta") for s in bottom_shapes)

@@ -48,6 +48,18 @@ def _geometry(p, n):
     return kernel, stride, pad, dilation
 
 
+def _conv_sizes(spatial, kernel, stride, pad, dilation):
+    """A convolution's output size per spatial axis (rounded down); an error where the padded input
+    is smaller than the kernel's extent."""
+    out = []
+    for i, (n, k, s, p, d) in enumerate(zip(spatial, kernel, stride, pad, dilation)):
+        extent = d * (k - 1) + 1
+        if n + 2 * p < extent:
+            raise ValueError(f"the kernel extent {extent} exceeds the padded size {n + 2 * p} of spatial axis {i}")
+        out.append((n + 2 * p - extent) // s + 1)
+    return tuple(out)
+
+
 class _BaseConvolution(LayerModule):
     """Shared set-up; `transposed` selects Deconvolution (weights (C_in, num_output / group, *k))."""
 
@@ -88,6 +100,24 @@ class _BaseConvolution(LayerModule):
             self.add_blob(fillers.fill(p.bias_filler, (self.num_output,)))
         self._op = (_DECONV if self.transposed else _CONV)[n]
         del self._param
+
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        if any(tuple(s) != shape for s in bottom_shapes[1:]):
+            raise ValueError(f"all bottoms must have the same shape: {[tuple(s) for s in bottom_shapes]}")
+        weight = self.blobs[0].shape
+        channels = weight[0] if self.transposed else weight[1] * self.group
+        if len(shape) != len(self.kernel) + 2 or shape[1] != channels:
+            raise ValueError(f"the layer was set up for bottoms of {channels} channels and {len(self.kernel)} "
+                             f"spatial axes, got shape {shape}")
+        if self.transposed:
+            spatial = tuple(s * (n - 1) + d * (k - 1) + 1 - 2 * p for n, k, s, p, d in
+                            zip(shape[2:], self.kernel, self.stride, self.pad, self.dilation))
+            if min(spatial) <= 0:
+                raise ValueError(f"the output size {spatial} of a bottom of shape {shape} is not positive")
+        else:
+            spatial = _conv_sizes(shape[2:], self.kernel, self.stride, self.pad, self.dilation)
+        return [shape[:1] + (self.num_output,) + spatial] * len(bottom_shapes)
 
     def forward(self, *bottoms):
         bias = self.blobs[1] if self.bias_term else None
@@ -139,17 +169,22 @@ class Im2col(LayerModule):
         self.kernel, self.stride, self.pad, self.dilation = _geometry(self._param, n)
         del self._param
 
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        if len(shape) != self.axis + 1 + len(self.kernel):
+            raise ValueError(f"the layer was set up for {self.axis + 1 + len(self.kernel)}-axis bottoms, got "
+                             f"shape {shape}")
+        out = _conv_sizes(shape[self.axis + 1:], self.kernel, self.stride, self.pad, self.dilation)
+        return [shape[:self.axis] + (shape[self.axis] * math.prod(self.kernel),) + out]
+
     def forward(self, x):
         lead, channels, spatial = x.shape[:self.axis], x.shape[self.axis], x.shape[self.axis + 1:]
         n = len(spatial)
+        out = _conv_sizes(spatial, self.kernel, self.stride, self.pad, self.dilation)
         cols = x.reshape((math.prod(lead), channels) + tuple(spatial))
         cols = F.pad(cols, [p for pad in reversed(self.pad) for p in (pad, pad)])
         for i in range(n):  # windows of each axis, appended as trailing axes
             extent = self.dilation[i] * (self.kernel[i] - 1) + 1
-            if cols.shape[2 + i] < extent:
-                raise ValueError(f"the kernel extent {extent} exceeds the padded size {cols.shape[2 + i]} of "
-                                 f"spatial axis {i}")
             cols = cols.unfold(2 + i, extent, self.stride[i])[..., ::self.dilation[i]]
-        out = tuple(cols.shape[2:2 + n])
         cols = cols.permute((0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n)))
         return (cols.reshape(tuple(lead) + (channels * math.prod(self.kernel),) + out),)

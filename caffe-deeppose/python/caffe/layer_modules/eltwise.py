@@ -47,8 +47,12 @@ class Eltwise(LayerModule):
             raise ValueError("eltwise_param.coeff applies to operation SUM only")
         self.stable_prod_grad = p.stable_prod_grad
 
+    def top_shapes(self, bottom_shapes):
+        check_same_shapes(bottom_shapes)
+        return [tuple(bottom_shapes[0])]
+
     def forward(self, *bottoms):
-        check_same_shapes(bottoms)
+        check_same_shapes([b.shape for b in bottoms])
         if self.op == _Op.SUM:
             top = self.coeffs[0] * bottoms[0] if self.coeffs[0] != 1 else bottoms[0]
             for c, b in zip(self.coeffs[1:], bottoms[1:]):

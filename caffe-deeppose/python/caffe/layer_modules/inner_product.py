@@ -48,11 +48,21 @@ class InnerProduct(LayerModule):
         if self.bias_term:
             self.add_blob(fillers.fill(self._bias_filler, (self.num_output,)))
 
+    def _check(self, shape):
+        features = self.blobs[0].shape[0 if self.transpose else 1]
+        if len(shape) <= self.axis or math.prod(shape[self.axis:]) != features:
+            raise ValueError(f"input of shape {tuple(shape)} has {math.prod(shape[self.axis:])} features per item "
+                             f"(from axis {self.axis}), the weights expect {features}")
+
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        self._check(shape)
+        return [shape[:self.axis] + (self.num_output,)]
+
     def forward(self, x):
+        self._check(x.shape)
         x = x.flatten(self.axis)
         w = self.blobs[0].t() if self.transpose else self.blobs[0]
-        if x.shape[-1] != w.shape[1]:
-            raise ValueError(f"input has {x.shape[-1]} features per item, the weights expect {w.shape[1]}")
         bias = self.blobs[1] if self.bias_term else None
         if _onednn_linear(x, w):
             return (onednn.linear(x, w, bias),)
@@ -83,6 +93,9 @@ class Embed(LayerModule):
         self.add_blob(fillers.fill(self._weight_filler, (self.input_dim, self.num_output)))
         if self.bias_term:
             self.add_blob(fillers.fill(self._bias_filler, (self.num_output,)))
+
+    def top_shapes(self, bottom_shapes):
+        return [tuple(bottom_shapes[0]) + (self.num_output,)]
 
     def forward(self, index):
         check_index_range(index, self.input_dim, f"layer {self.name!r}: Embed index")

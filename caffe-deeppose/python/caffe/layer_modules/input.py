@@ -43,5 +43,8 @@ class Parameter(LayerModule):
     def setup(self, bottom_shapes):
         self.add_blob(torch.zeros(self.shape))
 
+    def top_shapes(self, bottom_shapes):
+        return [self.shape]
+
     def forward(self):
         return (self.blobs[0],)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from .. import protoio
 from ..proto import caffe_pb2
 from ..registry import register_layer
-from .base import LayerModule, canonical_axis, check_index_range
+from .base import LayerModule, canonical_axis, check_index_range, check_label_count
 
 _Norm = caffe_pb2.LossParameter
 
@@ -28,9 +28,14 @@ class EuclideanLoss(LayerModule):
         lp = param.loss_param
         self.norm = lp.normalization if lp.HasField("normalization") else _Norm.BATCH_SIZE
 
+    def top_shapes(self, bottom_shapes):
+        a, b = (tuple(s) for s in bottom_shapes)
+        if math.prod(a) != math.prod(b):
+            raise ValueError(f"EuclideanLoss bottoms differ in size: {a} vs {b}")
+        return [()]
+
     def forward(self, a, b):
-        if a.numel() != b.numel():
-            raise ValueError(f"EuclideanLoss bottoms differ in size: {tuple(a.shape)} vs {tuple(b.shape)}")
+        self.top_shapes([a.shape, b.shape])
         d = a - b.reshape(a.shape)
         n = {_Norm.FULL: a.numel(), _Norm.NONE: 1}.get(self.norm, a.shape[0])
         return (torch.sum(d * d) / (2 * n),)
@@ -100,12 +105,15 @@ class SoftmaxWithLoss(LayerModule):
         self.axis = param.softmax_param.axis
         self.with_prob = len(param.top) == 2
 
+    def top_shapes(self, bottom_shapes):
+        x = tuple(bottom_shapes[0])
+        check_label_count(x, bottom_shapes[1], canonical_axis(self.axis, len(x), "softmax_param.axis"))
+        return [()] + [x] * self.with_prob
+
     def forward(self, x, label):
+        self.top_shapes([x.shape, label.shape])
         axis = canonical_axis(self.axis, x.dim(), "softmax_param.axis")
         outer, classes = math.prod(x.shape[:axis]), x.shape[axis]
-        if label.numel() != x.numel() // classes:
-            raise ValueError(f"{label.numel()} labels for {x.numel() // classes} predictions (the label count "
-                             f"must be the score count without axis {axis})")
         loss, prob = _SoftmaxLoss.apply(x.reshape(outer, classes, -1), label, self.ignore_label, self.norm)
         return (loss, prob.reshape(x.shape)) if self.with_prob else (loss,)
 
@@ -126,9 +134,14 @@ class SigmoidCrossEntropyLoss(LayerModule):
         self.ignore_label = lp.ignore_label if lp.HasField("ignore_label") else None
         self.norm = _normalization(lp, _Norm.BATCH_SIZE)
 
+    def top_shapes(self, bottom_shapes):
+        x, target = (tuple(s) for s in bottom_shapes)
+        if math.prod(x) != math.prod(target):
+            raise ValueError(f"bottoms differ in count: {x} vs {target}")
+        return [()]
+
     def forward(self, x, target):
-        if x.numel() != target.numel():
-            raise ValueError(f"bottoms differ in count: {tuple(x.shape)} vs {tuple(target.shape)}")
+        self.top_shapes([x.shape, target.shape])
         target = target.reshape(x.shape)
         losses = F.binary_cross_entropy_with_logits(x, target, reduction="none")
         if self.ignore_label is None:
@@ -152,10 +165,10 @@ def _legacy_num(shape):
 
 
 def _check_batch(x, label):
-    """LossLayer's rule: the bottoms have the same first dimension."""
-    if x.shape[:1] != label.shape[:1]:
-        raise ValueError(f"the data and label should have the same first dimension: {tuple(x.shape)} vs "
-                         f"{tuple(label.shape)}")
+    """LossLayer's rule: the bottoms (shapes) have the same first dimension."""
+    if tuple(x[:1]) != tuple(label[:1]):
+        raise ValueError(f"the data and label should have the same first dimension: {tuple(x)} vs "
+                         f"{tuple(label)}")
 
 
 class _LogClamped(torch.autograd.Function):
@@ -183,10 +196,15 @@ class MultinomialLogisticLoss(LayerModule):
     loss_layer = True
     no_grad_bottoms = (1,)
 
-    def forward(self, p, label):
+    def top_shapes(self, bottom_shapes):
+        p, label = bottom_shapes
         _check_batch(p, label)
-        if _legacy_num(label.shape)[1:] != (1, 1, 1):
-            raise ValueError(f"the label bottom must be N x 1 x 1 x 1, got shape {tuple(label.shape)}")
+        if _legacy_num(label)[1:] != (1, 1, 1):
+            raise ValueError(f"the label bottom must be N x 1 x 1 x 1, got shape {tuple(label)}")
+        return [()]
+
+    def forward(self, p, label):
+        self.top_shapes([p.shape, label.shape])
         num = p.shape[0]
         p = p.reshape(num, -1)
         check_index_range(label, p.shape[1], f"layer {self.name!r}: label")
@@ -208,12 +226,17 @@ class HingeLoss(LayerModule):
         super().__init__(param, phase)
         self.squared = param.hinge_loss_param.norm == caffe_pb2.HingeLossParameter.L2
 
-    def forward(self, x, label):
+    def top_shapes(self, bottom_shapes):
+        x, label = bottom_shapes
         _check_batch(x, label)
+        if math.prod(label) < x[0]:
+            raise ValueError(f"{math.prod(label)} labels for {x[0]} items")
+        return [()]
+
+    def forward(self, x, label):
+        self.top_shapes([x.shape, label.shape])
         num = x.shape[0]
         x = x.reshape(num, -1)
-        if label.numel() < num:
-            raise ValueError(f"{label.numel()} labels for {num} items")
         label = label.reshape(-1)[:num]
         check_index_range(label, x.shape[1], f"layer {self.name!r}: label")
         sign = 1 - 2 * F.one_hot(label.to(torch.int64), x.shape[1]).to(x.dtype)
@@ -261,12 +284,17 @@ class ContrastiveLoss(LayerModule):
         p = param.contrastive_loss_param
         self.margin, self.legacy = float(np.float32(p.margin)), p.legacy_version
 
-    def forward(self, a, b, y):
+    def top_shapes(self, bottom_shapes):
+        a, b, y = (tuple(s) for s in bottom_shapes)
         _check_batch(a, b)
-        sa, sb, sy = _legacy_num(a.shape), _legacy_num(b.shape), _legacy_num(y.shape)
+        sa, sb, sy = _legacy_num(a), _legacy_num(b), _legacy_num(y)
         if sa[1] != sb[1] or sa[2:] != (1, 1) or sb[2:] != (1, 1) or sy[1:] != (1, 1, 1) or sy[0] != sa[0]:
             raise ValueError(f"needs features N x C x 1 x 1 (twice, same C) and a similarity N x 1 x 1 x 1, got "
-                             f"{tuple(a.shape)}, {tuple(b.shape)}, {tuple(y.shape)}")
+                             f"{a}, {b}, {y}")
+        return [()]
+
+    def forward(self, a, b, y):
+        self.top_shapes([a.shape, b.shape, y.shape])
         similar = y.reshape(-1).to(torch.int64) != 0
         diff = (a - b).reshape(a.shape[0], -1)
         return (_Contrastive.apply(diff, similar, self.margin, self.legacy),)
@@ -330,17 +358,21 @@ class InfogainLoss(LayerModule):
         else:
             self.h = None
 
-    def forward(self, x, label, h=None):
+    def top_shapes(self, bottom_shapes):
+        x, label = tuple(bottom_shapes[0]), tuple(bottom_shapes[1])
         _check_batch(x, label)
+        axis = canonical_axis(self.axis, len(x), "infogain_loss_param.axis")
+        check_label_count(x, label, axis)
+        h, classes = math.prod(bottom_shapes[2] if len(bottom_shapes) == 3 else self.h.shape), x[axis]
+        if h != classes * classes:
+            raise ValueError(f"the infogain matrix H has {h} values, {classes} classes need {classes}x{classes}")
+        return [()] + [x] * self.with_prob
+
+    def forward(self, x, label, h=None):
+        self.top_shapes([x.shape, label.shape] + ([] if h is None else [h.shape]))
         axis = canonical_axis(self.axis, x.dim(), "infogain_loss_param.axis")
         outer, classes = math.prod(x.shape[:axis]), x.shape[axis]
-        if label.numel() != x.numel() // classes:
-            raise ValueError(f"{label.numel()} labels for {x.numel() // classes} predictions (the label count "
-                             f"must be the score count without axis {axis})")
         h = self.h if h is None else h
-        if h.numel() != classes * classes:
-            raise ValueError(f"the infogain matrix H has {h.numel()} values, {classes} classes need "
-                             f"{classes}x{classes}")
         valid = label if self.ignore_label is None else torch.where(label == self.ignore_label, 0, label)
         check_index_range(valid, classes, f"layer {self.name!r}: label")
         loss, prob = _Infogain.apply(x.reshape(outer, classes, -1), label, h.reshape(classes, classes),

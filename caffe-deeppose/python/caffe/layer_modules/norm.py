@@ -28,9 +28,14 @@ class LRN(LayerModule):
         self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
         self.across = p.norm_region == _LRN.ACROSS_CHANNELS
 
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        if len(shape) != 4:
+            raise ValueError(f"LRN needs a 4-d (num, channels, height, width) input, got {shape}")
+        return [shape]
+
     def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError(f"LRN needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
+        self.top_shapes([x.shape])
         if self.across:
             return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
         mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2)
@@ -95,12 +100,18 @@ class BatchNorm(LayerModule):
         for shape in ((channels,), (channels,), (1,)):
             self.add_blob(torch.zeros(shape), learnable=False)
 
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        channels = shape[1] if len(shape) > 1 else 1
+        if channels != self.blobs[0].shape[0]:
+            raise ValueError(f"BatchNorm: input has {channels} channels, the blobs hold {self.blobs[0].shape[0]}")
+        return [shape]
+
     def forward(self, x):
         shape = x.shape
+        self.top_shapes([shape])
         if x.dim() == 1:
             x = x.unsqueeze(1)
-        if x.shape[1] != self.blobs[0].shape[0]:
-            raise ValueError(f"BatchNorm: input has {x.shape[1]} channels, the blobs hold {self.blobs[0].shape[0]}")
         mean_sum, var_sum, factor = self.blobs
         if self.use_global_stats:
             y = F.batch_norm(x, *self._global_stats(), training=False, eps=self.eps)
@@ -165,6 +176,9 @@ class MVN(LayerModule):
         super().__init__(param, phase)
         p = param.mvn_param
         self.normalize_variance, self.across_channels, self.eps = p.normalize_variance, p.across_channels, p.eps
+
+    def top_shapes(self, bottom_shapes):
+        return [tuple(bottom_shapes[0])]
 
     def forward(self, x):
         rows = x.reshape(x.shape[0] if self.across_channels or x.dim() < 2 else x.shape[0] * x.shape[1], -1)

@@ -7,6 +7,8 @@ clipped to [-pad, in + pad); MAX windows see only real cells and the first maxim
 torch's pooling follows the same rules whenever its output size equals Caffe's and pad <= k / 2;
 otherwise (no padding with stride > kernel, or large padding) an exact path pads explicitly.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -114,9 +116,14 @@ class Pooling(LayerModule):
         right_w = (out[1] - 1) * sw + k[1] - w - pad[1]
         return F.pad(x, (pad[1], right_w, pad[0], right_h), value=value)
 
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        if len(shape) != 4:
+            raise ValueError(f"Pooling needs a 4-d (num, channels, height, width) input, got {shape}")
+        return [shape[:2] + self._plan(shape[2], shape[3])[1]] * (1 + self.with_mask)
+
     def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError(f"Pooling needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
+        self.top_shapes([x.shape])
         k, out, native = self._plan(x.shape[2], x.shape[3])
         if self.method == _P.MAX:
             return self._max(x, k, out, native)
@@ -216,9 +223,17 @@ class SPP(LayerModule):
         except ValueError as e:
             raise ValueError(f"pyramid level {i} of a {h}x{w} input: {e}") from None
 
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        if len(shape) != 4:
+            raise ValueError(f"SPP needs a 4-d (num, channels, height, width) input, got {shape}")
+        levels = [level.top_shapes([shape])[0] for level in self._pyramid(shape[2], shape[3])]
+        if self.pyramid_height == 1:
+            return levels
+        return [(shape[0], sum(math.prod(s[1:]) for s in levels))]
+
     def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError(f"SPP needs a 4-d (num, channels, height, width) input, got {tuple(x.shape)}")
+        self.top_shapes([x.shape])
         levels = self._pyramid(x.shape[2], x.shape[3])
         if self.pyramid_height == 1:
             return levels[0](x)

@@ -18,6 +18,9 @@ class Reduction(LayerModule):
         p = param.reduction_param
         self.op, self.axis, self.coeff = p.operation, p.axis, p.coeff
 
+    def top_shapes(self, bottom_shapes):
+        return [tuple(bottom_shapes[0][:canonical_axis(self.axis, len(bottom_shapes[0]), "reduction_param.axis")])]
+
     def forward(self, x):
         axis = canonical_axis(self.axis, x.dim(), "reduction_param.axis")
         x = x.reshape(tuple(x.shape[:axis]) + (-1,))

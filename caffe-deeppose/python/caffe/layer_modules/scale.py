@@ -20,14 +20,19 @@ def _operand_shape(shape, axis, num_axes, what):
     return tuple(shape[axis:] if num_axes == -1 else shape[axis:axis + num_axes])
 
 
+def _check_operand(operand, x, axis, what):
+    """The operand's shape is x's from `axis` on (a 0-axis operand fits any x)."""
+    if len(operand) and tuple(x[axis % len(x):axis % len(x) + len(operand)]) != tuple(operand):
+        raise ValueError(f"{what}: shape {tuple(operand)} does not match bottom 0's axes from {axis % len(x)}: "
+                         f"{tuple(x)}")
+
+
 def _broadcast(operand, x, axis, what):
     """`operand` viewed to broadcast over x, its first axis at x's `axis` (a scalar broadcasts anywhere)."""
+    _check_operand(operand.shape, x.shape, axis, what)
     if operand.dim() == 0:
         return operand
     axis %= x.dim()
-    if tuple(x.shape[axis:axis + operand.dim()]) != tuple(operand.shape):
-        raise ValueError(f"{what}: shape {tuple(operand.shape)} does not match bottom 0's axes from {axis}: "
-                         f"{tuple(x.shape)}")
     return operand.reshape(operand.shape + (1,) * (x.dim() - axis - operand.dim()))
 
 
@@ -42,6 +47,12 @@ class _Broadcasting(LayerModule):
         if len(param.bottom) > 2:
             raise ValueError(f"{self.type_name} takes 1 or 2 bottoms, the prototxt gives {len(param.bottom)}")
         self.two_bottoms = len(param.bottom) == 2
+
+    def top_shapes(self, bottom_shapes):
+        x = tuple(bottom_shapes[0])
+        for operand, what in self._operands(bottom_shapes):
+            _check_operand(operand, x, self.axis, what)
+        return [x]
 
 
 @register_layer("Scale")
@@ -66,6 +77,11 @@ class Scale(_Broadcasting):
             num_axes = len(bottom_shapes[1]) if self.two_bottoms else self.num_axes
             self.add_blob(fillers.fill(self._bias_filler, _operand_shape(shape, self.axis, num_axes, "Scale bias")))
         del self._filler, self._bias_filler
+
+    def _operands(self, bottom_shapes):
+        """(shape, name) of what multiplies and what adds."""
+        scale = bottom_shapes[1] if self.two_bottoms else self.blobs[0].shape
+        return [(scale, "Scale")] + ([(self.blobs[-1].shape, "Scale bias")] if self.bias_term else [])
 
     def forward(self, x, scale=None):
         scale = _broadcast(self.blobs[0] if scale is None else scale, x, self.axis, "Scale")
@@ -97,6 +113,9 @@ class Bias(_Broadcasting):
             self.add_blob(fillers.fill(self._filler, _operand_shape(bottom_shapes[0], self.axis, self.num_axes,
                                                                     "Bias")))
         del self._filler
+
+    def _operands(self, bottom_shapes):
+        return [(bottom_shapes[1] if self.two_bottoms else self.blobs[0].shape, "Bias")]
 
     def forward(self, x, bias=None):
         return (x + _broadcast(self.blobs[0] if bias is None else bias, x, self.axis, "Bias"),)

@@ -7,16 +7,16 @@ from ..registry import register_layer
 from .base import LayerModule, canonical_axis, check_index_range
 
 
-def check_same_shapes(bottoms, skip_axis=None):
-    """Every bottom has bottom 0's shape (except along `skip_axis`); a clear error otherwise."""
-    first = tuple(bottoms[0].shape)
-    for i, b in enumerate(bottoms[1:], 1):
-        same = b.dim() == len(first) and all(
-            a == c for j, (a, c) in enumerate(zip(first, b.shape)) if j != skip_axis)
+def check_same_shapes(shapes, skip_axis=None):
+    """Every bottom shape is bottom 0's (except along `skip_axis`); a clear error otherwise."""
+    first = tuple(shapes[0])
+    for i, shape in enumerate(shapes[1:], 1):
+        same = len(shape) == len(first) and all(
+            a == c for j, (a, c) in enumerate(zip(first, shape)) if j != skip_axis)
         if not same:
             along = "" if skip_axis is None else f" except along axis {skip_axis}"
             raise ValueError(f"bottoms must have the same shape{along}: bottom 0 is {first}, "
-                             f"bottom {i} is {tuple(b.shape)}")
+                             f"bottom {i} is {tuple(shape)}")
 
 
 def _legacy_axis(p, field, legacy_field, ndim):
@@ -45,8 +45,14 @@ class Concat(LayerModule):
     def setup(self, bottom_shapes):
         self.axis = _legacy_axis(self._param, "concat_param", "concat_dim", len(bottom_shapes[0]))
 
+    def top_shapes(self, bottom_shapes):
+        check_same_shapes(bottom_shapes, self.axis)
+        top = list(bottom_shapes[0])
+        top[self.axis] = sum(s[self.axis] for s in bottom_shapes)
+        return [tuple(top)]
+
     def forward(self, *bottoms):
-        check_same_shapes(bottoms, self.axis)
+        check_same_shapes([b.shape for b in bottoms], self.axis)
         return (torch.cat(bottoms, self.axis),)
 
 
@@ -80,6 +86,10 @@ class Slice(LayerModule):
                              f"(axis {self.axis})")
         return [b - a for a, b in zip(bounds, bounds[1:])]
 
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        return [shape[:self.axis] + (size,) + shape[self.axis + 1:] for size in self._sizes(shape[self.axis])]
+
     def forward(self, x):
         return tuple(torch.split(x, self._sizes(x.shape[self.axis]), self.axis))
 
@@ -94,6 +104,9 @@ class Split(LayerModule):
     def __init__(self, param, phase):
         super().__init__(param, phase)
         self.copies = len(param.top)
+
+    def top_shapes(self, bottom_shapes):
+        return [tuple(bottom_shapes[0])] * self.copies
 
     def forward(self, x):
         return tuple(x.view_as(x) for _ in range(self.copies))
@@ -110,12 +123,20 @@ class Flatten(LayerModule):
         super().__init__(param, phase)
         self.axis, self.end_axis = param.flatten_param.axis, param.flatten_param.end_axis
 
-    def forward(self, x):
-        start = canonical_axis(self.axis, x.dim(), "flatten_param.axis")
-        end = canonical_axis(self.end_axis, x.dim(), "flatten_param.end_axis")
+    def _axes(self, ndim):
+        start = canonical_axis(self.axis, ndim, "flatten_param.axis")
+        end = canonical_axis(self.end_axis, ndim, "flatten_param.end_axis")
         if end < start:
             raise ValueError(f"flatten_param.end_axis {self.end_axis} comes before axis {self.axis}")
-        return (x.flatten(start, end),)
+        return start, end
+
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        start, end = self._axes(len(shape))
+        return [shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]]
+
+    def forward(self, x):
+        return (x.flatten(*self._axes(x.dim())),)
 
 
 @register_layer("Reshape")
@@ -165,6 +186,9 @@ class Reshape(LayerModule):
             raise ValueError(f"reshape to {top} changes the count ({math.prod(top)} vs {math.prod(shape)})")
         return top
 
+    def top_shapes(self, bottom_shapes):
+        return [self.top_shape(tuple(bottom_shapes[0]))]
+
     def forward(self, x):
         return (x.reshape(self.top_shape(tuple(x.shape))),)
 
@@ -183,19 +207,31 @@ class Crop(LayerModule):
         self.axis = param.crop_param.axis
         self.offsets = list(param.crop_param.offset)
 
-    def forward(self, x, ref):
-        start = canonical_axis(self.axis, x.dim(), "crop_param.axis")
-        if ref.dim() != x.dim():
-            raise ValueError(f"the reference bottom has {ref.dim()} axes, bottom 0 has {x.dim()}")
-        cropped = x.dim() - start
+    def _crops(self, shape, ref):
+        """(axis, offset, size) of each cropped axis of a bottom of `shape` cropped to `ref`."""
+        start = canonical_axis(self.axis, len(shape), "crop_param.axis")
+        if len(ref) != len(shape):
+            raise ValueError(f"the reference bottom has {len(ref)} axes, bottom 0 has {len(shape)}")
+        cropped = len(shape) - start
         if len(self.offsets) > 1 and len(self.offsets) != cropped:
             raise ValueError(f"crop_param gives {len(self.offsets)} offsets for {cropped} cropped axes")
-        for i in range(start, x.dim()):
+        crops = []
+        for i in range(start, len(shape)):
             offset = self.offsets[0] if len(self.offsets) == 1 else (self.offsets[i - start] if self.offsets else 0)
-            size = ref.shape[i]
-            if offset + size > x.shape[i]:
-                raise ValueError(f"the crop of axis {i} is out of bounds: size {size} at offset {offset} "
-                                 f"in {x.shape[i]}")
+            if offset + ref[i] > shape[i]:
+                raise ValueError(f"the crop of axis {i} is out of bounds: size {ref[i]} at offset {offset} "
+                                 f"in {shape[i]}")
+            crops.append((i, offset, ref[i]))
+        return crops
+
+    def top_shapes(self, bottom_shapes):
+        top = list(bottom_shapes[0])
+        for i, _, size in self._crops(tuple(bottom_shapes[0]), tuple(bottom_shapes[1])):
+            top[i] = size
+        return [tuple(top)]
+
+    def forward(self, x, ref):
+        for i, offset, size in self._crops(tuple(x.shape), tuple(ref.shape)):
             x = x.narrow(i, offset, size)
         return (x,)
 
@@ -213,10 +249,16 @@ class Tile(LayerModule):
         if self.tiles < 1:
             raise ValueError(f"tile_param.tiles must be at least 1, got {self.tiles}")
 
+    def _reps(self, ndim):
+        reps = [1] * ndim
+        reps[canonical_axis(self.axis, ndim, "tile_param.axis")] = self.tiles
+        return reps
+
+    def top_shapes(self, bottom_shapes):
+        return [tuple(n * r for n, r in zip(bottom_shapes[0], self._reps(len(bottom_shapes[0]))))]
+
     def forward(self, x):
-        reps = [1] * x.dim()
-        reps[canonical_axis(self.axis, x.dim(), "tile_param.axis")] = self.tiles
-        return (x.repeat(reps),)
+        return (x.repeat(self._reps(x.dim())),)
 
 
 @register_layer("Silence")
@@ -225,6 +267,9 @@ class Silence(LayerModule):
 
     min_bottoms = 1
     num_tops = 0
+
+    def top_shapes(self, bottom_shapes):
+        return []
 
     def forward(self, *bottoms):
         return ()
@@ -239,9 +284,17 @@ class BatchReindex(LayerModule):
     num_tops = 1
     no_grad_bottoms = (1,)
 
+    @staticmethod
+    def _check(index_shape):
+        if len(index_shape) != 1:
+            raise ValueError(f"the index bottom must have 1 axis, got shape {tuple(index_shape)}")
+
+    def top_shapes(self, bottom_shapes):
+        self._check(bottom_shapes[1])
+        return [(bottom_shapes[1][0],) + tuple(bottom_shapes[0][1:])]
+
     def forward(self, x, index):
-        if index.dim() != 1:
-            raise ValueError(f"the index bottom must have 1 axis, got shape {tuple(index.shape)}")
+        self._check(index.shape)
         check_index_range(index, x.shape[0], f"layer {self.name!r}: BatchReindex index")
         return (x.index_select(0, index.to(torch.int64)),)
 

@@ -1,8 +1,10 @@
 """Softmax along an axis, and the layers that read class scores: ArgMax, Accuracy."""
+import math
+
 import torch
 
 from ..registry import register_layer
-from .base import LayerModule, canonical_axis
+from .base import LayerModule, canonical_axis, check_label_count
 
 
 @register_layer("Softmax")
@@ -13,6 +15,10 @@ class Softmax(LayerModule):
     def __init__(self, param, phase):
         super().__init__(param, phase)
         self.axis = param.softmax_param.axis
+
+    def top_shapes(self, bottom_shapes):
+        canonical_axis(self.axis, len(bottom_shapes[0]), "softmax_param.axis")
+        return [tuple(bottom_shapes[0])]
 
     def forward(self, x):
         return (torch.softmax(x, canonical_axis(self.axis, x.dim(), "softmax_param.axis")),)
@@ -43,11 +49,22 @@ class ArgMax(LayerModule):
         if self.top_k < 1:
             raise ValueError("argmax_param.top_k must be at least 1")
 
+    def top_shapes(self, bottom_shapes):
+        shape = tuple(bottom_shapes[0])
+        if self.axis is None:
+            values = math.prod(shape[1:])
+            if self.top_k > values:
+                raise ValueError(f"argmax_param.top_k {self.top_k} exceeds the {values} values per item")
+            return [(shape[0], 1 + self.out_max_val, self.top_k) + (1,) * (len(shape) - 3)]
+        axis = canonical_axis(self.axis, len(shape), "argmax_param.axis")
+        if self.top_k > shape[axis]:
+            raise ValueError(f"argmax_param.top_k {self.top_k} exceeds axis {axis}'s size {shape[axis]}")
+        return [shape[:axis] + (self.top_k,) + shape[axis + 1:]]
+
     def forward(self, x):
+        self.top_shapes([x.shape])
         if self.axis is None:
             flat = x.reshape(x.shape[0], -1)
-            if self.top_k > flat.shape[1]:
-                raise ValueError(f"argmax_param.top_k {self.top_k} exceeds the {flat.shape[1]} values per item")
             values, indices = sort_descending(flat, 1)
             parts = [indices[:, :self.top_k].to(x.dtype)]
             if self.out_max_val:
@@ -55,8 +72,6 @@ class ArgMax(LayerModule):
             top = torch.stack(parts, 1)  # (N, 1 or 2, top_k)
             return (top.reshape(top.shape + (1,) * (x.dim() - 3)),)
         axis = canonical_axis(self.axis, x.dim(), "argmax_param.axis")
-        if self.top_k > x.shape[axis]:
-            raise ValueError(f"argmax_param.top_k {self.top_k} exceeds axis {axis}'s size {x.shape[axis]}")
         values, indices = sort_descending(x, axis)
         top = values if self.out_max_val else indices.to(x.dtype)
         return (top.narrow(axis, 0, self.top_k),)
@@ -81,15 +96,19 @@ class Accuracy(LayerModule):
         self.ignore_label = p.ignore_label if p.HasField("ignore_label") else None
         self.per_class = len(param.top) == 2
 
+    def top_shapes(self, bottom_shapes):
+        scores, label = tuple(bottom_shapes[0]), tuple(bottom_shapes[1])
+        axis = canonical_axis(self.axis, len(scores), "accuracy_param.axis")
+        check_label_count(scores, label, axis)
+        if self.top_k > scores[axis]:
+            raise ValueError(f"accuracy_param.top_k {self.top_k} exceeds the {scores[axis]} classes")
+        return [()] + [(scores[axis],)] * self.per_class
+
     def forward(self, scores, label):
+        self.top_shapes([scores.shape, label.shape])
         axis = canonical_axis(self.axis, scores.dim(), "accuracy_param.axis")
         classes = scores.shape[axis]
         scores = scores.movedim(axis, -1).reshape(-1, classes)
-        if label.numel() != scores.shape[0]:
-            raise ValueError(f"{label.numel()} labels for {scores.shape[0]} predictions (the label count "
-                             f"must be the score count without axis {axis})")
-        if self.top_k > classes:
-            raise ValueError(f"accuracy_param.top_k {self.top_k} exceeds the {classes} classes")
         label = label.reshape(-1).to(torch.int64)  # truncates like Caffe's static_cast<int>
         valid = torch.ones_like(label, dtype=torch.bool) if self.ignore_label is None else label != self.ignore_label
         label = torch.where(valid, label, 0)

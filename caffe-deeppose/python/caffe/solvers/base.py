@@ -97,6 +97,8 @@ class Solver:
         self._early_exit = False
         self._testing = None  # (test net id, its data positions when the test began) during a test
         self.last_snapshot_iter = None  # the iteration of the last snapshot written or restored
+        self.prefix_lock = None  # the snapshot prefix's lock, held while solving (see solve)
+        self.worker_states = None  # (iteration, every worker's resume_state.worker_state), from caffe.NCCL
         self._losses, self._smoothed_loss = [], 0.0
         self._init_history()
 
@@ -250,7 +252,21 @@ class Solver:
                 break
 
     def solve(self, resume_file=None):
-        """Train up to max_iter (Caffe's Solver::Solve), optionally resuming from a .solverstate."""
+        """Train up to max_iter (Caffe's Solver::Solve), optionally resuming from a .solverstate.
+        The root solver holds the snapshot prefix's lock meanwhile, as `caffe train` does, so that a
+        second run on the prefix refuses (`filelock.LockedError` naming it); a caller that holds it
+        already (`caffe train`) sets `prefix_lock`."""
+        if self.prefix_lock is not None or not common.root_solver():
+            self._solve(resume_file)
+            return
+        self.prefix_lock = claim_snapshot_prefix(self.param.snapshot_prefix)
+        try:
+            self._solve(resume_file)
+        finally:
+            self.prefix_lock.release()
+            self.prefix_lock = None
+
+    def _solve(self, resume_file):
         p = self.param
         glog.info("solver.cpp:289", f"Solving {self.net.name}")
         glog.info("solver.cpp:290", f"Learning Rate Policy: {p.lr_policy}")
@@ -360,7 +376,7 @@ class Solver:
             glog.info("sgd_solver.cpp:300", f"Snapshotting solver state to HDF5 file {state_file}")
             hdf5.save_solver_state(state_file, self.iter, model_file, self.current_step,
                                    [h.detach().cpu().numpy() for h in self.history],
-                                   resume_state.encode(self._data_positions()))
+                                   resume_state.encode(self._data_positions(), self._worker_states()))
             self.last_snapshot_iter = self.iter
             return
         model_file = self._snapshot_filename(".caffemodel")
@@ -376,8 +392,18 @@ class Solver:
             state.history.append(array_to_blobproto(h.detach().cpu().numpy()))
         state_file = self._snapshot_filename(".solverstate")
         glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file {state_file}")
-        atomic_write(state_file, state.SerializeToString() + resume_state.encode(self._data_positions()))
+        extra = resume_state.encode(self._data_positions(), self._worker_states())
+        atomic_write(state_file, state.SerializeToString() + extra)
         self.last_snapshot_iter = self.iter
+
+    def _worker_states(self):
+        """Every worker's random states and train-net data positions, this one's as they are now,
+        if caffe.NCCL gathered the others' at this iteration (else None: a single worker)."""
+        if self.worker_states is None or self.worker_states[0] != self.iter:
+            return None
+        workers = list(self.worker_states[1])
+        workers[common.solver_rank()] = resume_state.worker_state(self.net)
+        return workers
 
     def _data_positions(self):
         """The data positions of the train net and each test net (a test net being tested: as at the

@@ -190,6 +190,7 @@ def train(flags, argv=()):
     try:
         with signals, prefix_lock:
             solver = get_solver(param)
+            solver.prefix_lock = prefix_lock
             solver.set_action_function(signals.requested)
             if flags["snapshot"]:
                 glog.info("caffe.cpp:234", f"Resuming from {flags['snapshot']}")
