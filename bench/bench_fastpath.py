@@ -37,6 +37,7 @@ def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):
         finally:
             conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS = layout, chain, rows
 
+    run.net = net
     return run
 
 
@@ -73,8 +74,11 @@ def main():
         }
         for fn in runs.values():
             fn()
+        eager, fast = runs["forward, eager, channels-last"].net, runs["forward, compiled, channels-last"].net
+        err = max(np.abs(fast.blobs[k].data - b.data).max() / np.abs(b.data).max() for k, b in eager.blobs.items())
         results = measure(runs, args.batch, args.seconds, args.rounds)
     print(f"# batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"# compiled forward against the eager one: every blob within {err:.2g} of its largest value")
     print(f"{'variant':40s} {'images/s':>9s}")
     for name, r in results.items():
         print(f"{name:40s} {r:9.1f}")
