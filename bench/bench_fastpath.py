@@ -13,7 +13,6 @@ call (on a shared machine: the calls no other job disturbed).
 import argparse
 import os
 import tempfile
-import time
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from caffe import fastpath
 from caffe.layer_modules import conv, inner_product
 from bench_inference import random_weights
 from bench_vs_caffe import write_nets
-from timing import measure
+from timing import fastest_call, measure
 
 
 def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):
@@ -88,18 +87,6 @@ def main():
     print(f"{'variant':40s} {'images/s':>9s} {'fastest call':>13s}")
     for name, r in results.items():
         print(f"{name:40s} {r:9.1f} {best[name]:13.1f}")
-
-
-def fastest_call(runs, batch, calls):
-    """Images/s of each run's fastest single call, in `calls` interleaved rounds of one call each:
-    on a machine shared with bursty jobs, the calls that ran undisturbed."""
-    fastest = {name: float("inf") for name in runs}
-    for _ in range(calls):
-        for name, fn in runs.items():
-            began = time.perf_counter()
-            fn()
-            fastest[name] = min(fastest[name], time.perf_counter() - began)
-    return {name: batch / s for name, s in fastest.items()}
 
 
 if __name__ == "__main__":
