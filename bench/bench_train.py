@@ -61,6 +61,7 @@ def write_solver(folder, batch, iters):
     solver.net = os.path.join(folder, "train.prototxt")
     solver.max_iter, solver.display, solver.solver_mode = iters, 2, caffe_pb2.SolverParameter.CPU
     solver.snapshot, solver.snapshot_after_train = 0, False
+    solver.snapshot_prefix = os.path.join(folder, "snapshot")  # `caffe train` locks it even without snapshots
     solver.ClearField("test_iter")
     solver.ClearField("test_interval")
     path = os.path.join(folder, "solver.prototxt")

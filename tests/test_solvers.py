@@ -365,3 +365,32 @@ def test_resume_in_a_new_process_is_bit_exact(make_solver, tmp_path, monkeypatch
         assert resumed["it"] == 6
         for i, a in enumerate(expected[name]):
             np.testing.assert_array_equal(resumed[f"arr_{i}"], a, err_msg=f"{name} array {i}")
+
+
+@pytest.mark.parametrize("handed_out", [False, True])
+def test_after_the_update_the_param_diffs_hold_it(make_solver, handed_out):
+    """Caffe's ApplyUpdate leaves the update (data_before - data_after) in every diff; SGD's is not
+    copied there unless read, but reads the same through a `.diff` array taken before or after
+    the step, and the next backward without a clear accumulates onto it."""
+    solver = make_solver()
+    blobs = [solver.net.params[n][i] for n in ("fc1", "fc2") for i in (0, 1)]
+    early = [b.diff for b in blobs] if handed_out else None
+    for _ in range(2):
+        feed(solver)
+        before = weights(solver.net)
+        solver.step(1)
+    updates = [b - a for b, a in zip(before, weights(solver.net))]
+    for k, (blob, update) in enumerate(zip(blobs, updates)):
+        np.testing.assert_allclose(blob.diff, update, rtol=1e-4, atol=1e-7, err_msg=f"param {k}")
+        if early is not None:
+            np.testing.assert_array_equal(early[k], blob.diff)
+    np.testing.assert_array_equal(blobs[0].diff, solver.history[0].numpy())
+    solver.net.forward()
+    solver.net.backward()  # no ClearParamDiffs: the gradient adds to the update
+    accumulated = blobs[2].diff.copy()
+    solver.net.clear_param_diffs()
+    assert not blobs[0].diff.any()
+    solver.net.forward()
+    solver.net.backward()
+    assert np.abs(blobs[2].diff).max() > 0
+    np.testing.assert_allclose(accumulated, updates[2] + blobs[2].diff, rtol=1e-5, atol=1e-7)

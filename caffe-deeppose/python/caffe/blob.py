@@ -135,6 +135,24 @@ class Blob:
         return f"<Blob shape={self._shape}>"
 
 
+def defer_diff(param, value):
+    """Let the param's diff read as the tensor `value` (an update a solver did not copy into
+    the diff) without copying it now: `settle_diff` copies it when the diff is read or
+    accumulated into; `drop_deferred_diff` forgets it when the diff is cleared."""
+    param.grad = None
+    param.caffe_deferred_diff = value
+
+
+def settle_diff(param):
+    value = param.__dict__.pop("caffe_deferred_diff", None)
+    if value is not None:
+        param.grad = value.clone()
+
+
+def drop_deferred_diff(param):
+    param.__dict__.pop("caffe_deferred_diff", None)
+
+
 class ParamBlob(Blob):
     """A layer's parameter blob: `.data` is the torch Parameter, `.diff` its `.grad`."""
 
@@ -158,6 +176,7 @@ class ParamBlob(Blob):
             if side.tensor is not p:
                 side.set(p)
         else:
+            settle_diff(p)
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             if side.tensor is not p.grad:

@@ -10,9 +10,9 @@ import re
 import numpy as np
 import torch
 
-from . import common, fastpath, glog, hdf5  # noqa: F401
+from . import common, fastpath, glog, hdf5, trainpath  # noqa: F401
 from . import layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
-from .blob import Blob, ParamBlob
+from .blob import Blob, ParamBlob, defer_diff, drop_deferred_diff, settle_diff
 from .proto import caffe_pb2
 from .caffemodel import read_weights, write_caffemodel
 from .protoio import array_to_blobproto, blob_shape, blobproto_to_array, parse_prototxt, read_file
@@ -255,6 +255,8 @@ class Net:
                    and not any(name in w.bottoms for w in wiring[produced_last[name] + 1:])]
         self.module = NetModule(modules, wiring, inputs, outputs)
         self._fast = fastpath.CompiledForward(self.module)
+        self._train = trainpath.CompiledTraining(self.module, self._device)
+        self._probes, self._replays = {}, []  # of the training fast path's last forward
         self._input_names, self._output_names = inputs, outputs
         self._needs_backward = bool(self._loss_weights) or self.force_backward
         self._live, self._grad_src, self._records, self._diffs = {}, {}, {}, {}
@@ -413,6 +415,7 @@ class Net:
         With gradients on, every layer's bottom and top tensors are kept for the backward."""
         grad = self._needs_backward and torch.is_grad_enabled()
         self._live, self._grad_src, self._records = {}, {}, {}  # drop the previous graph before the next
+        self._probes, self._replays = {}, []
         env, grad_src, made, records = {}, {}, set(), {}
         diffs = self._diffs = {}
 
@@ -452,14 +455,19 @@ class Net:
                         keep_diff(name, t)
             self._fire("after_forward", i)
 
+        hooked = any(self._hooks.values())
+        probes, replays = {}, []
         with torch.set_grad_enabled(grad):
-            if grad or self._hooks["before_forward"] or self._hooks["after_forward"] or not fastpath.enabled():
+            if grad and not hooked and trainpath.enabled():
+                probes, replays = self._train.run(env, start, end, after, grad_src)
+            elif grad or hooked or not fastpath.enabled():
                 self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)
             else:
                 self._fast.run(env, start, end)
         for name, t in env.items():
             self.blobs[name].set_data(t.detach())
         self._live, self._grad_src, self._records = env, grad_src, records
+        self._probes, self._replays = probes, replays
         return sum(weight * float(env[name].detach().sum())
                    for name, weight in self._loss_weights.items() if name in made)
 
@@ -492,7 +500,7 @@ class Net:
         last = len(self._layer_names) - 1
         start, end = (last if start is None else start), (0 if end is None else end)
         hooked = self._hooks["before_backward"] or self._hooks["after_backward"]
-        if start == last and end == 0 and not hooked and self._records:
+        if start == last and end == 0 and not hooked and (self._records or self._replays):
             self._backward_all()
         else:
             self._backward_layers(start, end)
@@ -510,8 +518,15 @@ class Net:
                     root_names.add(name)
         if not roots:
             return
+        for p in self._learnable:  # param diffs accumulate, also onto an update not yet copied
+            settle_diff(p)
         self._diffs.clear()  # blob diffs are overwritten, not accumulated
+        for z in self._probes.values():
+            z.grad = None
         torch.autograd.backward(roots, grads, retain_graph=True)  # Caffe may run Backward twice
+        for name, z in self._probes.items():
+            if z.grad is not None:
+                self._diffs[name] = z.grad
         for name, t in self._grad_src.items():
             if name not in root_names:
                 g = self._diffs.get(name)
@@ -526,6 +541,12 @@ class Net:
         wiring = self.module.wiring
         if not self._needs_backward:
             return
+        for p in self._learnable:  # param diffs accumulate, also onto an update not yet copied
+            settle_diff(p)
+        if self._replays:  # layers the training fast path computed: their own graphs, recomputed
+            self._train.replay(self._replays, end, start, lambda i, bottoms, tops: self._records.__setitem__(
+                i, (bottoms, tops)))
+            self._replays = []
         if any(i not in self._records for i in range(end, start + 1) if not wiring[i].is_input):
             self._forward_range(end, start)
         whole = start == len(wiring) - 1
@@ -629,15 +650,31 @@ class Net:
         zeroed in place (the array sees the zeros, the next backward accumulates into it); the
         others are dropped, so that the next backward hands its fresh gradients over without
         zeroing and adding 44M floats each iteration (a dropped diff reads as zeros)."""
-        handed = {id(b._diff.tensor) for view in self.layers for b in view.blobs if b._diff.tensor is not None}
+        handed = self._handed_diffs()
         zero = []
         for p in self._learnable:
+            drop_deferred_diff(p)
             if p.grad is not None and id(p.grad) in handed:
                 zero.append(p.grad)
             else:
                 p.grad = None
         if zero:
             torch._foreach_zero_(zero)
+
+    def _handed_diffs(self):
+        """ids of the param diff tensors handed out as `.diff` arrays."""
+        return {id(b._diff.tensor) for view in self.layers for b in view.blobs if b._diff.tensor is not None}
+
+    def defer_param_diffs(self, params, values):
+        """After an update: each param's diff is to read as the tensor beside it (Caffe leaves
+        the update in the diff). A diff handed out as a `.diff` array gets it copied in; the
+        others are copied only when read (caffe.blob.defer_diff)."""
+        handed = self._handed_diffs()
+        for p, value in zip(params, values):
+            if p.grad is not None and id(p.grad) in handed:
+                p.grad.copy_(value)
+            else:
+                defer_diff(p, value)
 
     def forward_all(self, blobs=None, **kwargs):
         """Forward every item of the keyword input arrays in batches of the net's batch size."""

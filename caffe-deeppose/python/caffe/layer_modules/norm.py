@@ -37,21 +37,29 @@ class LRN(LayerModule):
     def forward(self, x):
         self.top_shapes([x.shape])
         if self.across:
-            return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
+            sliced = torch.compiler.is_compiling() and not torch.is_grad_enabled()
+            return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k, sliced),)
         mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2)
         return (x * (mean_square * self.alpha + 1).pow(-self.beta),)
 
 
-def _channel_window_sum(t, n):
-    """Sum over the n channels centred on each channel (zeros past the ends). Eagerly, as Caffe's
-    running sum computes it: differences of a cumulative sum along the channels (two passes);
-    under torch.compile as n shifted slices, which the compiler fuses into one pass."""
-    h = n // 2
-    if torch.compiler.is_compiling():
+def _channel_window_sum(t, n, sliced):
+    """Sum over the n channels centred on each channel (zeros past the ends). As Caffe's running
+    sum computes it: differences of a cumulative sum along the channels (two passes); `sliced`
+    (a compiled forward without gradients): as n shifted slices, which the compiler fuses into
+    one pass (with gradients, the compiled backward recomputed the slices' operands in each of
+    them: slower than the running sum, measured by bench/bench_train_ab.py)."""
+    h, c = n // 2, t.shape[1]
+    if sliced:
         padded = F.pad(t, (0, 0, 0, 0, h, h))
-        return sum(padded[:, i:i + t.shape[1]] for i in range(n))
-    cs = F.pad(t, (0, 0, 0, 0, h + 1, h)).cumsum(1)
-    return cs[:, n:] - cs[:, :t.shape[1]]
+        return sum(padded[:, i:i + c] for i in range(n))
+    # the running sum of t with h + 1 zero channels before and h after, written in place (zeroing
+    # only the h + 1 leading channels, not the whole padded blob as F.pad does before its copy)
+    cs = t.new_empty((t.shape[0], c + n) + tuple(t.shape[2:]))
+    cs[:, :h + 1] = 0
+    torch.cumsum(t, 1, out=cs[:, h + 1:h + 1 + c])
+    cs[:, h + 1 + c:] = cs[:, h + c:h + c + 1]
+    return cs[:, n:] - cs[:, :c]
 
 
 class _AcrossChannelsLRN(torch.autograd.Function):
@@ -60,8 +68,8 @@ class _AcrossChannelsLRN(torch.autograd.Function):
     Far fewer passes over the (large) blob than autograd through a pooling formulation."""
 
     @staticmethod
-    def forward(ctx, x, n, alpha, beta, k):
-        scale = _channel_window_sum(x * x, n).mul_(alpha / n).add_(k)
+    def forward(ctx, x, n, alpha, beta, k, sliced):
+        scale = _channel_window_sum(x * x, n, sliced).mul_(alpha / n).add_(k)
         p = scale.pow(-beta)
         y = x * p
         ctx.save_for_backward(x, scale, p, y)
@@ -71,8 +79,8 @@ class _AcrossChannelsLRN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, top_diff):
         x, scale, p, y = ctx.saved_tensors
-        window = _channel_window_sum(torch.mul(top_diff, y).div_(scale), ctx.n)
-        return torch.addcmul(top_diff * p, x, window, value=-ctx.coeff), None, None, None, None
+        window = _channel_window_sum(torch.mul(top_diff, y).div_(scale), ctx.n, False)
+        return torch.addcmul(top_diff * p, x, window, value=-ctx.coeff), None, None, None, None, None
 
 
 @register_layer("BatchNorm")
@@ -123,6 +131,8 @@ class BatchNorm(LayerModule):
         else:  # one value per channel: it is its own mean, the variance is 0 and the output 0
             mean, unbiased_var = x.detach().reshape(-1), torch.zeros_like(var_sum)
             y = x - x
+        if self.replaying:
+            return (y.reshape(shape),)
         with torch.no_grad():
             maf = self.moving_average_fraction
             factor.mul_(maf).add_(1)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import common, filelock, glog, hdf5, resume_state
+from ..blob import settle_diff
 from ..proto import caffe_pb2
 from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, parse_prototxt, read_file, \
     write_binary_proto
@@ -133,6 +134,7 @@ class Solver:
             glog.info("sgd_solver.cpp:112", f"Iteration {self.iter}, lr = {format_float(rate)}")
         if self._params:
             for p in self._params:  # a param no loss reached has a zero diff
+                settle_diff(p)
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
             grads = [p.grad for p in self._params]
@@ -142,8 +144,10 @@ class Solver:
                     torch._foreach_mul_(grads, 1.0 / self.param.iter_size)
                 self._regularize(grads)
                 rates = [float(np.float32(rate) * m) for m in self._lr_mults]
-                self.compute_update(grads, rates)
-                torch._foreach_sub_(self._params, grads)
+                updates = self.compute_update(grads, rates)
+                torch._foreach_sub_(self._params, grads if updates is None else updates)
+                if updates is not None:
+                    self.net.defer_param_diffs(self._params, updates)
         self.iter += 1
 
     def _clip_gradients(self, grads):
@@ -173,7 +177,9 @@ class Solver:
 
     def compute_update(self, grads, rates):
         """Turn the regularised diffs into the update (in place), updating the history;
-        `rates[i]` = lr * lr_mult of param i, `self._slots[s][i]` its history blob s."""
+        `rates[i]` = lr * lr_mult of param i, `self._slots[s][i]` its history blob s. Returns
+        None, or the tensors that hold the update if they are not the diffs (the diffs then
+        read as them, copied only when read: `Net.defer_param_diffs`)."""
         raise NotImplementedError
 
     def share_weights(self, net):
