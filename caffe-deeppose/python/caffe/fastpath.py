@@ -187,7 +187,7 @@ class CompiledForward:
                 continue
             tensors = [env[name] for name in segment.inputs]
             key = (first, last, tuple(tuple(t.shape) for t in tensors))
-            tops = self._compiled_run(key, segment, tensors) if self._ready(key, segment, tensors) else None
+            tops = self._compiled_run(first, last, segment, tensors) if self._ready(key, segment, tensors) else None
             if tops is None:
                 began = time.perf_counter()
                 tops = segment(*tensors)
@@ -198,29 +198,28 @@ class CompiledForward:
     def _ready(self, key, segment, tensors):
         """Whether the segment runs compiled at these shapes; starts its compilation once the
         shapes have spent their eager budget (a budget of 0: compiled here and now)."""
-        segment_key = key[:2]
-        if self._compiled.get(segment_key, True) is None:  # its compilation failed
+        if self._compiled.get(key[:2], True) is None:  # its compilation failed
             return False
         state = self._builds.get(key)
         if state is None:
             budget = compile_after()
             if self._eager_s.get(key, 0.0) < budget:
                 return False
-            if segment_key not in self._compiled:
-                self._compiled[segment_key] = torch.compile(segment, dynamic=False)
+            self._compiler(key[0], key[1], segment)
             if budget <= 0:
                 return True
             examples = [t.detach().clone() for t in tensors]  # the caller may overwrite its inputs meanwhile
             # not a daemon: a process ending meanwhile waits for it (the compiler cannot be stopped
             # midway, and torch aborts if the interpreter finalizes under it)
-            state = self._builds[key] = threading.Thread(target=self._build, args=(key, examples),
+            state = self._builds[key] = threading.Thread(target=self._build, args=(key, segment, examples),
                                                          name=f"caffe-compile-{key[0]}-{key[1]}")
             state.start()
         return state is True
 
-    def _build(self, key, examples):
+    def _build(self, key, segment, examples):
         """Compile the segment at the examples' shapes (a background thread: the eager runs go on)."""
-        self._builds[key] = self._compiled_run(key, None, examples) is not None
+        with torch.no_grad():  # the caller's mode (grad mode is per thread)
+            self._builds[key] = self._compiled_run(key[0], key[1], segment, examples) is not None
 
     def wait(self):
         """Wait for the compilations under way."""
@@ -228,15 +227,20 @@ class CompiledForward:
             if isinstance(state, threading.Thread):
                 state.join()
 
-    def _compiled_run(self, key, segment, tensors):
+    def _compiler(self, first, last, segment):
+        """The segment's torch.compile wrapper (made once), or None after a failure."""
+        if (first, last) not in self._compiled:
+            self._compiled[(first, last)] = torch.compile(segment, dynamic=False)
+        return self._compiled[(first, last)]
+
+    def _compiled_run(self, first, last, segment, tensors):
         """The segment's tops through torch.compile, or None if compiling fails (logged once)."""
-        compiled = self._compiled.get(key[:2])
+        compiled = self._compiler(first, last, segment)
         if compiled is None:
             return None
         try:
-            with torch.no_grad():  # the caller's mode; a build thread's own is grad on
-                return compiled(*tensors)
+            return compiled(*tensors)
         except Exception as e:  # noqa: BLE001  (any compiler failure; the eager run decides about real errors)
-            glog.warning("fastpath.py", f"layers {key[0]}..{key[1]} stay eager: torch.compile failed ({e})")
-            self._compiled[key[:2]] = None
+            glog.warning("fastpath.py", f"layers {first}..{last} stay eager: torch.compile failed ({e})")
+            self._compiled[(first, last)] = None
             return None
