@@ -1,8 +1,8 @@
-"""Data layer throughput on an LMDB of 227x227x3 records (DeepPose stage-1 input), batch 32.
+"""Data layer throughput on an LMDB of DeepPose stage-1 input records (227x227x3 today), batch 32.
 
     python bench/bench_data.py [--records 512] [--batch 32] [--batches 48]
 
-Makes the LMDB (random pixels, 30 float labels, as convert_imageset_multilabel writes) in a
+Makes the LMDB (random pixels, stage 1's float labels, as convert_imageset_multilabel writes) in a
 temporary directory, then prints images/s for:
   reference      a plain sequential loop: read record, parse Datum, pixels to float32
   Data raw       the Data layer's forward alone, no transform
@@ -23,8 +23,7 @@ import caffe
 from caffe import db as cdb
 from caffe.proto import caffe_pb2
 from caffe.protoio import array_to_blobproto, parse_prototxt, write_binary_proto
-
-SIZE, LABELS = 227, 30
+from stage1_shape import LABELS, SIZE
 
 
 def make_db(folder, name, records, encoded):

@@ -1,9 +1,14 @@
 """A/B of the engine's fast-path changes in one run, interleaved: the stage-1 deploy net's
 `caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
-default), and compiled (the default once a shape has spent CAFFE_COMPILE_AFTER s eagerly); the
-train net's forward + backward with NCHW and with channels-last convolutions.
+default), and compiled (the default once a shape has spent CAFFE_COMPILE_AFTER s eagerly), the
+compiled one also without its convolution chains (Convolution + BatchNorm + Scale + ReLU as one
+oneDNN convolution) and without oneDNN inner products (torch's BLAS instead); the train net's
+forward + backward with NCHW and with channels-last convolutions.
 
-    python bench/bench_fastpath.py [--batch 32] [--seconds 10]
+    python bench/bench_fastpath.py [--batch 32] [--seconds 10] [--calls 20]
+
+Prints each variant's median rate over interleaved slices and the rate of its fastest single
+call (on a shared machine: the calls no other job disturbed).
 """
 import argparse
 import os
@@ -13,24 +18,30 @@ import numpy as np
 import torch
 
 import caffe
-from caffe.layer_modules import conv
+from caffe import fastpath
+from caffe.layer_modules import conv, inner_product
 from bench_inference import random_weights
 from bench_vs_caffe import write_nets
-from timing import measure
+from stage1_shape import SIZE
+from timing import fastest_call, measure
 
 
-def variant(net, step, channels_last, compiled):
-    """A callable running `step(net)` with the convolution layout and the compile switch set."""
-    layout = conv._BaseConvolution._layout
+def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):
+    """A callable running `step(net)` with the convolution layout, the compile switch, the
+    convolution chains and oneDNN inner products set (the defaults: all on)."""
+    layout, chain, rows = conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS
 
     def run():
         conv._BaseConvolution._layout = layout if channels_last else (lambda self, x: x)
+        fastpath._conv_chain = chain if chains else (lambda *args: None)  # read when the segments are made
+        inner_product.ONEDNN_MIN_ROWS = rows if onednn_ip else float("inf")
         os.environ["CAFFE_COMPILE"] = "1" if compiled else "0"
         try:
             step(net)
         finally:
-            conv._BaseConvolution._layout = layout
+            conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS = layout, chain, rows
 
+    run.net = net
     return run
 
 
@@ -39,13 +50,14 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=10.0, help="time per variant (in interleaved slices)")
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--calls", type=int, default=20, help="interleaved rounds of single calls (fastest call)")
     args = ap.parse_args()
     caffe.init_log(2)
     os.environ["CAFFE_COMPILE_AFTER"] = "0"
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         paths = write_nets(folder, args.batch)
-        x = rng.uniform(-1, 1, (args.batch, 3, 227, 227)).astype(np.float32)
+        x = rng.uniform(-1, 1, (args.batch, 3, SIZE, SIZE)).astype(np.float32)
 
         def net(path, phase):
             n = caffe.Net(path, phase)
@@ -58,16 +70,24 @@ def main():
             "forward, eager, NCHW convolutions": variant(net(paths["deploy"], caffe.TEST), forward, False, False),
             "forward, eager, channels-last": variant(net(paths["deploy"], caffe.TEST), forward, True, False),
             "forward, compiled, channels-last": variant(net(paths["deploy"], caffe.TEST), forward, True, True),
+            "  the same without conv chains": variant(net(paths["deploy"], caffe.TEST), forward, True, True,
+                                                      chains=False),
+            "  the same without oneDNN IP": variant(net(paths["deploy"], caffe.TEST), forward, True, True,
+                                                    onednn_ip=False),
             "forward + backward, NCHW convolutions": variant(net(paths["train"], caffe.TRAIN), train, False, False),
             "forward + backward, channels-last": variant(net(paths["train"], caffe.TRAIN), train, True, False),
         }
         for fn in runs.values():
             fn()
+        eager, fast = runs["forward, eager, channels-last"].net, runs["forward, compiled, channels-last"].net
+        err = max(np.abs(fast.blobs[k].data - b.data).max() / np.abs(b.data).max() for k, b in eager.blobs.items())
         results = measure(runs, args.batch, args.seconds, args.rounds)
+        best = fastest_call(runs, args.batch, args.calls)
     print(f"# batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"{'variant':40s} {'images/s':>9s}")
+    print(f"# compiled forward against the eager one: every blob within {err:.2g} of its largest value")
+    print(f"{'variant':40s} {'images/s':>9s} {'fastest call':>13s}")
     for name, r in results.items():
-        print(f"{name:40s} {r:9.1f}")
+        print(f"{name:40s} {r:9.1f} {best[name]:13.1f}")
 
 
 if __name__ == "__main__":

@@ -24,14 +24,14 @@ from caffe import db as cdb
 from caffe.proto import caffe_pb2
 from caffe.protoio import array_to_blobproto, read_prototxt, write_binary_proto, write_prototxt
 from deeppose_torch import DeepPoseTorch
+from stage1_shape import LABELS, SIZE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
-SIZE, LABELS = 227, 30
 
 
 def make_lmdb(folder, records):
-    """Random 227x227 BGR records with 30 labels, as convert_imageset_multilabel writes them, and their mean."""
+    """Random stage-1 BGR records and labels, as convert_imageset_multilabel writes them, and their mean."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (records, 3, SIZE, SIZE), dtype=np.uint8)
     labels = rng.normal(0, 50, (records, LABELS)).astype(np.float32)

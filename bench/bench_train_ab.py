@@ -16,6 +16,7 @@ import torch
 import caffe
 from caffe.solvers.sgd import SGDSolver
 from bench_vs_caffe import write_nets
+from stage1_shape import LABELS, SIZE
 from timing import measure
 
 
@@ -38,8 +39,8 @@ def main():
     caffe.init_log(2)
     os.environ["CAFFE_COMPILE_AFTER"] = "0"
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (args.batch, 3, 227, 227)).astype(np.float32)
-    y = rng.normal(0, 0.5, (args.batch, 30)).astype(np.float32)
+    x = rng.uniform(-1, 1, (args.batch, 3, SIZE, SIZE)).astype(np.float32)
+    y = rng.normal(0, 0.5, (args.batch, LABELS)).astype(np.float32)
     runs = {}
     with tempfile.TemporaryDirectory() as folder:
         paths = write_nets(folder, args.batch)

@@ -3,7 +3,7 @@ the stage-1 DeepPose net's forward (deploy net), forward + backward and one solv
 train net with its data layers as in-memory Input blobs), and a hand-written PyTorch training
 loop of the same net, at each batch size.
 
-    python bench/bench_vs_caffe.py [--batches 32 1] [--seconds 8] [--seed-caffe /opt/seed-caffe]
+    python bench/bench_vs_caffe.py [--batches 32 1] [--seconds 8] [--calls 10] [--seed-caffe /opt/seed-caffe]
 
 The real Caffe runs in its own process (its python, its pycaffe: bench/seed_caffe_worker.py),
 driven slice by slice, so both sides share the machine's drift. Both load the same weights and
@@ -29,13 +29,13 @@ from caffe.proto import caffe_pb2
 from caffe.protoio import read_prototxt, write_prototxt
 from bench_inference import flops_per_image, random_weights
 from bench_train import hand_written_step
-from timing import measure
+from stage1_shape import LABELS, SIZE
+from timing import fastest_call, measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "models", "deeppose", "deeppose.prototxt")
 TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
 SOLVER = os.path.join(ROOT, "models", "deeppose", "deeppose_solver.prototxt")
-SIZE, LABELS = 227, 30
 
 
 class SeedCaffe:
@@ -156,12 +156,16 @@ def engines(folder, batch, seed):
     return infer, training, flops_per_image(deploy) / 1e9
 
 
-def table(title, results, batch, base, flops):
+def table(title, results, batch, base, flops, best=None):
+    """One table; with `best` (fastest single calls) also their rates and ratios."""
     print(f"\n{title}, batch {batch}")
-    print(f"{'engine':36s} {'images/s':>9s} {'GFLOP/s':>8s} {'vs ' + base:>24s}")
+    extra = f" {'fastest call':>13s} {'ratio':>6s}" if best else ""
+    print(f"{'engine':36s} {'images/s':>9s} {'GFLOP/s':>8s} {'vs ' + base:>24s}{extra}")
     for name, r in results.items():
         ratio = f"{r / results[base]:.2f}x" if base in results else "-"
-        print(f"{name:36s} {r:9.1f} {r * flops:8.1f} {ratio:>24s}")
+        if best:
+            extra = f" {best[name]:13.1f} " + (f"{best[name] / best[base]:5.2f}x" if base in best else "     -")
+        print(f"{name:36s} {r:9.1f} {r * flops:8.1f} {ratio:>24s}{extra}")
 
 
 def main():
@@ -169,6 +173,8 @@ def main():
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 1])
     ap.add_argument("--seconds", type=float, default=8.0, help="time per engine and batch (in interleaved slices)")
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--calls", type=int, default=0,
+                    help="also this many interleaved rounds of single calls: each engine's fastest call")
     ap.add_argument("--seed-caffe", default="/opt/seed-caffe", help="the real Caffe's install (bin, python, venv)")
     args = ap.parse_args()
     caffe.init_log(2)
@@ -191,9 +197,10 @@ def main():
         for batch in args.batches:
             infer, training, flops = engines(folder, batch, seed)
             results = measure({**infer, **training}, batch, args.seconds, args.rounds)
-            table("Inference", {k: results[k] for k in infer}, batch, "real Caffe: forward", flops)
+            best = fastest_call({**infer, **training}, batch, args.calls) if args.calls else None
+            table("Inference", {k: results[k] for k in infer}, batch, "real Caffe: forward", flops, best)
             table("Training (GFLOP/s as 3x forward)", {k: results[k] for k in training}, batch,
-                  "real Caffe: solver.step", 3 * flops)
+                  "real Caffe: solver.step", 3 * flops, best)
             if "real Caffe: forward + backward" in results:
                 print(f"{'ours fwd+bwd vs real Caffe fwd+bwd':36s} "
                       f"{results['ours: Net.forward + backward'] / results['real Caffe: forward + backward']:.2f}x")

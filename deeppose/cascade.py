@@ -22,21 +22,21 @@ class StageNet:
     def __init__(self, files: ModelFiles, weights, batch: int):
         self.net = caffe.Net(files.deploy, str(weights), caffe.TEST)
         require_weights(self.net, weights, files.deploy)
-        self.transform = preprocess.InputTransform.from_train_prototxt(files.train)
+        self.transform = preprocess.input_transformer(files.train)
         _, self.channels, rows, cols = self.net.blobs["data"].data.shape
         self.size = (cols, rows)
         self.batch = batch
 
     def run(self, records: np.ndarray) -> np.ndarray:
         """uint8 records (N, C, H, W) -> the `predict` output (N, K), `batch` at a time."""
-        out = []
+        outputs = []
         for i in range(0, len(records), self.batch):
-            chunk = self.transform.to_blob(records[i:i + self.batch])
+            chunk = self.transform(records[i:i + self.batch])
             self.net.blobs["data"].reshape(*chunk.shape)
             self.net.blobs["data"].data[...] = chunk
             with torch.no_grad():
-                out.append(np.array(self.net.forward()["predict"], copy=True))
-        return np.concatenate(out).reshape(len(records), -1)
+                outputs.append(np.array(self.net.forward()["predict"], copy=True))
+        return np.concatenate(outputs).reshape(len(records), -1)
 
 
 def require_weights(net, weights, deploy) -> None:
@@ -78,12 +78,12 @@ class Cascade:
 
     def refine(self, refiner: StageNet, images, joints, sizes) -> np.ndarray:
         """One refinement stage: crops of side alpha x diameter (measured on the current estimate)."""
-        out = refiner.size[0]
+        crop_px = refiner.size[0]
         side = np.array([stages.crop_side(j, s, self.desc) for j, s in zip(joints, sizes)])
-        crops = np.stack([preprocess.crop(im, c, sd, out).transpose(2, 0, 1)
+        crops = np.stack([preprocess.crop(im, c, sd, crop_px).transpose(2, 0, 1)
                           for im, js, sd in zip(images, joints, side) for c in js])
         delta = refiner.run(crops).reshape(joints.shape)
-        return stages.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), out)
+        return stages.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), crop_px)
 
     def predict_files(self, paths, batch_images: int = 256) -> list[np.ndarray]:
         """`predict` over image files, loading `batch_images` at a time."""

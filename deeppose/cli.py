@@ -14,7 +14,7 @@ import numpy as np
 
 from caffe.filelock import LockedError
 
-from . import datasets, pipeline, preprocess
+from . import datasets, pipeline, preprocess, stages
 from .draw import draw_skeleton, save_png
 
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from caffe.protoio import atomic_write
+from caffe.atomic_file import atomic_write
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,9 @@ def write_annotations(path, items: Iterable[tuple[str, np.ndarray]], decimals: i
 
 def flip_joints(joints: np.ndarray, width: float, desc: DatasetDescription) -> np.ndarray:
     """Joints (..., J, 2) of the horizontally mirrored image: x -> width - x, left/right swapped."""
-    out = np.array(joints, dtype=float)[..., desc.flip_permutation, :]
-    out[..., 0] = width - out[..., 0]
-    return out
+    flipped = np.array(joints, dtype=float)[..., desc.flip_permutation, :]
+    flipped[..., 0] = width - flipped[..., 0]
+    return flipped
 
 
 def torso_diameter(joints: np.ndarray, desc: DatasetDescription) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from caffe.protoio import atomic_write
+from caffe.atomic_file import atomic_write
 
 from .dataset import DatasetDescription
 
@@ -34,15 +34,15 @@ def _point(xy) -> tuple[int, int]:
 def draw_skeleton(image: np.ndarray, joints, desc: DatasetDescription,
                   thickness: int = 1, radius: int = 2) -> np.ndarray:
     """A BGR copy of image (grey or BGR) with the limbs and joints (J, 2) drawn."""
-    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    drawn = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     joints = np.asarray(joints, float)
     colours = joint_colours(desc)
     for a, b in desc.limbs:
         colour = colours[a] if colours[a] == colours[b] else CENTRE
-        cv2.line(out, _point(joints[a]), _point(joints[b]), colour, thickness, cv2.LINE_AA, _SHIFT)
+        cv2.line(drawn, _point(joints[a]), _point(joints[b]), colour, thickness, cv2.LINE_AA, _SHIFT)
     for xy, colour in zip(joints, colours):
-        cv2.circle(out, _point(xy), radius << _SHIFT, colour, -1, cv2.LINE_AA, _SHIFT)
-    return out
+        cv2.circle(drawn, _point(xy), radius << _SHIFT, colour, -1, cv2.LINE_AA, _SHIFT)
+    return drawn
 
 
 def save_png(path, image: np.ndarray) -> Path:

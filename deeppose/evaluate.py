@@ -9,12 +9,12 @@ import time
 
 import numpy as np
 from caffe.plot import line_chart
-from caffe.protoio import atomic_write
+from caffe.atomic_file import atomic_write
 
 from . import datasets, stages
 from .cascade import Cascade
 from .cli import command
-from .dataset import DatasetDescription, flip_joints, read_split, torso_diameter
+from .dataset import DatasetDescription, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .pipeline import image_path
 
@@ -22,10 +22,18 @@ REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 
 
 def mean_pose(desc: DatasetDescription) -> np.ndarray:
-    """The mean stage-1 target of the training set and its mirror (offsets from the centre, (J, 2))."""
-    joints = np.stack([j for _, j in read_split(desc, "train")])
-    both = np.concatenate([joints, flip_joints(joints, desc.width, desc)])
-    return stages.stage1_targets(both, desc.size).mean(axis=0)
+    """The mean-pose baseline's pose: the mean stage-1 target (offsets from the image centre,
+    (J, 2)) of the training set as stage 1's Data layer sees it, i.e. of the stage-1 training list
+    (the training images and their mirrors, without the held-out validation images)."""
+    path = stages.list_path(1, "train", desc)
+    if not path.exists():
+        raise ValueError(f"{path}: no stage-1 training list, of which the mean pose is the mean: "
+                         "make it first (the pipeline's stage1 step, get_stage.py --stage 1)")
+    _, targets = stages.read_list(path)
+    if targets.shape[1:] != (2 * desc.num_joints,):
+        raise ValueError(f"{path}: {targets.shape[1:]} values a line; the {desc.name} description's "
+                         f"stage-1 targets are {2 * desc.num_joints} (x, y of {desc.num_joints} joints)")
+    return targets.mean(axis=0).reshape(desc.num_joints, 2)
 
 
 def mean_pose_baseline(desc: DatasetDescription, count: int) -> np.ndarray:

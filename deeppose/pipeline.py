@@ -19,10 +19,6 @@ from . import nets, preprocess, stages
 from .dataset import DatasetDescription, annotation_paths, read_split, torso_diameter
 
 
-def stage_dir(stage: int, desc: DatasetDescription) -> Path:
-    return Path(desc.root) / f"stage{stage}"
-
-
 def image_path(name: str, desc: DatasetDescription) -> Path:
     return Path(desc.root) / desc.image_dir / name
 
@@ -56,12 +52,12 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
     for name, _ in val_items + test:  # listed as they are: the LMDB tool must be able to read them
         stages.read_training_image(image_path(name, desc), desc)
     rows["test"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size)) for n, j in test]
-    out = {}
+    lists = {}
     for split, items in rows.items():
         items = [items[i] for i in rng.permutation(len(items))]
-        out[split] = stages.write_list(stage_dir(1, desc) / f"{split}.txt", items)
-        log(f"stage 1 {split}: {len(items)} images -> {out[split]}")
-    return out
+        lists[split] = stages.write_list(stages.list_path(1, split, desc), items)
+        log(f"stage 1 {split}: {len(items)} images -> {lists[split]}")
+    return lists
 
 
 def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
@@ -71,14 +67,9 @@ def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndar
 
 
 # -- predictions of stages 1..s ----------------------------------------------------------------
-def output_path(stage: int, split: str, desc: DatasetDescription) -> Path:
-    """Predictions of the cascade up to `stage` on a stage-1 list split (the seed's output.txt)."""
-    return stage_dir(stage, desc) / f"output_{split}.txt"
-
-
 def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: int = 32, files=None) -> list[Path]:
     """The cascade's predictions (`models`: stage-1 weights, then refiners') on stage-1 list
-    splits, as `output_path(len(models), split)`; `files`: the (stage-1, refiner) ModelFiles
+    splits, as `stages.output_path(len(models), split)`; `files`: the (stage-1, refiner) ModelFiles
     (default: `nets.stage_nets(desc)`)."""
     from .cascade import Cascade  # torch: loaded by the steps that run a net
 
@@ -86,9 +77,9 @@ def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: 
     cascade = Cascade(desc, models[0], models[1:], batch=batch, stage1=stage1, refine=refine)
     paths = []
     for split in splits:
-        names, truth = read_stage1_list(stage_dir(1, desc) / f"{split}.txt", desc)
+        names, truth = read_stage1_list(stages.list_path(1, split, desc), desc)
         pred = cascade.predict_files(names)[-1]
-        paths.append(write_outputs(output_path(len(models), split, desc), names, truth, pred))
+        paths.append(write_outputs(stages.output_path(len(models), split, desc), names, truth, pred))
         err = np.linalg.norm(pred - truth, axis=-1).mean()
         log(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {paths[-1]}")
     return paths
@@ -110,8 +101,8 @@ def read_outputs(path, desc: DatasetDescription):
 
 
 # -- stage s >= 2 ------------------------------------------------------------------------------
-def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centres, sides, joint_idx, out: int):
-    """Crops of side sides[i] around centres (N, K, 2) of image i, PNG at out x out; list rows."""
+def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centres, sides, joint_idx, crop_px: int):
+    """Crops of side sides[i] around centres (N, K, 2) of image i, PNG at crop_px x crop_px; list rows."""
     directory.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, truth, cs, side, idx in tqdm(list(zip(names, joints, centres, sides, joint_idx)), unit="img",
@@ -119,52 +110,54 @@ def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centr
         image = preprocess.load_image(name, desc)
         for c, j in zip(cs, idx):
             path = directory / f"{Path(name).stem}_{j:02d}.png"
-            if not cv2.imwrite(str(path), preprocess.crop(image, c, side, out)):
+            if not cv2.imwrite(str(path), preprocess.crop(image, c, side, crop_px)):
                 raise OSError(f"cannot write {path}")
-            rows.append((path, stages.refine_targets(truth[j], c, side, out)))
+            rows.append((path, stages.refine_targets(truth[j], c, side, crop_px)))
     return rows
 
 
-def make_refine_data(desc: DatasetDescription, stage: int, out: int, seed: int, displacements: str = "simulated",
+def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: int, displacements: str = "simulated",
                      per_image: int = 1) -> dict:
-    """Write stage<s>/{train,test}.txt and their crops for refiner stage s >= 2.
+    """Write stage<s>/{train,val}.txt and their crops for refiner stage s >= 2.
 
     Training crops: `per_image` joints of every stage-1 training image, centred on a simulated
     stage s-1 estimate (displacement sampled from the normal fitted per joint on the held-out
     predictions, `displacements="simulated"`) or on the stage s-1 prediction on that training image
-    (`"predictions"`, the seed's way); side alpha x the true torso diameter. Test crops: every joint
+    (`"predictions"`, the seed's way); side alpha x the true torso diameter. Validation crops: every joint
     of the held-out images around the real stage s-1 predictions, side measured on the prediction
     (as at deployment). The joints chosen, the simulated displacements and the lists' order come
     from (`seed`, `stage`)."""
     if stage < 2:
         raise ValueError(f"refiner stages are 2 and above, got {stage}")
     rng = np.random.default_rng([seed, stage])
-    sdir = stage_dir(stage, desc)
-    val_names, val_truth, val_pred = read_outputs(output_path(stage - 1, "val", desc), desc)
+    sdir = stages.stage_dir(stage, desc)
+    val_names, val_truth, val_pred = read_outputs(stages.output_path(stage - 1, "val", desc), desc)
     model = stages.DisplacementModel.fit(val_pred, val_truth,
                                          stages.floored_diameter(torso_diameter(val_truth, desc), desc.size))
     sdir.mkdir(parents=True, exist_ok=True)
     model.to_json(sdir / "displacements.json")
     if displacements == "simulated":
-        names, truth = read_stage1_list(stage_dir(1, desc) / "train.txt", desc)
+        names, truth = read_stage1_list(stages.list_path(1, "train", desc), desc)
         diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
         idx = stages.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = stages.simulated_centres(rng, truth, idx, model, diam)
     elif displacements == "predictions":
-        names, truth, pred = read_outputs(output_path(stage - 1, "train", desc), desc)
+        names, truth, pred = read_outputs(stages.output_path(stage - 1, "train", desc), desc)
         diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
         idx = stages.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = np.take_along_axis(pred, idx[..., None], axis=1)
     else:
         raise ValueError(f"displacements must be 'simulated' or 'predictions', not {displacements!r}")
-    train_rows = _write_crops(desc, sdir / "crops", names, truth, centres, desc.alpha * diam, idx, out)
+    train_rows = _write_crops(desc, stages.crops_dir(stage, "train", desc), names, truth, centres,
+                              desc.alpha * diam, idx, crop_px)
     all_joints = np.tile(np.arange(desc.num_joints), (len(val_names), 1))
-    test_sides = np.array([stages.crop_side(p, desc.size, desc) for p in val_pred])
-    test_rows = _write_crops(desc, sdir / "crops_test", val_names, val_truth, val_pred, test_sides, all_joints, out)
+    val_sides = np.array([stages.crop_side(p, desc.size, desc) for p in val_pred])
+    val_rows = _write_crops(desc, stages.crops_dir(stage, "val", desc), val_names, val_truth, val_pred, val_sides,
+                            all_joints, crop_px)
     result = {}
-    for split, rows in (("train", train_rows), ("test", test_rows)):
+    for split, rows in (("train", train_rows), ("val", val_rows)):
         rows = [rows[i] for i in rng.permutation(len(rows))]
-        result[split] = stages.write_list(sdir / f"{split}.txt", rows)
+        result[split] = stages.write_list(stages.list_path(stage, split, desc), rows)
         log(f"stage {stage} {split}: {len(rows)} crops -> {result[split]}")
     err = np.linalg.norm(model.mean, axis=1).mean()
     log(f"stage {stage - 1} errors on {len(val_names)} held-out images: mean |bias| {err:.3f}, "

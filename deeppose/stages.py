@@ -6,7 +6,7 @@ image centre in the original image's pixels. The training set is doubled by hori
 
 Stage s >= 2 refines one joint from a crop of side ``alpha x torso diameter`` centred on the
 stage s-1 estimate; the target is the true joint relative to the crop centre in crop units,
-``(true - centre) / side * out`` (``+-out/2`` is the crop border). The estimates the refiner
+``(true - centre) / side * crop_px`` (``+-crop_px/2`` is the crop border; crop_px is the refiner's input side). The estimates the refiner
 trains on are either simulated (the paper: displacements sampled per joint from a normal fitted
 to the stage s-1 errors on held-out images, `DisplacementModel`) or the stage s-1 predictions on
 the training images themselves (the seed's way, which look better than test-time errors).
@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from caffe.protoio import atomic_write
+from caffe.atomic_file import atomic_write
 
 from .dataset import DatasetDescription, flip_joints, torso_diameter
 
@@ -74,19 +74,19 @@ def mirror_sample(path, joints, desc: DatasetDescription) -> tuple[Path, np.ndar
     """Write the horizontal mirror of an image next to it and return its path and joints. A
     mirror already there is kept only if it holds exactly these bytes (so it always matches the
     current image); otherwise it is replaced atomically."""
-    out = mirror_path(path)
+    mirror = mirror_path(path)
     image = read_training_image(path, desc)
-    ok, encoded = cv2.imencode(out.suffix, cv2.flip(image, 1))
+    ok, encoded = cv2.imencode(mirror.suffix, cv2.flip(image, 1))
     if not ok:
-        raise OSError(f"cannot encode {out}")
+        raise OSError(f"cannot encode {mirror}")
     encoded = encoded.tobytes()
     try:
-        current = out.read_bytes()
+        current = mirror.read_bytes()
     except FileNotFoundError:
         current = None
     if current != encoded:
-        atomic_write(out, encoded)
-    return out, flip_joints(joints, image.shape[1], desc)
+        atomic_write(mirror, encoded)
+    return mirror, flip_joints(joints, image.shape[1], desc)
 
 
 # -- stage s >= 2 ------------------------------------------------------------------------------
@@ -101,15 +101,15 @@ def crop_side(joints, size, desc: DatasetDescription) -> np.ndarray:
     return desc.alpha * floored_diameter(torso_diameter(joints, desc), size)
 
 
-def refine_targets(true, centre, side, out: int) -> np.ndarray:
-    """True joint positions (..., 2) relative to crop centres, in units of 1/out of the crop side."""
+def refine_targets(true, centre, side, crop_px: int) -> np.ndarray:
+    """True joint positions (..., 2) relative to crop centres, in units of 1/crop_px of the crop side."""
     side = np.asarray(side, float)[..., None]
-    return (np.asarray(true, float) - np.asarray(centre, float)) / side * out
+    return (np.asarray(true, float) - np.asarray(centre, float)) / side * crop_px
 
 
-def apply_refinement(centre, output, side, out: int) -> np.ndarray:
+def apply_refinement(centre, output, side, crop_px: int) -> np.ndarray:
     """Inverse of `refine_targets`: the refined positions from the net's output."""
-    return np.asarray(centre, float) + np.asarray(output, float) * np.asarray(side, float)[..., None] / out
+    return np.asarray(centre, float) + np.asarray(output, float) * np.asarray(side, float)[..., None] / crop_px
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,8 @@ class DisplacementModel:
         return self.mean[joints] + np.einsum("nij,nj->ni", chol, rng.standard_normal((len(joints), 2)))
 
     def to_json(self, path) -> None:
+        """Record the model as JSON ({"mean": (J, 2), "cov": (J, 2, 2)} lists), for the user."""
         atomic_write(path, json.dumps({"mean": self.mean.tolist(), "cov": self.cov.tolist()}, indent=1))
-
-    @classmethod
-    def from_json(cls, path) -> "DisplacementModel":
-        d = json.loads(Path(path).read_text())
-        return cls(np.asarray(d["mean"], float), np.asarray(d["cov"], float))
 
 
 def choose_joints(rng: np.random.Generator, n_images: int, per_image: int, num_joints: int) -> np.ndarray:
@@ -156,6 +152,38 @@ def simulated_centres(rng, true, joint_idx, model: DisplacementModel, diam) -> n
     delta = model.sample(rng, joint_idx.ravel()).reshape(n, k, 2)
     picked = np.take_along_axis(np.asarray(true, float), joint_idx[..., None], axis=1)
     return picked + delta * np.asarray(diam, float)[:, None, None]
+
+
+# -- the files of a stage -----------------------------------------------------------------------
+# <dataset root>/stage<s>/<split>.txt are a stage's lists. Stage 1: train (training images and their
+# mirrors, minus the held-out part), val (the held-out training images), test (the test set). A
+# refiner s >= 2: train (crops of the training images) and val (crops of the held-out images around
+# the stage s-1 predictions). A stage's TEST-phase Data layer reads stage 1's test list, a refiner's val list.
+STAGE1_SPLITS = ("train", "val", "test")
+REFINE_SPLITS = ("train", "val")
+
+
+def stage_dir(stage: int, desc: DatasetDescription) -> Path:
+    return Path(desc.root) / f"stage{stage}"
+
+
+def list_path(stage: int, split: str, desc: DatasetDescription) -> Path:
+    """The list of `split` of stage `stage` (see above)."""
+    splits = STAGE1_SPLITS if stage == 1 else REFINE_SPLITS
+    if split not in splits:
+        raise ValueError(f"stage {stage} has the lists {', '.join(splits)}, not {split!r}")
+    return stage_dir(stage, desc) / f"{split}.txt"
+
+
+def crops_dir(stage: int, split: str, desc: DatasetDescription) -> Path:
+    """Where the crop images of a refiner's list `split` are written."""
+    return list_path(stage, split, desc).with_name(f"crops_{split}")
+
+
+def output_path(stage: int, split: str, desc: DatasetDescription) -> Path:
+    """Predictions of the cascade up to `stage` on a stage-1 list split (the seed's output.txt)."""
+    list_path(1, split, desc)  # a stage-1 split
+    return stage_dir(stage, desc) / f"output_{split}.txt"
 
 
 # -- list files ----------------------------------------------------------------------------------

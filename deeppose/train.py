@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import datasets, nets, pipeline
+from . import datasets, nets, pipeline, stages
 from .cli import command
 from .dataset import annotation_paths
 
@@ -219,11 +219,10 @@ class Run:
         annotations = sorted({str(p) for p in annotation_paths(desc.root, desc).values()})
         if self.should_run("data", *annotations):
             self.data(annotations)
-        stage1 = pipeline.stage_dir(1, desc)
-        if self.should_run("stage1", *(stage1 / f"{split}.txt" for split in ("train", "val", "test"))):
+        if self.should_run("stage1", *(stages.list_path(1, split, desc) for split in stages.STAGE1_SPLITS)):
             pipeline.make_stage1_lists(desc, self.seed)
         if self.should_run("lmdb1", *self._data_outputs(s1)):
-            self.databases(s1, stage1)
+            self.databases(s1, "test")
             STAMP.parent.mkdir(parents=True, exist_ok=True)
             STAMP.write_text(desc.name + "\n")
         if self.should_run("train1", s1.final):
@@ -231,15 +230,14 @@ class Run:
         if self.should_run("accuracy1", s1.report):
             self.accuracy(s1, [s1.final])
         splits = ["val"] + (["train"] if self.args.displacements == "predictions" else [])
-        if self.should_run("output1", pipeline.output_path(1, "val", desc)):
+        if self.should_run("output1", stages.output_path(1, "val", desc)):
             pipeline.write_predictions(desc, [s1.final], splits, files=(s1.files, s2.files))
-        stage2 = pipeline.stage_dir(2, desc)
-        if self.should_run("stage2", stage2 / "train.txt", stage2 / "test.txt"):
-            shutil.rmtree(stage2, ignore_errors=True)
-            rows, _ = nets.input_size(s2.files.deploy)
-            pipeline.make_refine_data(desc, 2, rows, self.seed, self.args.displacements, self.args.per_image)
+        if self.should_run("stage2", *(stages.list_path(2, split, desc) for split in stages.REFINE_SPLITS)):
+            shutil.rmtree(stages.stage_dir(2, desc), ignore_errors=True)
+            crop_px, _ = nets.input_size(s2.files.deploy)
+            pipeline.make_refine_data(desc, 2, crop_px, self.seed, self.args.displacements, self.args.per_image)
         if self.should_run("lmdb2", *self._data_outputs(s2)):
-            self.databases(s2, stage2)
+            self.databases(s2, "val")
         if self.should_run("train2", s2.final):
             self.train(s2)
         if self.should_run("accuracy2", s2.report):
@@ -272,16 +270,17 @@ class Run:
     def _data_outputs(stage: Stage):
         return stage.data.train_db, stage.data.test_db, stage.data.mean
 
-    def databases(self, stage: Stage, lists: Path) -> None:
-        """The stage's LMDBs (records at the deploy net's input size) and the training set's mean."""
+    def databases(self, stage: Stage, tested: str) -> None:
+        """The stage's LMDBs (records at the deploy net's input size) from its train list and the list
+        its TEST Data layer reads (`tested`: stage 1's test, a refiner's val), and the training mean."""
         from caffe.tools import compute_image_mean, convert_imageset
 
         rows, cols = nets.input_size(stage.files.deploy)
         for path in self._data_outputs(stage):
             shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else Path(path).unlink(missing_ok=True)
-        for split, db in (("train", stage.data.train_db), ("test", stage.data.test_db)):
+        for split, db in (("train", stage.data.train_db), (tested, stage.data.test_db)):
             _tool(convert_imageset.main_multilabel, [f"-resize_height={rows}", f"-resize_width={cols}", "",
-                                                     str(lists / f"{split}.txt"), db])
+                                                     str(stages.list_path(stage.number, split, self.desc)), db])
         _tool(compute_image_mean.main, [stage.data.train_db, stage.data.mean])
 
     def train(self, stage: Stage) -> None:

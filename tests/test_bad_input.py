@@ -21,6 +21,7 @@ import pytest
 
 import caffe
 from caffe.proto import caffe_pb2
+from conftest import deploy_input_shape
 from deeppose import preprocess
 from deeppose.datasets import K2HPD
 from deeppose.dataset import write_annotations
@@ -203,7 +204,8 @@ def app(tmp_path):
         (tmp_path / "models/deeppose").mkdir(parents=True, exist_ok=True)
         (tmp_path / "models/deeppose" / name).write_bytes((ROOT / "models/deeppose" / name).read_bytes())
     dataset(tmp_path, 2, 2)
-    mean = caffe.io.array_to_blobproto(np.full((1, 3, 227, 227), 100, np.float32))
+    shape = deploy_input_shape(ROOT / "models/deeppose/deeppose.prototxt")
+    mean = caffe.io.array_to_blobproto(np.full((1, *shape[1:]), 100, np.float32))
     (tmp_path / "models/deeppose/train_mean.binaryproto").write_bytes(mean.SerializeToString())
     return tmp_path
 
@@ -218,6 +220,7 @@ def unrelated_weights(path):
     return path
 
 
+@pytest.mark.slow
 def test_pyaccuracy_refuses_an_unrelated_nets_weights_and_keeps_the_last_report(app):
     weights = unrelated_weights(app / "other.caffemodel")
     report = app / "models/deeppose/accuracy.json"

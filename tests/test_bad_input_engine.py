@@ -23,7 +23,7 @@ from caffe import resume_state
 from caffe.filelock import hold
 from caffe.proto import caffe_pb2
 from caffe.tools import caffe_main
-from conftest import GOLDEN
+from conftest import GOLDEN, write_net
 
 NET = """name: "tiny"
 layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
@@ -117,6 +117,7 @@ def resume_and_compare(folder, reference, log):
     assert snapshot_bytes(folder, FINAL) == reference, f"resumed from {state} (first run's log:\n{log[-3000:]})"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 0)])
 def test_signal_then_resume_is_exact(tmp_path, reference, sig, status):
     """The kill test: stopped by SIGTERM (or Ctrl-C) at a random iteration, the run snapshots;
@@ -133,6 +134,7 @@ def test_signal_then_resume_is_exact(tmp_path, reference, sig, status):
     resume_and_compare(folder, reference, log)
 
 
+@pytest.mark.slow
 def test_sigkill_between_snapshots_then_resume_is_exact(tmp_path, reference):
     """SIGKILL leaves only the periodic snapshots (and perhaps a half-written temporary file, here
     made by hand): the resumed run removes the orphan, keeps other files, and ends exactly."""
@@ -148,6 +150,7 @@ def test_sigkill_between_snapshots_then_resume_is_exact(tmp_path, reference):
     assert not orphan.exists() and other.exists()
 
 
+@pytest.mark.slow
 def test_sighup_snapshots_and_sigint_effect_none_ignores(tmp_path, reference):
     """SIGHUP (-sighup_effect snapshot, Caffe's default) writes a snapshot and training goes on;
     with -sigint_effect none, Ctrl-C does nothing; the weights are those of an undisturbed run."""
@@ -185,6 +188,7 @@ def test_real_caffe_resumes_from_our_solverstate(tmp_path, reference):
     assert os.path.exists(folder / f"snap/net_iter_{MAX_ITER + 2}.solverstate")
 
 
+@pytest.mark.slow
 def test_second_train_on_a_held_prefix_refused(tmp_path, capsys):
     """A second `caffe train` with a snapshot prefix in use refuses before training, naming the prefix
     and the holder; the first one's snapshots are untouched."""
@@ -241,12 +245,6 @@ def fatal(log):
     lines = [line for line in log.splitlines() if line.startswith("F")]
     assert len(lines) == 1, log
     return lines[0].split("] ", 1)[1]
-
-
-def write_net(name, text):
-    with open(name, "w") as f:
-        f.write(text)
-    return name
 
 
 def train_weights(capsys):

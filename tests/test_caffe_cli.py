@@ -19,16 +19,11 @@ NUMBER = re.compile(r"-?\d+(\.\d+)?(e[-+]\d+)?")
 
 
 @pytest.fixture
-def files(tmp_path, monkeypatch):
-    folder = tmp_path / "files"
-    shutil.copytree(os.path.join(GOLDEN, "files"), folder)
-    for root, dirs, names in os.walk(folder):
-        for name in dirs + names:
-            os.chmod(os.path.join(root, name), 0o755)
-    shutil.rmtree(folder / "snapshots")
-    os.mkdir(folder / "snapshots")
-    monkeypatch.chdir(folder)
-    return folder
+def files(golden_files):
+    """The golden files as the working directory, with no snapshots yet."""
+    shutil.rmtree(golden_files / "snapshots")
+    os.mkdir(golden_files / "snapshots")
+    return golden_files
 
 
 def run(capsys, *argv):

@@ -112,6 +112,27 @@ def test_mean_value_and_scale(five):
     np.testing.assert_array_equal(out["data"][0, :, 0, 1], (np.array([0, 0, 0]) - [1, 2, 3]) * 0.5)
 
 
+
+def test_transformer_from_prototxt_is_the_data_layers(tmp_path, five):
+    """transformer_from_prototxt builds the DataTransformer the net's data layer of that phase
+    builds (same output on the same records); ambiguous or missing layers are errors naming the file."""
+    from caffe.data_transformer import TransformError, transformer_from_prototxt
+    layer = ('layer {{ name: "{n}" type: "Data" top: "data" top: "label" include {{ phase: {p} }} '
+             'transform_param {{ {t} }} data_param {{ source: "{s}" batch_size: 5 backend: LMDB }} }}\n')
+    path = tmp_path / "net.prototxt"
+    path.write_text(layer.format(n="train", p="TRAIN", t="scale: 2", s=five)
+                    + layer.format(n="test", p="TEST", t="scale: 0.5 mean_value: 3 crop_size: 3", s=five))
+    want = caffe.Net(str(path), caffe.TEST).forward()["data"]
+    raw = data_net(five, caffe.TEST, batch=5).forward()["data"].astype(np.uint8)
+    transformer = transformer_from_prototxt(path, caffe.TEST)
+    np.testing.assert_array_equal(transformer(raw), want)
+    assert transformer_from_prototxt(path, caffe.TRAIN).scale == 2
+    path.write_text(layer.format(n="a", p="TEST", t="scale: 2", s=five) + layer.format(n="b", p="TEST", t="", s=five))
+    with pytest.raises(TransformError, match=f"{path}: the TEST data layers 'a', 'b' have different transform_params"):
+        transformer_from_prototxt(path, caffe.TEST)
+    with pytest.raises(TransformError, match=f"{path}: no Data / ImageData / WindowData / MemoryData layer in phase TRAIN"):
+        transformer_from_prototxt(path, caffe.TRAIN)
+
 def test_leveldb_and_missing_source_are_clear_errors(tmp_path, five):
     text = f'layer {{ name: "d" type: "Data" top: "data" data_param {{ source: "{five}" batch_size: 1 }} }}'
     with pytest.raises(caffe.net.NetError, match="backend LEVELDB is not supported"):

@@ -113,13 +113,17 @@ def test_nets_are_checked_against_the_description():
     with pytest.raises(ValueError) as e:
         nets.check_stage1(LSP, STAGE1)
     msg = str(e.value)
-    assert "models/deeppose/deeppose.prototxt: layer 'predict' inner_product_param.num_output is 30; it must be 28" in msg
-    assert "models/deeppose/deeppose_train_test.prototxt: layer 'data' data_param.label_num is 30; it must be 28" in msg
-    with pytest.raises(ValueError, match=r"deeppose_refine.prototxt: layer 'data' input_param.shape.dim\[0\] is 15; "
-                                         r"it must be 11 \(the deploy batch is one crop per joint"):
+    committed, lsp = 2 * K2HPD.num_joints, 2 * LSP.num_joints  # the committed nets are K2HPD's
+    assert (f"models/deeppose/deeppose.prototxt: layer 'predict' inner_product_param.num_output is {committed}; "
+            f"it must be {lsp}") in msg
+    assert (f"models/deeppose/deeppose_train_test.prototxt: layer 'data' data_param.label_num is {committed}; "
+            f"it must be {lsp}") in msg
+    with pytest.raises(ValueError, match=rf"deeppose_refine.prototxt: layer 'data' input_param.shape.dim\[0\] is "
+                                         rf"{K2HPD.num_joints}; it must be {FLIC.num_joints} \(the deploy batch is one crop per joint"):
         nets.check_refiner(FLIC, REFINE)
 
 
+@pytest.mark.slow
 def test_tools_take_the_dataset(tmp_path):
     """The baseline tool scores a dataset given by a description file with its joint names; the
     synthetic generator refuses a dataset whose annotations are not text."""
@@ -128,6 +132,7 @@ def test_tools_take_the_dataset(tmp_path):
     from pathlib import Path
 
     from deeppose.dataset import write_annotations
+    from deeppose.stages import write_list
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "two.py").write_text(
         "from deeppose.dataset import DatasetDescription\n"
@@ -137,6 +142,7 @@ def test_tools_take_the_dataset(tmp_path):
     (tmp_path / "d").mkdir()
     write_annotations(tmp_path / "d/tr.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(4)])
     write_annotations(tmp_path / "d/te.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(3)])
+    write_list(tmp_path / "d/stage1/train.txt", [(f"d/i/{i}.png", RNG.uniform(-12, 12, 4)) for i in range(4)])
     r = subprocess.run([sys.executable, root / "tools/baseline_mean_pose.py", "--dataset", "two.py"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

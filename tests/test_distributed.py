@@ -120,10 +120,12 @@ def two_workers(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_two_workers_equal_one_worker_with_iter_size_2(two_workers, reference):
     assert_same_weights(os.path.join(two_workers, "rank0", f"model_iter_{ITERS}.caffemodel"), reference)
 
 
+@pytest.mark.slow
 def test_only_rank_0_logs_and_snapshots(two_workers):
     assert sorted(os.listdir(os.path.join(two_workers, "rank0"))) == [  # and the lock of the snapshot prefix
         "model.lock", f"model_iter_{ITERS}.caffemodel", f"model_iter_{ITERS}.solverstate"]
@@ -179,6 +181,7 @@ def interrupted(cmd, iteration, folder, signum=signal.SIGINT):
     return stopped
 
 
+@pytest.mark.slow
 def test_sigint_stops_all_workers_and_resumes_with_two(tmp_path):
     """SIGINT to torchrun, then SIGTERM to the `caffe train` that started 2 workers
     (distributed.launch, as `-gpu 0,1` starts them): each time both workers stop at one iteration
@@ -210,6 +213,7 @@ RANDOM_NET = NET.replace("transform_param {{ ", "transform_param {{ mirror: true
     'layer {{ name: "fc"', 'layer {{ name: "drop" type: "Dropout" bottom: "conv" top: "conv" }}\nlayer {{ name: "fc"')
 
 
+@pytest.mark.slow
 def test_two_workers_resumed_continue_each_their_own_random_streams(tmp_path):
     """2 workers on a net with Dropout and random mirrors, resumed by 2 workers from the snapshot of
     iteration 4, end with the bytes of the run never stopped: the snapshot keeps each worker's random
@@ -261,6 +265,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer_wise", ["true", "false"])
 def test_pycaffe_nccl_like_bvlc_train_py(tmp_path, reference, layer_wise):
     solver = make_run(str(tmp_path), RECORDS, ITERS, prefix=str(tmp_path / "model"),

@@ -18,6 +18,7 @@ import pytest
 from deeppose.datasets import K2HPD
 from deeppose.metrics import PDJ_FRACTIONS
 
+pytestmark = pytest.mark.slow  # every test reads the run of the whole pipeline (minutes)
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["deeppose_train.sh", "globalvar.py", "data/K2HPD/get_stage.py", "tools/make_synthetic_k2hpd.py",
          *(str(p.relative_to(ROOT)) for d in ("models/deeppose", "models/deeppose_refine")
@@ -59,9 +60,9 @@ def test_pipeline_makes_every_file(trained):
     assert "no GPU: running on CPU with the short schedule" in out
     d = repo / K2HPD.root
     assert len(list((d / K2HPD.image_dir).glob("*m.png"))) > 0  # mirrors
-    for m in ("models/deeppose", "models/deeppose_refine"):
+    for m, tested in (("models/deeppose", "test"), ("models/deeppose_refine", "val")):
         assert (repo / m / "train_data_lmdb" / "data.mdb").exists()
-        assert (repo / m / "test_data_lmdb" / "data.mdb").exists()
+        assert (repo / m / f"{tested}_data_lmdb" / "data.mdb").exists()
         assert (repo / m / "train_mean.binaryproto").exists()
         assert (repo / m / "pdj_curve.png").exists()
     assert (repo / "models/deeppose/snapshot/deeppose_iter_2.caffemodel").exists()

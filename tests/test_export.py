@@ -3,12 +3,14 @@
 import os
 
 import numpy as np
+import pytest
 import torch
 
 import caffe
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_stage1_deploy_net_exports_whole():
     net = caffe.Net(os.path.join(ROOT, "models", "deeppose", "deeppose.prototxt"), caffe.TEST)
     rng = np.random.default_rng(0)

@@ -184,13 +184,11 @@ def test_restore_own_snapshot_from_elsewhere(workdir, monkeypatch):
     run_steps(RESTORE, solver, arrays, range(3, 6))
 
 
-def test_caffe_train_snapshot_then_final_test(tmp_path, monkeypatch, capsys):
+def test_caffe_train_snapshot_then_final_test(golden_files, capsys):
     """files/train.log's last test (iteration 8) from Caffe's own snapshot of the BatchNorm net: the
     .solverstate holds a history blob for every parameter, BatchNorm's frozen ones included; before
     that test Caffe's final display pass ran the TRAIN net forward once more (batch 9: records 2-5),
     which moved BatchNorm's running statistics."""
-    shutil.copytree(os.path.join(GOLDEN, "files"), tmp_path / "files")
-    monkeypatch.chdir(tmp_path / "files")
     log = open("train.log").read().splitlines()
     caffe_loss = float([line for line in log if "Test net output #0" in line][-1].split()[10])
     solver = caffe.get_solver("train_solver.prototxt")

@@ -1,7 +1,6 @@
 """HDF5 beyond the golden cases: snapshots through `caffe train`, HDF5Data's dtypes and errors,
 HDF5Output's single write."""
 import os
-import shutil
 
 import h5py
 import numpy as np
@@ -9,18 +8,16 @@ import pytest
 
 import caffe
 from caffe.tools import caffe_main
-from conftest import GOLDEN
-from test_layers_basic import net_from
+from conftest import net_from
 
 
 @pytest.fixture
-def files(tmp_path, monkeypatch):
-    shutil.copytree(os.path.join(GOLDEN, "files"), tmp_path / "files")
-    monkeypatch.chdir(tmp_path / "files")
+def files(golden_files):
+    """The golden files as the working directory, without Caffe's HDF5 snapshots."""
     for name in os.listdir("."):
         if name.startswith("h5_snapshot_iter_"):
             os.remove(name)
-    return tmp_path / "files"
+    return golden_files
 
 
 def test_caffe_train_hdf5_snapshots_resume_and_weights(files, capsys):

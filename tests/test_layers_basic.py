@@ -8,17 +8,7 @@ import torch
 from torch.func import functional_call
 
 import caffe
-
-
-def net_from(tmp_path, inputs, layers, phase=caffe.TRAIN, force_backward=True, name="net.prototxt"):
-    """A Net of one Input layer per entry of `inputs` ({name: shape}) followed by `layers` (text)."""
-    text = "force_backward: true\n" if force_backward else ""
-    for blob, shape in inputs.items():
-        dims = " ".join(f"dim: {d}" for d in shape)
-        text += f'layer {{ name: "{blob}_in" type: "Input" top: "{blob}" input_param {{ shape {{ {dims} }} }} }}\n'
-    path = tmp_path / name
-    path.write_text(text + layers)
-    return caffe.Net(str(path), phase)
+from conftest import net_from
 
 
 def layer(type_, bottoms, tops=("y",), extra=""):

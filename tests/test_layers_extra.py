@@ -9,7 +9,8 @@ from torch.func import functional_call
 
 import caffe
 from caffe.net import NetError
-from test_layers_basic import check_gradients, layer, net_from, run
+from conftest import net_from
+from test_layers_basic import check_gradients, layer, run
 
 
 # -- Clip (not in the golden set's Caffe) -----------------------------------------------------------

@@ -6,7 +6,7 @@ import torch
 
 import caffe
 from caffe.layer_modules.recurrent import lstm_unit
-from test_layers_basic import net_from
+from conftest import net_from
 
 
 def recurrent_net(tmp_path, type_, t, n=2, d=3, extra="", bottoms=("x", "cont"), tops=("y",), inputs=None):

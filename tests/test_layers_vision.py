@@ -7,6 +7,7 @@ from torch.func import functional_call
 
 import caffe
 from caffe.net import NetError
+from conftest import net_from
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -14,15 +15,9 @@ FLT_MAX = float(np.finfo(np.float32).max)
 def make_net(tmp_path, layer, shapes, phase=caffe.TRAIN, tops=("top",)):
     """A net of Input blobs x0, x1, ... of `shapes` and one layer "layer" (text inside `layer { }`,
     after its name, bottoms and tops), with force_backward."""
-    text = "force_backward: true\n"
-    for i, shape in enumerate(shapes):
-        dims = " ".join(f"dim: {d}" for d in shape)
-        text += f'layer {{ name: "in{i}" type: "Input" top: "x{i}" input_param {{ shape {{ {dims} }} }} }}\n'
     wiring = "".join(f' bottom: "x{i}"' for i in range(len(shapes))) + "".join(f' top: "{t}"' for t in tops)
-    text += f'layer {{ name: "layer"{wiring} {layer} }}\n'
-    path = tmp_path / "net.prototxt"
-    path.write_text(text)
-    return caffe.Net(str(path), phase)
+    return net_from(tmp_path, {f"x{i}": shape for i, shape in enumerate(shapes)},
+                    f'layer {{ name: "layer"{wiring} {layer} }}\n', phase)
 
 
 def run(net, *inputs, topdiff=None):

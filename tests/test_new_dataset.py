@@ -13,6 +13,8 @@ import pytest
 
 from test_e2e import ROOT, TINY, copy_repository, run  # the same copy of the repository, the same tiny schedule
 
+pytestmark = pytest.mark.slow  # the whole pipeline runs (minutes)
+
 JOINTS = ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
           "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
           "neck", "head")

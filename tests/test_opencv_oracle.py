@@ -34,6 +34,7 @@ def rel_err(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", sorted(NETS))
 def test_opencv_reads_our_caffemodel(which, tmp_path):
     prototxt = NETS[which]

@@ -5,13 +5,13 @@ clear_param_diffs in place)."""
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 import torch
 
 import caffe
+from conftest import write_net
 
 LAYERS = '''
 import numpy as np
@@ -128,11 +128,6 @@ def here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     yield tmp_path, name
     sys.modules.pop(name, None)
-
-
-def write_net(path, body, force_backward=False):
-    path.write_text(("force_backward: true\n" if force_backward else "") + textwrap.dedent(body))
-    return str(path)
 
 
 def regression_net(module, loss):
@@ -275,6 +270,7 @@ def test_python_data_layer_reshapes_every_forward(here):
     assert net.layers[0].calls == 4  # net.layers[i] is the user's own object, as in pycaffe
 
 
+@pytest.mark.slow
 def test_resume_continues_numpy_global_rng(here):
     """numpy's global RNG, which Python layers draw from, is part of the resume state: `caffe train`
     resumed from the middle snapshot ends with the bytes of the run that was never stopped."""
@@ -295,6 +291,7 @@ def test_resume_continues_numpy_global_rng(here):
     assert runs["res"][1].replace(b"res/", b"ref/") == runs["ref"][1]  # (learned_net names the folder)
 
 
+@pytest.mark.slow
 def test_python_data_layer_feeds_caffe_train(here):
     tmp, module = here
     write_net(tmp / "data.prototxt", DATA_NET.replace("MODULE", module))
@@ -352,6 +349,7 @@ def test_import_errors(here, module, layer, message):
     assert "err_" in str(e.value) and "layer 'bad'" in str(e.value)
 
 
+@pytest.mark.slow
 def test_caffe_train_reports_a_failing_python_layer(here):
     tmp, module = here
     error_net(tmp, module, "Raises", "forward", extra="loss_weight: 1")

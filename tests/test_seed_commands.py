@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from conftest import GOLDEN
 
 FILES = os.path.join(GOLDEN, "files")
@@ -15,6 +17,7 @@ caffe train -solver train_solver.prototxt 2>&1 | tee train.log
 """
 
 
+@pytest.mark.slow
 def test_convert_mean_train_and_parse_the_log(tmp_path):
     shutil.copytree(os.path.join(FILES, "images"), tmp_path / "images")
     for name in ("list_multilabel.txt", "train_net.prototxt", "train_solver.prototxt"):

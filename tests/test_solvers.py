@@ -341,6 +341,7 @@ RESUMED = {"sgd_multistep": dict(type="SGD", lr_policy="multistep", gamma=0.5, s
            "adam": dict(type="Adam", base_lr=0.01)}
 
 
+@pytest.mark.slow
 def test_resume_in_a_new_process_is_bit_exact(make_solver, tmp_path, monkeypatch):
     """6 iterations straight == 3 iterations, snapshot, then a new process restores and does 3 more."""
     expected = {}

@@ -11,7 +11,6 @@ import pytest
 from caffe.proto import caffe_pb2
 from caffe.tools import extract_features
 from conftest import GOLDEN, HERE
-from test_caffe_cli import files  # noqa: F401  (the fixture: a copy of tests/golden/files as cwd)
 
 TOOLS = os.path.join(HERE, "data", "tools")
 GLOG = re.compile(r"^([IWEF])\d+ [\d:.]+ +\d+ (.*)$")
@@ -25,7 +24,7 @@ def read_datums(path):
     return records
 
 
-def test_extract_features_as_caffe(files, capfd):
+def test_extract_features_as_caffe(golden_files, capfd):
     proto = os.path.join(TOOLS, "features_net.prototxt")
     capfd.readouterr()
     assert extract_features.main(["tiny.caffemodel", proto, "fc,pool", "fc_lmdb,pool_lmdb", "2", "lmdb", "CPU"]) == 0
@@ -42,7 +41,7 @@ def test_extract_features_as_caffe(files, capfd):
     assert not [name for name in os.listdir(".") if name.startswith(".tmp")]
 
 
-def test_extract_features_refusals(files, capfd):
+def test_extract_features_refusals(golden_files, capfd):
     proto = os.path.join(TOOLS, "features_net.prototxt")
     before = sorted(os.listdir("."))
     for args, message in (
@@ -58,7 +57,7 @@ def test_extract_features_refusals(files, capfd):
         assert sorted(os.listdir(".")) == before
 
 
-def test_extract_features_failure_leaves_nothing(files, monkeypatch):
+def test_extract_features_failure_leaves_nothing(golden_files, monkeypatch):
     """A failure in the middle (here: the second forward) leaves no database, complete or not."""
     from caffe import net as net_module
     calls = []

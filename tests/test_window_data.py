@@ -8,7 +8,7 @@ import pytest
 import caffe
 from caffe.layer_modules.window_data import Window, WindowFileError, read_window_file, window_crop
 from conftest import GOLDEN
-from test_layers_basic import net_from
+from conftest import net_from
 
 FILES = os.path.join(GOLDEN, "files")
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Baseline: the mean training pose (the training set and its mirror, as the accuracy report's
-"mean pose" column) predicted for every test image; prints Loss, PCP and PDJ."""
+"""Baseline: the mean training pose predicted for every test image (the accuracy report's "mean
+pose" column, `deeppose.evaluate.mean_pose`: the mean of the stage-1 training list, the training set
+as stage 1's Data layer sees it, mirrors included, held-out images not); prints Loss, PCP and PDJ."""
 
 import argparse
 

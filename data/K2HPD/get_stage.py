@@ -3,7 +3,8 @@
 
 --stage 1: mirror the training images (<name>m.png next to each), hold out a validation part,
            write <root>/stage1/{train,val,test}.txt (joint offsets from the image centre).
---stage S >= 2: crops around stage S-1 estimates and their targets in <root>/stageS/
+--stage S >= 2: crops around stage S-1 estimates and their targets: <root>/stageS/train.txt
+           (training images) and val.txt (the held-out images, around the real predictions)
            (needs <root>/stage<S-1>/output_val.txt from models/deeppose*/pyoutput.py;
            --displacements predictions also needs output_train.txt).
 <root> is the dataset's directory (data/K2HPD for K2HPD). First the stage's nets are fitted to
@@ -38,8 +39,8 @@ def main(argv=None):
     if args.stage == 1:
         make_stage1_lists(desc, seed, val_fraction=args.val_fraction)
     else:
-        rows, _ = nets.input_size(refine.deploy)
-        make_refine_data(desc, args.stage, rows, seed, args.displacements, args.per_image)
+        crop_px, _ = nets.input_size(refine.deploy)
+        make_refine_data(desc, args.stage, crop_px, seed, args.displacements, args.per_image)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Works on whole batches with numpy: out = (pixel - mean) * scale in float32, as Caffe computes it,
 so the results equal Caffe's bit for bit (the random crops and mirrors come from our own RNG).
 """
+import os
+
 import cv2
 import numpy as np
 import torch
@@ -12,7 +14,7 @@ from .db import parse_datum, record_error
 from .image_list import to_chw
 from .proto import caffe_pb2
 
-TRAIN = caffe_pb2.TRAIN
+TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 
 
 def caffe_rng():
@@ -160,6 +162,38 @@ class DataTransformer:
         if self.scale != 1:
             out *= self.scale
         return out
+
+
+TRANSFORMING_LAYERS = ("Data", "ImageData", "WindowData", "MemoryData")  # the layers with a transform_param
+
+
+def transformer_from_prototxt(path, phase=TEST):
+    """The DataTransformer of the data layer that the net prototxt at `path` includes in `phase`
+    (a Data / ImageData / WindowData / MemoryData layer), built as that layer builds it, so that
+    deployment preprocesses exactly as training did. Several such layers must agree on their
+    transform_param; errors name the file."""
+    from .net import _included  # the net's own layer-inclusion rule (imported here: net imports us)
+    from .upgrade import UpgradeError, net_needs_upgrade, upgrade_net
+    path = os.fspath(path)
+    param = protoio.read_prototxt(path, caffe_pb2.NetParameter)
+    if net_needs_upgrade(param):
+        try:
+            upgrade_net(param, path)
+        except UpgradeError as e:
+            raise TransformError(f"{path}: {e}") from None
+    state = caffe_pb2.NetState(phase=phase)
+    state.stage.extend(param.state.stage)
+    layers = [lp for lp in param.layer if lp.type in TRANSFORMING_LAYERS and _included(lp, state)]
+    name = caffe_pb2.Phase.Name(phase)
+    if not layers:
+        raise TransformError(f"{path}: no {' / '.join(TRANSFORMING_LAYERS)} layer in phase {name}")
+    params = {lp.transform_param.SerializeToString(deterministic=True) for lp in layers}
+    if len(params) > 1:
+        raise TransformError(f"{path}: the {name} data layers {', '.join(repr(lp.name) for lp in layers)} "
+                             "have different transform_params: which one deployment uses is ambiguous")
+    lp = layers[0]
+    return DataTransformer(lp.transform_param, lp.phase if lp.HasField("phase") else phase,
+                           f"{path}: layer {lp.name!r} transform_param")
 
 
 def decode_record(transformer, db_name, key, value):

@@ -5,19 +5,23 @@ the range of layers into segments of built-in layers that compute a pure functio
 bottoms and params (`COMPILABLE`) and the layers between (Data, Python, ...). A segment runs
 eagerly until its runs at the same input shapes have taken `CAFFE_COMPILE_AFTER` seconds in all
 (default 20, about what compiling the DeepPose net costs: a short job never pays for a compile
-it cannot win back, a long one spends at most that much before it); from then on that shape
-runs compiled (compiled once per shape; a new shape starts counting again). The compiled
+it cannot win back); then that shape is compiled in a background thread while the eager runs go
+on, and runs compiled once that is done (compiled once per shape; a new shape starts counting
+again; with a budget of 0 it is compiled at once, in the calling thread). The compiled
 graph reads the params as inputs, so writes into `net.params` take effect, and returns every blob
 the segment computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it
 off (the test suite does, not to pay compile time); a segment whose compilation fails logs a
-warning and stays eager.
+warning and stays eager. Within a segment, a Convolution with the BatchNorm / Scale / ReLU layers
+right after it in place on its top runs as one oneDNN convolution (`_ConvChain`), eagerly as
+compiled: one pass over the blob instead of one per layer.
 """
 import os
+import threading
 import time
 
 import torch
 
-from . import glog
+from . import glog, onednn
 
 # built-in layer types whose forward is a pure tensor function (in inference mode, see _compilable)
 COMPILABLE = frozenset((
@@ -65,9 +69,83 @@ class _Segment(torch.nn.Module):
             outputs.extend(t for t in w.tops if t not in outputs)
         self.inputs, self.outputs = inputs, outputs
 
+        self.steps = _steps(module, start, end)
+
     def forward(self, *tensors):
-        env = self.net.run(dict(zip(self.inputs, tensors)), self.start, self.end)
+        env = dict(zip(self.inputs, tensors))
+        for first, last, chain in self.steps:
+            if chain is None:
+                self.net.run(env, first, last)
+            else:
+                env[chain.top] = chain(env[chain.bottom])
         return tuple(env[name] for name in self.outputs)
+
+
+class _ConvChain:
+    """A 2-d Convolution and, on its top in place right after it, per-channel affine layers
+    (BatchNorm on its stored statistics, Scale) and a ReLU, as one oneDNN convolution: the affine
+    maps folded into its weights and bias (computed from the params at each call), the ReLU
+    applied in the same pass. The top is what the layers give one by one, up to rounding."""
+
+    def __init__(self, conv, affine, relu, bottom, top):
+        self.conv, self.affine, self.relu, self.bottom, self.top = conv, affine, relu, bottom, top
+
+    def __call__(self, x):
+        conv = self.conv
+        weight, bias = conv.blobs[0], conv.blobs[1] if conv.bias_term else None
+        channels = weight.shape[0]
+        if self.affine:
+            a, c = None, None
+            for layer in self.affine:  # compose: a2 (a1 z + c1) + c2
+                a2, c2 = layer.channel_affine(4, channels)
+                a, c = (a2, c2) if a is None else (a2 * a, torch.addcmul(c2, a2, c))
+            weight = weight * a.reshape(-1, 1, 1, 1)
+            bias = c if bias is None else torch.addcmul(c, a, bias)
+        weight = weight.contiguous(memory_format=torch.channels_last)  # what oneDNN reads (else it copies)
+        return onednn.conv2d(conv._layout(x), weight, bias, list(conv.stride), list(conv.pad),
+                             list(conv.dilation), conv.group, self.relu)
+
+
+def _conv_chain(module, i, end):
+    """The _ConvChain starting at layer i and its last layer, or None (no such chain there)."""
+    conv, wiring = module.layers[i], module.wiring[i]
+    if (conv.type_name != "Convolution" or len(wiring.bottoms) != 1 or conv.blobs[0].dim() != 4
+            or conv.blobs[0].device.type != "cpu" or conv.blobs[0].dtype != torch.float32
+            or not onednn.AVAILABLE):
+        return None
+    top, channels = wiring.tops[0], conv.blobs[0].shape[0]
+    affine, relu, last = [], False, i
+    while last < end and not relu:
+        layer, w = module.layers[last + 1], module.wiring[last + 1]
+        if w.is_input or w.bottoms != [top] or w.tops != [top]:
+            break
+        if layer.type_name == "ReLU" and not layer.negative_slope:
+            relu = True
+        elif hasattr(layer, "channel_affine") and layer.channel_affine(4, channels) is not None:
+            affine.append(layer)
+        else:
+            break
+        last += 1
+    return (_ConvChain(conv, affine, relu, wiring.bottoms[0], top), last) if last > i else None
+
+
+def _steps(module, start, end):
+    """Layers start..end as (first, last, _ConvChain) for each chain and (first, last, None) for
+    the runs between."""
+    steps, first, i = [], start, start
+    while i <= end:
+        found = _conv_chain(module, i, end)
+        if found is None:
+            i += 1
+            continue
+        chain, last = found
+        if first < i:
+            steps.append((first, i - 1, None))
+        steps.append((i, last, chain))
+        first = i = last + 1
+    if first <= end:
+        steps.append((first, end, None))
+    return steps
 
 
 class CompiledForward:
@@ -81,6 +159,7 @@ class CompiledForward:
         self._parts = {}  # (start, end) -> [(first, last, _Segment or None to run eagerly)]
         self._eager_s = {}  # (first, last, input shapes) -> seconds of eager runs so far
         self._compiled = {}  # (first, last) -> the compiled segment, or None after a failure
+        self._builds = {}  # (first, last, input shapes) -> its compilation's thread, then True / False
 
     def _split(self, start, end):
         """Maximal runs of compilable layers (Input layers join any run) and the runs between."""
@@ -103,28 +182,64 @@ class CompiledForward:
     def run(self, env, start, end):
         """Compute layers start..end into `env` (by blob name), like `NetModule.run`."""
         for first, last, segment in self._split(start, end):
-            tops = None
-            if segment is not None:
-                tensors = [env[name] for name in segment.inputs]
-                key = (first, last, tuple(tuple(t.shape) for t in tensors))
-                spent = self._eager_s.get(key, 0.0)
-                if spent >= compile_after() and self._compiled.get((first, last), True) is not None:
-                    tops = self._compiled_run(first, last, segment, tensors)
+            if segment is None:
+                self.module.run(env, first, last)
+                continue
+            tensors = [env[name] for name in segment.inputs]
+            key = (first, last, tuple(tuple(t.shape) for t in tensors))
+            tops = self._compiled_run(first, last, segment, tensors) if self._ready(key, segment, tensors) else None
             if tops is None:
                 began = time.perf_counter()
-                self.module.run(env, first, last)
-                if segment is not None:
-                    self._eager_s[key] = spent + time.perf_counter() - began
-            else:
-                env.update(zip(segment.outputs, tops))
+                tops = segment(*tensors)
+                self._eager_s[key] = self._eager_s.get(key, 0.0) + time.perf_counter() - began
+            env.update(zip(segment.outputs, tops))
         return env
+
+    def _ready(self, key, segment, tensors):
+        """Whether the segment runs compiled at these shapes; starts its compilation once the
+        shapes have spent their eager budget (a budget of 0: compiled here and now)."""
+        if self._compiled.get(key[:2], True) is None:  # its compilation failed
+            return False
+        state = self._builds.get(key)
+        if state is None:
+            budget = compile_after()
+            if self._eager_s.get(key, 0.0) < budget:
+                return False
+            self._compiler(key[0], key[1], segment)
+            if budget <= 0:
+                return True
+            examples = [t.detach().clone() for t in tensors]  # the caller may overwrite its inputs meanwhile
+            # not a daemon: a process ending meanwhile waits for it (the compiler cannot be stopped
+            # midway, and torch aborts if the interpreter finalizes under it)
+            state = self._builds[key] = threading.Thread(target=self._build, args=(key, segment, examples),
+                                                         name=f"caffe-compile-{key[0]}-{key[1]}")
+            state.start()
+        return state is True
+
+    def _build(self, key, segment, examples):
+        """Compile the segment at the examples' shapes (a background thread: the eager runs go on)."""
+        with torch.no_grad():  # the caller's mode (grad mode is per thread)
+            self._builds[key] = self._compiled_run(key[0], key[1], segment, examples) is not None
+
+    def wait(self):
+        """Wait for the compilations under way."""
+        for state in list(self._builds.values()):
+            if isinstance(state, threading.Thread):
+                state.join()
+
+    def _compiler(self, first, last, segment):
+        """The segment's torch.compile wrapper (made once), or None after a failure."""
+        if (first, last) not in self._compiled:
+            self._compiled[(first, last)] = torch.compile(segment, dynamic=False)
+        return self._compiled[(first, last)]
 
     def _compiled_run(self, first, last, segment, tensors):
         """The segment's tops through torch.compile, or None if compiling fails (logged once)."""
-        if (first, last) not in self._compiled:
-            self._compiled[(first, last)] = torch.compile(segment, dynamic=False)
+        compiled = self._compiler(first, last, segment)
+        if compiled is None:
+            return None
         try:
-            return self._compiled[(first, last)](*tensors)
+            return compiled(*tensors)
         except Exception as e:  # noqa: BLE001  (any compiler failure; the eager run decides about real errors)
             glog.warning("fastpath.py", f"layers {first}..{last} stay eager: torch.compile failed ({e})")
             self._compiled[(first, last)] = None

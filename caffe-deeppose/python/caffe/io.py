@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from .proto import caffe_pb2
 from . import protoio
+from .atomic_file import atomic_write
 
 _GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray
 
@@ -280,4 +281,4 @@ def write_prototxt(path, message, comment=""):
     """Write a NetParameter or SolverParameter as Caffe prints it, atomically; `comment` (lines
     without the leading #) goes first."""
     head = "".join(f"# {line}\n" for line in comment.splitlines())
-    protoio.atomic_write(path, head + protoio.prototxt_text(message))
+    atomic_write(path, head + protoio.prototxt_text(message))

@@ -2,12 +2,12 @@
 import io
 import os
 import re
-import tempfile
 
 import numpy as np
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
+from .atomic_file import atomic_write  # noqa: F401  (protoio.atomic_write: the same function)
 from .proto import caffe_pb2
 
 
@@ -57,26 +57,6 @@ def parse_binary_proto(data, message_cls, path):
         raise ProtoFileError(f"{path}: not a valid {message_cls.DESCRIPTOR.name} "
                              f"(truncated or corrupt, {len(data)} bytes): {e}") from None
     return msg
-
-
-def atomic_write(path, data):
-    """Write bytes or str to `path` atomically: a killed writer never leaves a half file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; files get the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_binary_proto(path, message):

@@ -122,8 +122,7 @@ class BatchNorm(LayerModule):
             x = x.unsqueeze(1)
         mean_sum, var_sum, factor = self.blobs
         if self.use_global_stats:
-            scale = torch.where(factor == 0, 0.0, 1.0 / factor)
-            y = F.batch_norm(x, mean_sum * scale, var_sum * scale, training=False, eps=self.eps)
+            y = F.batch_norm(x, *self._global_stats(), training=False, eps=self.eps)
             return (y.reshape(shape),)
         m = x.numel() // x.shape[1]
         if m > 1:  # torch's running stats with momentum 1 are exactly the batch mean and m/(m-1) var
@@ -140,6 +139,21 @@ class BatchNorm(LayerModule):
             mean_sum.mul_(maf).add_(mean)
             var_sum.mul_(maf).add_(unbiased_var)
         return (y.reshape(shape),)
+
+    def _global_stats(self):
+        """The stored mean and variance: the sums over the scale factor (0 while it is 0)."""
+        mean_sum, var_sum, factor = self.blobs
+        scale = torch.where(factor == 0, 0.0, 1.0 / factor)
+        return mean_sum * scale, var_sum * scale
+
+    def channel_affine(self, ndim, channels):
+        """(a, c), top = a x + c per channel (axis 1) of an `ndim`-axis bottom with `channels`
+        channels, or None where the layer is not that map (batch statistics)."""
+        if not self.use_global_stats or ndim < 2:
+            return None
+        mean, var = self._global_stats()
+        a = torch.rsqrt(var + self.eps)
+        return a, -mean * a
 
 
 class _MVNFunction(torch.autograd.Function):

@@ -89,6 +89,15 @@ class Scale(_Broadcasting):
             return (x * scale,)
         return (torch.addcmul(_broadcast(self.blobs[-1], x, self.axis, "Scale bias"), x, scale),)
 
+    def channel_affine(self, ndim, channels):
+        """(a, c), top = a x + c per channel (axis 1) of an `ndim`-axis bottom with `channels`
+        channels, or None where the layer is not that map (two bottoms, another axis)."""
+        scale = self.blobs[0]
+        if self.two_bottoms or not (scale.dim() == 0 or (tuple(scale.shape) == (channels,) and self.axis % ndim == 1)):
+            return None
+        a = scale.expand(channels)
+        return a, (self.blobs[-1].expand(channels) if self.bias_term else torch.zeros_like(a))
+
 
 @register_layer("Bias")
 class Bias(_Broadcasting):
