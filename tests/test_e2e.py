@@ -119,7 +119,6 @@ def test_seed_commands(trained):
     assert (repo / "models/deeppose/deeppose_loss.png").exists()
 
 
-@pytest.mark.slow
 def test_a_run_from_scratch_repeats_byte_for_byte(trained, tmp_path):
     """The one seed (globalvar.py's SEED) fixes the synthetic set, the lists, the crops and the
     solvers' random_seed: a second run in a fresh copy writes the same weights and reports."""
@@ -132,7 +131,6 @@ def test_a_run_from_scratch_repeats_byte_for_byte(trained, tmp_path):
     assert (second / "data/K2HPD/stage1/train.txt").read_bytes() != (first / "data/K2HPD/stage1/train.txt").read_bytes()
 
 
-@pytest.mark.slow
 def test_ctrl_c_snapshots_and_the_next_run_resumes(trained, tmp_path):
     """SIGINT during training stops it with a snapshot (exit 130); the next run resumes from it
     (here stage 1's max_iter is raised to 30, so the finished run's iteration-2 state is the

@@ -38,7 +38,6 @@ DATASET = DatasetDescription(
 '''
 
 
-@pytest.mark.slow
 def test_a_dataset_described_in_one_file_runs_through_the_pipeline(tmp_path):
     repo = copy_repository(tmp_path)
     committed = {p: p.read_bytes() for p in repo.glob("models/*/*.prototxt")}
