@@ -139,8 +139,20 @@ def defer_diff(param, value):
     """Let the param's diff read as the tensor `value` (an update a solver did not copy into
     the diff) without copying it now: `settle_diff` copies it when the diff is read or
     accumulated into; `drop_deferred_diff` forgets it when the diff is cleared."""
+    if param.grad is not None:  # its memory is reused by the next backward (take_spare_diff)
+        param.caffe_spare_diff = param.grad
     param.grad = None
     param.caffe_deferred_diff = value
+
+
+def take_spare_diff(param):
+    """The tensor of the param's last diff, given up by `defer_diff`, for a backward to compute
+    the next diff into (reusing memory saves the page faults of a fresh 151 MB gradient); or
+    None."""
+    spare = param.__dict__.pop("caffe_spare_diff", None)
+    if spare is not None and spare.shape == param.shape and spare.dtype == param.dtype and spare.is_contiguous():
+        return spare
+    return None
 
 
 def settle_diff(param):

@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from .. import native
 from ..proto import caffe_pb2
 from ..registry import register_layer
 from .base import LayerModule
@@ -37,6 +38,8 @@ class LRN(LayerModule):
     def forward(self, x):
         self.top_shapes([x.shape])
         if self.across:
+            if _native_lrn(x):
+                return (_NativeLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
             sliced = torch.compiler.is_compiling() and not torch.is_grad_enabled()
             return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k, sliced),)
         mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2)
@@ -81,6 +84,81 @@ class _AcrossChannelsLRN(torch.autograd.Function):
         x, scale, p, y = ctx.saved_tensors
         window = _channel_window_sum(torch.mul(top_diff, y).div_(scale), ctx.n, False)
         return torch.addcmul(top_diff * p, x, window, value=-ctx.coeff), None, None, None, None, None
+
+
+def _native_lrn(x):
+    """Whether the across-channels LRN of `x` runs in the compiled C kernels (caffe.native)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and native.library() is not None
+
+
+def _pixel_rows(t):
+    """`t` (4-d) as channels-last memory: rows of channels, one per pixel."""
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _lrn_forward(x, size, alpha, beta, k):
+    x = _pixel_rows(x)
+    top, scale = torch.empty_like(x), torch.empty_like(x)
+    native.library().lrn_forward(x.data_ptr(), top.data_ptr(), scale.data_ptr(), x.numel() // x.shape[1],
+                                 x.shape[1], size, alpha, beta, k, torch.get_num_threads())
+    return top, scale
+
+
+def _lrn_backward(top_diff, x, scale, size, alpha, beta):
+    top_diff, x = _pixel_rows(top_diff), _pixel_rows(x)
+    bottom_diff = torch.empty_like(x)
+    native.library().lrn_backward(top_diff.data_ptr(), x.data_ptr(), scale.data_ptr(), bottom_diff.data_ptr(),
+                                  x.numel() // x.shape[1], x.shape[1], size, alpha, beta, torch.get_num_threads())
+    return bottom_diff
+
+
+@torch.library.custom_op("caffe::lrn_across_channels", mutates_args=())
+def lrn_across_channels(x: torch.Tensor, size: int, alpha: float, beta: float, k: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(top, scale) of Caffe's across-channels LRN by the C kernel, both channels-last (an
+    opaque op for torch.compile; eager code calls the kernel directly: calling a custom op
+    imports torch._dynamo)."""
+    return _lrn_forward(x, size, alpha, beta, k)
+
+
+@lrn_across_channels.register_fake
+def _(x, size, alpha, beta, k):
+    return (torch.empty_like(x, memory_format=torch.channels_last),
+            torch.empty_like(x, memory_format=torch.channels_last))
+
+
+@torch.library.custom_op("caffe::lrn_across_channels_backward", mutates_args=())
+def lrn_across_channels_backward(top_diff: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, size: int,
+                                 alpha: float, beta: float) -> torch.Tensor:
+    """Caffe's LRN backward (bottom diff, channels-last) from the forward's bottom and scale."""
+    return _lrn_backward(top_diff, x, scale, size, alpha, beta)
+
+
+@lrn_across_channels_backward.register_fake
+def _(top_diff, x, scale, size, alpha, beta):
+    return torch.empty_like(x, memory_format=torch.channels_last)
+
+
+def _traced(t):
+    """Whether `t` is being traced by the compiler (the kernels then go in as custom ops)."""
+    return torch.compiler.is_compiling() or type(t) is not torch.Tensor
+
+
+class _NativeLRN(torch.autograd.Function):
+    """The across-channels LRN through the C kernels; keeps the bottom and the scale."""
+
+    @staticmethod
+    def forward(ctx, x, n, alpha, beta, k):
+        top, scale = (lrn_across_channels if _traced(x) else _lrn_forward)(x, n, alpha, beta, k)
+        ctx.save_for_backward(x, scale)
+        ctx.params = n, alpha, beta
+        return top
+
+    @staticmethod
+    def backward(ctx, top_diff):
+        x, scale = ctx.saved_tensors
+        backward = lrn_across_channels_backward if _traced(top_diff) else _lrn_backward
+        return backward(top_diff, x, scale, *ctx.params), None, None, None, None
 
 
 @register_layer("BatchNorm")

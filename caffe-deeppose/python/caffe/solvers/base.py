@@ -142,13 +142,16 @@ class Solver:
                 self._clip_gradients(grads)
                 if self.param.iter_size > 1:
                     torch._foreach_mul_(grads, 1.0 / self.param.iter_size)
-                self._regularize(grads)
-                rates = [float(np.float32(rate) * m) for m in self._lr_mults]
-                updates = self.compute_update(grads, rates)
-                torch._foreach_sub_(self._params, grads if updates is None else updates)
-                if updates is not None:
-                    self.net.defer_param_diffs(self._params, updates)
+                self._update_params(grads, [float(np.float32(rate) * m) for m in self._lr_mults])
         self.iter += 1
+
+    def _update_params(self, grads, rates):
+        """Caffe's Regularize, ComputeUpdateValue and Net::Update on every learnable param."""
+        self._regularize(grads)
+        updates = self.compute_update(grads, rates)
+        torch._foreach_sub_(self._params, grads if updates is None else updates)
+        if updates is not None:
+            self.net.defer_param_diffs(self._params, updates)
 
     def _clip_gradients(self, grads):
         clip = self.param.clip_gradients
@@ -166,14 +169,17 @@ class Solver:
         """diff += weight_decay * decay_mult * (data, or sign(data) for L1); params sharing a
         local decay are done in one fused op."""
         groups = {}
-        for i, mult in enumerate(self._decay_mults):
-            decay = float(np.float32(self.param.weight_decay) * mult)
+        for i, decay in enumerate(self._decays()):
             if decay:
                 groups.setdefault(decay, []).append(i)
         l1 = self.param.regularization_type == "L1"
         for decay, idx in groups.items():
             data = [self._params[i] for i in idx]
             torch._foreach_add_([grads[i] for i in idx], torch._foreach_sign(data) if l1 else data, alpha=decay)
+
+    def _decays(self):
+        """Each learnable param's local weight decay (weight_decay * decay_mult)."""
+        return [float(np.float32(self.param.weight_decay) * mult) for mult in self._decay_mults]
 
     def compute_update(self, grads, rates):
         """Turn the regularised diffs into the update (in place), updating the history;

@@ -1,0 +1,168 @@
+"""Small C kernels the engine compiles for this machine on first use (the system's C compiler,
+-O3 -march=native, OpenMP) and calls through ctypes on CPU float32 tensors. Built once per
+source and machine into the user's cache (CAFFE_NATIVE_CACHE, default ~/.cache/caffe-deeppose),
+written atomically; without a compiler, or with CAFFE_NATIVE=0, `library()` is None and the
+callers keep their PyTorch implementation (one warning says why).
+
+Kernels (C99; rows of a channels-last blob are its pixels, each a run of C channels):
+- lrn_forward / lrn_backward: Caffe's LRN across channels, scale = k + alpha/n * window sum of
+  x^2 (zeros past the ends), top = x * scale^-beta; bottom_diff = top_diff * scale^-beta
+  - 2 alpha beta / n * x * window sum(top_diff * top / scale), with top recomputed from x and
+  scale exactly as the forward computed it. scale^-beta is computed with IEEE sqrt and division
+  for beta 0.75, 0.5 and 1 (within 2 ulp of powf), with powf otherwise.
+- sgd_update: one pass of Caffe's SGD step over a param (sgd_solver.cpp with L2 decay, its BLAS
+  calls' fused multiply-adds as in OpenBLAS's kernels): diff' = decay * w + diff (axpy),
+  history = rate * diff' + momentum * history (scal, axpy), w = w - history.
+"""
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+import threading
+
+from . import glog
+
+SOURCE = r"""
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void neg_pow(const float *s, float *p, int n, float beta) {
+    if (beta == 0.75f) {
+        for (int i = 0; i < n; i++) { float r = sqrtf(s[i]); p[i] = 1.0f / (r * sqrtf(r)); }
+    } else if (beta == 0.5f) {
+        for (int i = 0; i < n; i++) p[i] = 1.0f / sqrtf(s[i]);
+    } else if (beta == 1.0f) {
+        for (int i = 0; i < n; i++) p[i] = 1.0f / s[i];
+    } else {
+        for (int i = 0; i < n; i++) p[i] = powf(s[i], -beta);
+    }
+}
+
+/* out[c] = sum_{j<size} padded[c + j], c < C */
+static void window_sum(const float *padded, float *out, int C, int size) {
+    for (int c = 0; c < C; c++) out[c] = padded[c];
+    for (int j = 1; j < size; j++)
+        for (int c = 0; c < C; c++) out[c] += padded[c + j];
+}
+
+void lrn_forward(const float *x, float *top, float *scale, long rows, int C, int size,
+                 float alpha, float beta, float k, int threads) {
+    int h = size / 2;
+    float a = alpha / size;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *sq = calloc((size_t)(C + 2 * h), sizeof(float));
+        float *p = malloc((size_t)C * sizeof(float));
+        #pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            const float *xr = x + r * C;
+            float *tr = top + r * C, *sr = scale + r * C;
+            for (int c = 0; c < C; c++) sq[h + c] = xr[c] * xr[c];
+            window_sum(sq, sr, C, size);
+            for (int c = 0; c < C; c++) sr[c] = sr[c] * a + k;
+            neg_pow(sr, p, C, beta);
+            for (int c = 0; c < C; c++) tr[c] = xr[c] * p[c];
+        }
+        free(sq);
+        free(p);
+    }
+}
+
+void lrn_backward(const float *top_diff, const float *x, const float *scale, float *bottom_diff,
+                  long rows, int C, int size, float alpha, float beta, int threads) {
+    int h = size / 2;
+    float coeff = 2.0f * alpha * beta / size;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *ratio = calloc((size_t)(C + 2 * h), sizeof(float));
+        float *p = malloc((size_t)C * sizeof(float));
+        float *win = malloc((size_t)C * sizeof(float));
+        #pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            const float *dr = top_diff + r * C, *xr = x + r * C, *sr = scale + r * C;
+            float *br = bottom_diff + r * C;
+            neg_pow(sr, p, C, beta);
+            for (int c = 0; c < C; c++) ratio[h + c] = dr[c] * (xr[c] * p[c]) / sr[c];
+            window_sum(ratio, win, C, size);
+            for (int c = 0; c < C; c++) br[c] = dr[c] * p[c] - coeff * xr[c] * win[c];
+        }
+        free(ratio);
+        free(p);
+        free(win);
+    }
+}
+"""
+
+SOURCE += r"""
+void sgd_update(float *w, const float *diff, float *history, long n, float decay, float rate,
+                float momentum, int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < n; i++) {
+        float h = fmaf(rate, fmaf(decay, w[i], diff[i]), momentum * history[i]);
+        history[i] = h;
+        w[i] = w[i] - h;
+    }
+}
+"""
+
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared"]
+_lock = threading.Lock()
+_loaded = []  # [library or None], set once
+
+
+def _compiler():
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    cc = cc.split()[0]
+    return shutil.which(cc) or shutil.which("cc") or shutil.which("gcc")
+
+
+def _build(cc):
+    """Compile SOURCE into the cache (once per source, flags, compiler and machine); the path."""
+    key = hashlib.sha256("\0".join([SOURCE, *FLAGS, cc, platform.machine(), platform.node()]).encode()).hexdigest()[:16]
+    folder = os.path.expanduser(os.environ.get("CAFFE_NATIVE_CACHE", "~/.cache/caffe-deeppose"))
+    path = os.path.join(folder, f"kernels-{key}.so")
+    if os.path.exists(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        src, out = os.path.join(tmp, "kernels.c"), os.path.join(tmp, "kernels.so")
+        with open(src, "w") as f:
+            f.write(SOURCE)
+        subprocess.run([cc, *FLAGS, src, "-o", out, "-lm"], check=True, capture_output=True, text=True)
+        os.replace(out, path)  # atomic: a concurrent build of the same key writes the same bytes
+    return path
+
+
+def _declare(lib):
+    f, i, p, l = ctypes.c_float, ctypes.c_int, ctypes.c_void_p, ctypes.c_long
+    lib.lrn_forward.argtypes = [p, p, p, l, i, i, f, f, f, i]
+    lib.lrn_backward.argtypes = [p, p, p, p, l, i, i, f, f, i]
+    lib.sgd_update.argtypes = [p, p, p, l, f, f, f, i]
+    for fn in (lib.lrn_forward, lib.lrn_backward, lib.sgd_update):
+        fn.restype = None
+    return lib
+
+
+def library():
+    """The compiled kernels (a ctypes library), or None where they cannot be built."""
+    if _loaded:
+        return _loaded[0]
+    with _lock:
+        if not _loaded:
+            lib = None
+            if os.environ.get("CAFFE_NATIVE", "1") != "0":
+                cc = _compiler()
+                try:
+                    if cc is None:
+                        raise OSError("no C compiler found (set CC)")
+                    lib = _declare(ctypes.CDLL(_build(cc)))
+                except (OSError, subprocess.CalledProcessError) as e:
+                    detail = getattr(e, "stderr", "") or str(e)
+                    glog.warning("native.py", f"native kernels unavailable, using the PyTorch implementations: {detail.strip()}")
+            _loaded.append(lib)
+    return _loaded[0]
