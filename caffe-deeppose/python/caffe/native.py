@@ -110,6 +110,88 @@ void sgd_update(float *w, const float *diff, float *history, long n, float decay
 }
 """
 
+SOURCE += r"""
+#include <omp.h>
+
+/* Per-channel sums over the rows, each thread over its own static block of rows, the partial
+   sums added in thread order (the same bits for the same thread count). */
+#define CHANNEL_SUMS(NSUMS, ...)                                                          \
+    int nt = threads;                                                                     \
+    double *part = calloc((size_t)nt * NSUMS * C, sizeof(double));                        \
+    _Pragma("omp parallel num_threads(nt)")                                               \
+    {                                                                                     \
+        double *acc = part + (size_t)omp_get_thread_num() * NSUMS * C;                    \
+        _Pragma("omp for schedule(static)")                                               \
+        for (long r = 0; r < rows; r++) { __VA_ARGS__ }                                   \
+    }                                                                                     \
+    for (int t = 1; t < nt; t++)                                                          \
+        for (int c = 0; c < NSUMS * C; c++) part[c] += part[(size_t)t * NSUMS * C + c];
+
+/* Batch statistics of channels-last rows: mean, and the biased variance from the centred values. */
+void bn_stats(const float *x, long rows, int C, float *mean, float *var, int threads) {
+    {
+        CHANNEL_SUMS(1, const float *xr = x + r * C; for (int c = 0; c < C; c++) acc[c] += xr[c];)
+        for (int c = 0; c < C; c++) mean[c] = (float)(part[c] / rows);
+        free(part);
+    }
+    {
+        CHANNEL_SUMS(1, const float *xr = x + r * C;
+                     for (int c = 0; c < C; c++) { double d = xr[c] - mean[c]; acc[c] += d * d; })
+        for (int c = 0; c < C; c++) var[c] = (float)(part[c] / rows);
+        free(part);
+    }
+}
+
+/* top = xhat * gamma + beta, xhat = (x - mean) / std, then max(top, 0) if relu. */
+void bn_scale_forward(const float *x, float *top, long rows, int C, const float *mean, const float *std,
+                      const float *gamma, const float *beta, int relu, int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * C;
+        float *tr = top + r * C;
+        for (int c = 0; c < C; c++) {
+            float v = (xr[c] - mean[c]) / std[c] * gamma[c] + beta[c];
+            tr[c] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        }
+    }
+}
+
+/* Backward of bn_scale_forward (Caffe's ReLU, Scale and BatchNorm backward in turn): dz = top_diff
+   where top > 0 (relu); d_gamma = sum dz xhat, d_beta = sum dz; bottom_diff = (dz gamma
+   - mean(dz gamma) - mean(dz gamma xhat) xhat) / std. */
+void bn_scale_backward(const float *top_diff, const float *x, const float *top, long rows, int C,
+                       const float *mean, const float *std, const float *gamma, int relu,
+                       float *bottom_diff, float *d_gamma, float *d_beta, int threads) {
+    CHANNEL_SUMS(2,
+        const float *dr = top_diff + r * C, *xr = x + r * C, *tr = top + r * C;
+        for (int c = 0; c < C; c++) {
+            float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
+            acc[c] += dz;
+            acc[C + c] += (double)dz * ((xr[c] - mean[c]) / std[c]);
+        })
+    float *a = malloc(3 * (size_t)C * sizeof(float)), *b = a + C, *q = b + C;
+    for (int c = 0; c < C; c++) {
+        d_beta[c] = (float)part[c];
+        d_gamma[c] = (float)part[C + c];
+        a[c] = gamma[c];
+        b[c] = (float)(gamma[c] * part[c] / rows);
+        q[c] = (float)(gamma[c] * part[C + c] / rows);
+    }
+    free(part);
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *dr = top_diff + r * C, *xr = x + r * C, *tr = top + r * C;
+        float *br = bottom_diff + r * C;
+        for (int c = 0; c < C; c++) {
+            float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
+            float xhat = (xr[c] - mean[c]) / std[c];
+            br[c] = (dz * a[c] - b[c] - q[c] * xhat) / std[c];
+        }
+    }
+    free(a);
+}
+"""
+
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared"]
 _lock = threading.Lock()
 _loaded = []  # [library or None], set once
@@ -143,7 +225,11 @@ def _declare(lib):
     lib.lrn_forward.argtypes = [p, p, p, l, i, i, f, f, f, i]
     lib.lrn_backward.argtypes = [p, p, p, p, l, i, i, f, f, i]
     lib.sgd_update.argtypes = [p, p, p, l, f, f, f, i]
-    for fn in (lib.lrn_forward, lib.lrn_backward, lib.sgd_update):
+    lib.bn_stats.argtypes = [p, l, i, p, p, i]
+    lib.bn_scale_forward.argtypes = [p, p, l, i, p, p, p, p, i, i]
+    lib.bn_scale_backward.argtypes = [p, p, p, l, i, p, p, p, i, p, p, p, i]
+    for fn in (lib.lrn_forward, lib.lrn_backward, lib.sgd_update, lib.bn_stats, lib.bn_scale_forward,
+               lib.bn_scale_backward):
         fn.restype = None
     return lib
 

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import torch
 
-from . import common, fastpath, glog, hdf5, trainpath  # noqa: F401
+from . import common, fastpath, glog, hdf5, train_chains, trainpath  # noqa: F401
 from . import layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob, defer_diff, drop_deferred_diff, settle_diff
 from .proto import caffe_pb2
@@ -460,6 +460,8 @@ class Net:
         with torch.set_grad_enabled(grad):
             if grad and not hooked and trainpath.enabled():
                 probes, replays = self._train.run(env, start, end, after, grad_src)
+            elif grad and not hooked:
+                replays = train_chains.run(self.module, env, start, end, after)
             elif grad or hooked or not fastpath.enabled():
                 self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)
             else:

@@ -28,6 +28,7 @@ class LRN(LayerModule):
             raise ValueError(f"unknown lrn_param.norm_region {p.norm_region}")
         self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
         self.across = p.norm_region == _LRN.ACROSS_CHANNELS
+        self.native = self.across and native.library() is not None  # asked once: torch.compile traces forward
 
     def top_shapes(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
@@ -38,7 +39,7 @@ class LRN(LayerModule):
     def forward(self, x):
         self.top_shapes([x.shape])
         if self.across:
-            if _native_lrn(x):
+            if self.native and _native_lrn(x):
                 return (_NativeLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
             sliced = torch.compiler.is_compiling() and not torch.is_grad_enabled()
             return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k, sliced),)
@@ -87,8 +88,8 @@ class _AcrossChannelsLRN(torch.autograd.Function):
 
 
 def _native_lrn(x):
-    """Whether the across-channels LRN of `x` runs in the compiled C kernels (caffe.native)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and native.library() is not None
+    """Whether the across-channels LRN of `x` can run in the C kernels (caffe.native), if built."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
 
 
 def _pixel_rows(t):
@@ -209,14 +210,18 @@ class BatchNorm(LayerModule):
         else:  # one value per channel: it is its own mean, the variance is 0 and the output 0
             mean, unbiased_var = x.detach().reshape(-1), torch.zeros_like(var_sum)
             y = x - x
-        if self.replaying:
-            return (y.reshape(shape),)
+        if not self.replaying:
+            self.count_statistics(mean, unbiased_var)
+        return (y.reshape(shape),)
+
+    def count_statistics(self, mean, unbiased_var):
+        """Add a batch's mean and unbiased variance to the running sums (b0, b1, b2)."""
+        mean_sum, var_sum, factor = self.blobs
         with torch.no_grad():
             maf = self.moving_average_fraction
             factor.mul_(maf).add_(1)
             mean_sum.mul_(maf).add_(mean)
             var_sum.mul_(maf).add_(unbiased_var)
-        return (y.reshape(shape),)
 
     def _global_stats(self):
         """The stored mean and variance: the sums over the scale factor (0 while it is 0)."""
