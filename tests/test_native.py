@@ -39,6 +39,8 @@ def test_lrn_kernels_match_the_pytorch_lrn(size, beta, channels_last):
     (top, grad), (ref_top, ref_grad) = _lrn_both(x, top_diff, size, 1e-2, beta, 2.0)
     np.testing.assert_allclose(top.numpy(), ref_top.numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(grad.numpy(), ref_grad.numpy(), rtol=1e-5, atol=1e-6)
+    # without a gradient the kernel keeps no scale; the top is the same
+    np.testing.assert_array_equal(norm._lrn_top(x, size, 1e-2, beta, 2.0).numpy(), top.numpy())
 
 
 @needs_native

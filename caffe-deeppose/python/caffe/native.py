@@ -31,7 +31,7 @@ SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 
-static void neg_pow(const float *s, float *p, int n, float beta) {
+static void neg_pow(const float *restrict s, float *restrict p, int n, float beta) {
     if (beta == 0.75f) {
         for (int i = 0; i < n; i++) { float r = sqrtf(s[i]); p[i] = 1.0f / (r * sqrtf(r)); }
     } else if (beta == 0.5f) {
@@ -44,53 +44,60 @@ static void neg_pow(const float *s, float *p, int n, float beta) {
 }
 
 /* out[c] = sum_{j<size} padded[c + j], c < C */
-static void window_sum(const float *padded, float *out, int C, int size) {
+static void window_sum(const float *restrict padded, float *restrict out, int C, int size) {
     for (int c = 0; c < C; c++) out[c] = padded[c];
     for (int j = 1; j < size; j++)
         for (int c = 0; c < C; c++) out[c] += padded[c + j];
 }
 
+/* one pixel: sq (C + size - 1, zero ends) and p (C) are scratch */
+static void lrn_forward_row(const float *restrict xr, float *restrict tr, float *restrict sr, float *restrict sq,
+                            float *restrict p, int C, int size, float a, float beta, float k) {
+    int h = size / 2;
+    for (int c = 0; c < C; c++) sq[h + c] = xr[c] * xr[c];
+    window_sum(sq, sr, C, size);
+    for (int c = 0; c < C; c++) sr[c] = sr[c] * a + k;
+    neg_pow(sr, p, C, beta);
+    for (int c = 0; c < C; c++) tr[c] = xr[c] * p[c];
+}
+
+static void lrn_backward_row(const float *restrict dr, const float *restrict xr, const float *restrict sr,
+                             float *restrict br, float *restrict ratio, float *restrict p, float *restrict win,
+                             int C, int size, float beta, float coeff) {
+    int h = size / 2;
+    neg_pow(sr, p, C, beta);
+    for (int c = 0; c < C; c++) ratio[h + c] = dr[c] * (xr[c] * p[c]) / sr[c];
+    window_sum(ratio, win, C, size);
+    for (int c = 0; c < C; c++) br[c] = dr[c] * p[c] - coeff * xr[c] * win[c];
+}
+
 void lrn_forward(const float *x, float *top, float *scale, long rows, int C, int size,
                  float alpha, float beta, float k, int threads) {
-    int h = size / 2;
-    float a = alpha / size;
     #pragma omp parallel num_threads(threads)
     {
-        float *sq = calloc((size_t)(C + 2 * h), sizeof(float));
-        float *p = malloc((size_t)C * sizeof(float));
+        float *sq = calloc((size_t)(C + size), sizeof(float)), *p = malloc((size_t)C * sizeof(float));
+        /* without a scale to keep (inference), each pixel's goes to scratch */
+        float *own = scale ? NULL : malloc((size_t)C * sizeof(float));
         #pragma omp for schedule(static)
-        for (long r = 0; r < rows; r++) {
-            const float *xr = x + r * C;
-            float *tr = top + r * C, *sr = scale + r * C;
-            for (int c = 0; c < C; c++) sq[h + c] = xr[c] * xr[c];
-            window_sum(sq, sr, C, size);
-            for (int c = 0; c < C; c++) sr[c] = sr[c] * a + k;
-            neg_pow(sr, p, C, beta);
-            for (int c = 0; c < C; c++) tr[c] = xr[c] * p[c];
-        }
+        for (long r = 0; r < rows; r++)
+            lrn_forward_row(x + r * C, top + r * C, scale ? scale + r * C : own, sq, p, C, size, alpha / size,
+                            beta, k);
         free(sq);
         free(p);
+        free(own);
     }
 }
 
 void lrn_backward(const float *top_diff, const float *x, const float *scale, float *bottom_diff,
                   long rows, int C, int size, float alpha, float beta, int threads) {
-    int h = size / 2;
-    float coeff = 2.0f * alpha * beta / size;
     #pragma omp parallel num_threads(threads)
     {
-        float *ratio = calloc((size_t)(C + 2 * h), sizeof(float));
-        float *p = malloc((size_t)C * sizeof(float));
+        float *ratio = calloc((size_t)(C + size), sizeof(float)), *p = malloc((size_t)C * sizeof(float));
         float *win = malloc((size_t)C * sizeof(float));
         #pragma omp for schedule(static)
-        for (long r = 0; r < rows; r++) {
-            const float *dr = top_diff + r * C, *xr = x + r * C, *sr = scale + r * C;
-            float *br = bottom_diff + r * C;
-            neg_pow(sr, p, C, beta);
-            for (int c = 0; c < C; c++) ratio[h + c] = dr[c] * (xr[c] * p[c]) / sr[c];
-            window_sum(ratio, win, C, size);
-            for (int c = 0; c < C; c++) br[c] = dr[c] * p[c] - coeff * xr[c] * win[c];
-        }
+        for (long r = 0; r < rows; r++)
+            lrn_backward_row(top_diff + r * C, x + r * C, scale + r * C, bottom_diff + r * C, ratio, p, win, C,
+                             size, beta, 2.0f * alpha * beta / size);
         free(ratio);
         free(p);
         free(win);
@@ -113,16 +120,20 @@ void sgd_update(float *w, const float *diff, float *history, long n, float decay
 SOURCE += r"""
 #include <omp.h>
 
-/* Per-channel sums over the rows, each thread over its own static block of rows, the partial
-   sums added in thread order (the same bits for the same thread count). */
+/* Per-channel sums over the rows, each thread over its own static block of rows (`acc`, double;
+   `blk`, a float scratch the body may sum into, added into acc at the end), the partial sums added
+   in thread order (the same bits for the same thread count). */
 #define CHANNEL_SUMS(NSUMS, ...)                                                          \
     int nt = threads;                                                                     \
     double *part = calloc((size_t)nt * NSUMS * C, sizeof(double));                        \
     _Pragma("omp parallel num_threads(nt)")                                               \
     {                                                                                     \
         double *acc = part + (size_t)omp_get_thread_num() * NSUMS * C;                    \
+        float *blk = calloc((size_t)NSUMS * C, sizeof(float));                            \
         _Pragma("omp for schedule(static)")                                               \
         for (long r = 0; r < rows; r++) { __VA_ARGS__ }                                   \
+        for (int c = 0; c < NSUMS * C; c++) acc[c] += blk[c];                             \
+        free(blk);                                                                        \
     }                                                                                     \
     for (int t = 1; t < nt; t++)                                                          \
         for (int c = 0; c < NSUMS * C; c++) part[c] += part[(size_t)t * NSUMS * C + c];
@@ -159,16 +170,34 @@ void bn_scale_forward(const float *x, float *top, long rows, int C, const float 
 /* Backward of bn_scale_forward (Caffe's ReLU, Scale and BatchNorm backward in turn): dz = top_diff
    where top > 0 (relu); d_gamma = sum dz xhat, d_beta = sum dz; bottom_diff = (dz gamma
    - mean(dz gamma) - mean(dz gamma xhat) xhat) / std. */
+static void bn_backward_sums(const float *restrict dr, const float *restrict xr, const float *restrict tr,
+                             const float *restrict mean, const float *restrict std, int C, int relu,
+                             float *restrict s1, float *restrict s2) {
+    for (int c = 0; c < C; c++) {
+        float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
+        s1[c] += dz;
+        s2[c] += dz * ((xr[c] - mean[c]) / std[c]);
+    }
+}
+
+static void bn_backward_row(const float *restrict dr, const float *restrict xr, const float *restrict tr,
+                            const float *restrict mean, const float *restrict std, const float *restrict a,
+                            const float *restrict b, const float *restrict q, int C, int relu,
+                            float *restrict br) {
+    for (int c = 0; c < C; c++) {
+        float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
+        float xhat = (xr[c] - mean[c]) / std[c];
+        br[c] = (dz * a[c] - b[c] - q[c] * xhat) / std[c];
+    }
+}
+
 void bn_scale_backward(const float *top_diff, const float *x, const float *top, long rows, int C,
                        const float *mean, const float *std, const float *gamma, int relu,
                        float *bottom_diff, float *d_gamma, float *d_beta, int threads) {
+    /* float sums over blocks of 64 rows (vectorised), added into double */
     CHANNEL_SUMS(2,
-        const float *dr = top_diff + r * C, *xr = x + r * C, *tr = top + r * C;
-        for (int c = 0; c < C; c++) {
-            float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
-            acc[c] += dz;
-            acc[C + c] += (double)dz * ((xr[c] - mean[c]) / std[c]);
-        })
+        if (r % 64 == 0) { for (int c = 0; c < 2 * C; c++) { acc[c] += blk[c]; blk[c] = 0.0f; } }
+        bn_backward_sums(top_diff + r * C, x + r * C, top + r * C, mean, std, C, relu, blk, blk + C);)
     float *a = malloc(3 * (size_t)C * sizeof(float)), *b = a + C, *q = b + C;
     for (int c = 0; c < C; c++) {
         d_beta[c] = (float)part[c];
@@ -179,15 +208,8 @@ void bn_scale_backward(const float *top_diff, const float *x, const float *top, 
     }
     free(part);
     #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < rows; r++) {
-        const float *dr = top_diff + r * C, *xr = x + r * C, *tr = top + r * C;
-        float *br = bottom_diff + r * C;
-        for (int c = 0; c < C; c++) {
-            float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
-            float xhat = (xr[c] - mean[c]) / std[c];
-            br[c] = (dz * a[c] - b[c] - q[c] * xhat) / std[c];
-        }
-    }
+    for (long r = 0; r < rows; r++)
+        bn_backward_row(top_diff + r * C, x + r * C, top + r * C, mean, std, a, b, q, C, relu, bottom_diff + r * C);
     free(a);
 }
 """

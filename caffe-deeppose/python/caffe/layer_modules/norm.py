@@ -40,7 +40,10 @@ class LRN(LayerModule):
         self.top_shapes([x.shape])
         if self.across:
             if self.native and _native_lrn(x):
-                return (_NativeLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
+                if torch.is_grad_enabled() and x.requires_grad:
+                    return (_NativeLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
+                top = lrn_across_channels_top if _traced(x) else _lrn_top
+                return (top(x, self.size, self.alpha, self.beta, self.k),)
             sliced = torch.compiler.is_compiling() and not torch.is_grad_enabled()
             return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k, sliced),)
         mean_square = F.avg_pool2d(x * x, self.size, 1, self.size // 2)
@@ -105,6 +108,14 @@ def _lrn_forward(x, size, alpha, beta, k):
     return top, scale
 
 
+def _lrn_top(x, size, alpha, beta, k):
+    x = _pixel_rows(x)
+    top = torch.empty_like(x)
+    native.library().lrn_forward(x.data_ptr(), top.data_ptr(), None, x.numel() // x.shape[1], x.shape[1], size,
+                                 alpha, beta, k, torch.get_num_threads())
+    return top
+
+
 def _lrn_backward(top_diff, x, scale, size, alpha, beta):
     top_diff, x = _pixel_rows(top_diff), _pixel_rows(x)
     bottom_diff = torch.empty_like(x)
@@ -126,6 +137,17 @@ def lrn_across_channels(x: torch.Tensor, size: int, alpha: float, beta: float, k
 def _(x, size, alpha, beta, k):
     return (torch.empty_like(x, memory_format=torch.channels_last),
             torch.empty_like(x, memory_format=torch.channels_last))
+
+
+@torch.library.custom_op("caffe::lrn_across_channels_top", mutates_args=())
+def lrn_across_channels_top(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """The top alone (no gradient wanted: the scale is not kept), channels-last."""
+    return _lrn_top(x, size, alpha, beta, k)
+
+
+@lrn_across_channels_top.register_fake
+def _(x, size, alpha, beta, k):
+    return torch.empty_like(x, memory_format=torch.channels_last)
 
 
 @torch.library.custom_op("caffe::lrn_across_channels_backward", mutates_args=())
