@@ -2,7 +2,8 @@
 `caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
 default), and compiled (the default once a shape has spent CAFFE_COMPILE_AFTER s eagerly), the
 compiled one also without its convolution chains (Convolution + BatchNorm + Scale + ReLU as one
-oneDNN convolution) and without oneDNN inner products (torch's BLAS instead); the train net's
+oneDNN convolution), without oneDNN inner products (torch's BLAS instead) and without the LRN
+layers' C kernel (caffe.native; their PyTorch implementation instead); the train net's
 forward + backward with NCHW and with channels-last convolutions.
 
     python bench/bench_fastpath.py [--batch 32] [--seconds 10] [--calls 20]
@@ -59,10 +60,13 @@ def main():
         paths = write_nets(folder, args.batch)
         x = rng.uniform(-1, 1, (args.batch, 3, SIZE, SIZE)).astype(np.float32)
 
-        def net(path, phase):
+        def net(path, phase, lrn_kernel=True):
             n = caffe.Net(path, phase)
             random_weights(n)
             n.blobs["data"].data[...] = x
+            for layer in n.module.layers:
+                if layer.type_name == "LRN":
+                    layer.native = layer.native and lrn_kernel
             return n
 
         forward, train = (lambda n: n.forward()), (lambda n: (n.forward(), n.backward()))
@@ -74,6 +78,8 @@ def main():
                                                       chains=False),
             "  the same without oneDNN IP": variant(net(paths["deploy"], caffe.TEST), forward, True, True,
                                                     onednn_ip=False),
+            "  the same without the LRN kernel": variant(net(paths["deploy"], caffe.TEST, lrn_kernel=False), forward,
+                                                         True, True),
             "forward + backward, NCHW convolutions": variant(net(paths["train"], caffe.TRAIN), train, False, False),
             "forward + backward, channels-last": variant(net(paths["train"], caffe.TRAIN), train, True, False),
         }

@@ -30,6 +30,7 @@ from caffe.protoio import read_prototxt, write_prototxt
 from bench_inference import flops_per_image, random_weights
 from bench_train import hand_written_step
 from stage1_shape import LABELS, SIZE
+from seed_caffe_worker import read
 from timing import fastest_call, measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +110,34 @@ def write_nets(folder, batch):
     return paths
 
 
+CHECKED = ("conv1", "conv1.diff", "norm1.diff", "fc6.diff", "conv1/0.diff", "scale1/0.diff", "scale1/1.diff",
+           "fc6/0.diff", "bn1/0", "bn1/1")
+
+
+def check_training(folder, batch, seed, weights, files):
+    """One forward + backward of the train net without its Dropout layers (their masks are random)
+    on both engines: the largest difference, relative to each array's largest value, over CHECKED."""
+    path = os.path.join(folder, f"train_check_{batch}.prototxt")
+    net = read_prototxt(write_nets(folder, batch)["train"], caffe_pb2.NetParameter)
+    keep = [lp for lp in net.layer if lp.type != "Dropout"]
+    del net.layer[:]
+    net.layer.extend(keep)
+    write_prototxt(path, net)
+    ours = caffe.Net(path, caffe.TRAIN, weights=weights)
+    for name, file in files.items():
+        ours.blobs[name].data[...] = np.load(file)
+    ours.forward()
+    ours.backward()
+    saved = {what: os.path.join(folder, f"check_{what.replace('/', '_')}.npy") for what in CHECKED}
+    seed.ask(op="net", key=f"check{batch}", prototxt=path, phase="TRAIN", weights=weights, inputs=files)
+    seed.ask(op="run", key=f"check{batch}", what="forward_backward", save=saved)
+    errs = {}
+    for what, file in saved.items():
+        theirs = np.load(file)
+        errs[what] = float(np.abs(read(ours, what) - theirs).max() / np.abs(theirs).max())
+    return errs
+
+
 def engines(folder, batch, seed):
     """(inference runs, training runs, GFLOP per image forward), every run warm; the forward
     outputs of both engines are checked to agree."""
@@ -151,6 +180,11 @@ def engines(folder, batch, seed):
         ours, theirs = deploy.forward()["predict"], np.load(saved)
         err = np.abs(ours - theirs).max() / np.abs(theirs).max()
         assert err < 1e-4, f"batch {batch}: our forward differs from the real Caffe's by {err:.2g} of its scale"
+        errs = check_training(folder, batch, seed, weights, files)
+        worst = max(errs, key=errs.get)
+        print(f"# batch {batch}: the train net's forward + backward (without Dropout) against the real Caffe's: "
+              f"{', '.join(CHECKED)} within {errs[worst]:.2g} of their largest values (worst: {worst})")
+        assert errs[worst] < 1e-3, f"batch {batch}: our training pass differs from the real Caffe's: {errs}"
     for fn in list(infer.values()) + list(training.values()):
         fn()
     return infer, training, flops_per_image(deploy) / 1e9

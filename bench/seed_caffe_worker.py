@@ -4,7 +4,8 @@ PYTHONPATH): reads one JSON request a line on stdin, answers one JSON line on st
     {"op": "blas", "threadpoolctl": "/path/threadpoolctl.py"} -> {"blas": [threadpool_info]}
     {"op": "net", "key": k, "prototxt": p, "phase": "TEST"|"TRAIN", "weights": w, "inputs": {blob: .npy}}
     {"op": "solver", "key": k, "solver": s, "weights": w, "inputs": {blob: .npy}}
-    {"op": "run", "key": k, "what": "forward"|"forward_backward"|"step", "save": {blob: .npy}}
+    {"op": "run", "key": k, "what": "forward"|"forward_backward"|"step", "save": {what: .npy}}
+        what: "blob" / "blob.diff" (a blob's data / diff), "layer/i" / "layer/i.diff" (param blob i's)
     {"op": "time", "key": k, "what": ..., "seconds": s} -> {"calls": n, "elapsed": t}
 """
 import importlib.util
@@ -32,6 +33,17 @@ def fill(net, weights, inputs):
         net.blobs[name].data[...] = np.load(path)
 
 
+def read(net, what):
+    """A blob's data or diff ("blob", "blob.diff"), a param blob's ("layer/i", "layer/i.diff")."""
+    name, _, field = what.partition(".")
+    if "/" in name:
+        layer, index = name.split("/")
+        blob = net.params[layer][int(index)]
+    else:
+        blob = net.blobs[name]
+    return blob.diff if field == "diff" else blob.data
+
+
 def main():
     caffe.set_mode_cpu()
     nets, solvers = {}, {}
@@ -55,8 +67,8 @@ def main():
             nets[req["key"]] = solver.net
         elif op == "run":
             actions[req["what"]](req["key"])
-            for name, path in req.get("save", {}).items():
-                np.save(path, nets[req["key"]].blobs[name].data)
+            for what, path in req.get("save", {}).items():
+                np.save(path, read(nets[req["key"]], what))
         elif op == "time":
             reply["calls"], reply["elapsed"] = time_slice(lambda: actions[req["what"]](req["key"]), req["seconds"])
         else:
