@@ -47,8 +47,8 @@ def test_lrn_kernels_match_the_pytorch_lrn(size, beta, channels_last):
 def test_lrn_layer_runs_the_kernels_inside_a_compiled_graph():
     """The kernels are opaque custom ops: torch.compile calls them as they are."""
     x = torch.randn(2, 6, 4, 4).contiguous(memory_format=torch.channels_last)
-    fn = torch.compile(lambda t: norm.lrn_across_channels(t, 5, 1e-2, 0.75, 1.0)[0], backend="eager", fullgraph=True)
-    np.testing.assert_array_equal(fn(x).numpy(), norm.lrn_across_channels(x, 5, 1e-2, 0.75, 1.0)[0].numpy())
+    fn = torch.compile(lambda t: norm.lrn_across_channels_top(t, 5, 1e-2, 0.75, 1.0), backend="eager", fullgraph=True)
+    np.testing.assert_array_equal(fn(x).numpy(), norm._lrn_top(x, 5, 1e-2, 0.75, 1.0).numpy())
 
 
 def _sgd(tmp_path, weight_decay=0.01):

@@ -7,8 +7,8 @@ callers keep their PyTorch implementation (one warning says why).
 Kernels (C99; rows of a channels-last blob are its pixels, each a run of C channels):
 - lrn_forward / lrn_backward: Caffe's LRN across channels, scale = k + alpha/n * window sum of
   x^2 (zeros past the ends), top = x * scale^-beta; bottom_diff = top_diff * scale^-beta
-  - 2 alpha beta / n * x * window sum(top_diff * top / scale), with top recomputed from x and
-  scale exactly as the forward computed it. scale^-beta is computed with IEEE sqrt and division
+  - 2 alpha beta / n * x * window sum(top_diff * top / scale), with scale and top recomputed from
+  x exactly as the forward computed them (cheaper than keeping them). scale^-beta is computed with IEEE sqrt and division
   for beta 0.75, 0.5 and 1 (within 2 ulp of powf), with powf otherwise.
 - sgd_update: one pass of Caffe's SGD step over a param (sgd_solver.cpp with L2 decay, its BLAS
   calls' fused multiply-adds as in OpenBLAS's kernels): diff' = decay * w + diff (axpy),
@@ -50,57 +50,58 @@ static void window_sum(const float *restrict padded, float *restrict out, int C,
         for (int c = 0; c < C; c++) out[c] += padded[c + j];
 }
 
-/* one pixel: sq (C + size - 1, zero ends) and p (C) are scratch */
-static void lrn_forward_row(const float *restrict xr, float *restrict tr, float *restrict sr, float *restrict sq,
-                            float *restrict p, int C, int size, float a, float beta, float k) {
+/* one pixel's scale = k + alpha / size * window sum of x^2; sq (C + size - 1, zero ends) is scratch */
+static void lrn_scale_row(const float *restrict xr, float *restrict sr, float *restrict sq, int C, int size,
+                          float a, float k) {
     int h = size / 2;
     for (int c = 0; c < C; c++) sq[h + c] = xr[c] * xr[c];
     window_sum(sq, sr, C, size);
     for (int c = 0; c < C; c++) sr[c] = sr[c] * a + k;
+}
+
+static void lrn_forward_row(const float *restrict xr, float *restrict tr, float *restrict sr, float *restrict sq,
+                            float *restrict p, int C, int size, float a, float beta, float k) {
+    lrn_scale_row(xr, sr, sq, C, size, a, k);
     neg_pow(sr, p, C, beta);
     for (int c = 0; c < C; c++) tr[c] = xr[c] * p[c];
 }
 
-static void lrn_backward_row(const float *restrict dr, const float *restrict xr, const float *restrict sr,
-                             float *restrict br, float *restrict ratio, float *restrict p, float *restrict win,
-                             int C, int size, float beta, float coeff) {
+/* the forward's scale and top recomputed from x (cheaper than keeping them: the blob is large) */
+static void lrn_backward_row(const float *restrict dr, const float *restrict xr, float *restrict br,
+                             float *restrict sr, float *restrict sq, float *restrict p, float *restrict win,
+                             int C, int size, float a, float beta, float k, float coeff) {
     int h = size / 2;
+    lrn_scale_row(xr, sr, sq, C, size, a, k);
     neg_pow(sr, p, C, beta);
-    for (int c = 0; c < C; c++) ratio[h + c] = dr[c] * (xr[c] * p[c]) / sr[c];
-    window_sum(ratio, win, C, size);
+    for (int c = 0; c < C; c++) sq[h + c] = dr[c] * (xr[c] * p[c]) / sr[c];
+    window_sum(sq, win, C, size);
     for (int c = 0; c < C; c++) br[c] = dr[c] * p[c] - coeff * xr[c] * win[c];
 }
 
-void lrn_forward(const float *x, float *top, float *scale, long rows, int C, int size,
-                 float alpha, float beta, float k, int threads) {
+void lrn_forward(const float *x, float *top, long rows, int C, int size, float alpha, float beta, float k,
+                 int threads) {
     #pragma omp parallel num_threads(threads)
     {
-        float *sq = calloc((size_t)(C + size), sizeof(float)), *p = malloc((size_t)C * sizeof(float));
-        /* without a scale to keep (inference), each pixel's goes to scratch */
-        float *own = scale ? NULL : malloc((size_t)C * sizeof(float));
+        float *sq = calloc((size_t)(C + size), sizeof(float)), *p = malloc(2 * (size_t)C * sizeof(float));
         #pragma omp for schedule(static)
         for (long r = 0; r < rows; r++)
-            lrn_forward_row(x + r * C, top + r * C, scale ? scale + r * C : own, sq, p, C, size, alpha / size,
-                            beta, k);
+            lrn_forward_row(x + r * C, top + r * C, p + C, sq, p, C, size, alpha / size, beta, k);
         free(sq);
         free(p);
-        free(own);
     }
 }
 
-void lrn_backward(const float *top_diff, const float *x, const float *scale, float *bottom_diff,
-                  long rows, int C, int size, float alpha, float beta, int threads) {
+void lrn_backward(const float *top_diff, const float *x, float *bottom_diff, long rows, int C, int size,
+                  float alpha, float beta, float k, int threads) {
     #pragma omp parallel num_threads(threads)
     {
-        float *ratio = calloc((size_t)(C + size), sizeof(float)), *p = malloc((size_t)C * sizeof(float));
-        float *win = malloc((size_t)C * sizeof(float));
+        float *sq = calloc((size_t)(C + size), sizeof(float)), *p = malloc(3 * (size_t)C * sizeof(float));
         #pragma omp for schedule(static)
         for (long r = 0; r < rows; r++)
-            lrn_backward_row(top_diff + r * C, x + r * C, scale + r * C, bottom_diff + r * C, ratio, p, win, C,
-                             size, beta, 2.0f * alpha * beta / size);
-        free(ratio);
+            lrn_backward_row(top_diff + r * C, x + r * C, bottom_diff + r * C, p + C, sq, p, p + 2 * C, C, size,
+                             alpha / size, beta, k, 2.0f * alpha * beta / size);
+        free(sq);
         free(p);
-        free(win);
     }
 }
 """
@@ -168,49 +169,50 @@ void bn_scale_forward(const float *x, float *top, long rows, int C, const float 
 }
 
 /* Backward of bn_scale_forward (Caffe's ReLU, Scale and BatchNorm backward in turn): dz = top_diff
-   where top > 0 (relu); d_gamma = sum dz xhat, d_beta = sum dz; bottom_diff = (dz gamma
-   - mean(dz gamma) - mean(dz gamma xhat) xhat) / std. */
-static void bn_backward_sums(const float *restrict dr, const float *restrict xr, const float *restrict tr,
-                             const float *restrict mean, const float *restrict std, int C, int relu,
-                             float *restrict s1, float *restrict s2) {
+   where top > 0 (relu; top recomputed from x as the forward computed it, cheaper than reading it);
+   d_gamma = sum dz xhat, d_beta = sum dz; bottom_diff = (dz gamma - mean(dz gamma)
+   - mean(dz gamma xhat) xhat) / std. */
+static void bn_backward_sums(const float *restrict dr, const float *restrict xr, const float *restrict mean,
+                             const float *restrict std, const float *restrict gamma, const float *restrict beta,
+                             int C, int relu, float *restrict s1, float *restrict s2) {
     for (int c = 0; c < C; c++) {
-        float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
+        float xhat = (xr[c] - mean[c]) / std[c];
+        float dz = (!relu || xhat * gamma[c] + beta[c] > 0.0f) ? dr[c] : 0.0f;
         s1[c] += dz;
-        s2[c] += dz * ((xr[c] - mean[c]) / std[c]);
+        s2[c] += dz * xhat;
     }
 }
 
-static void bn_backward_row(const float *restrict dr, const float *restrict xr, const float *restrict tr,
-                            const float *restrict mean, const float *restrict std, const float *restrict a,
+static void bn_backward_row(const float *restrict dr, const float *restrict xr, const float *restrict mean,
+                            const float *restrict std, const float *restrict gamma, const float *restrict beta,
                             const float *restrict b, const float *restrict q, int C, int relu,
                             float *restrict br) {
     for (int c = 0; c < C; c++) {
-        float dz = (!relu || tr[c] > 0.0f) ? dr[c] : 0.0f;
         float xhat = (xr[c] - mean[c]) / std[c];
-        br[c] = (dz * a[c] - b[c] - q[c] * xhat) / std[c];
+        float dz = (!relu || xhat * gamma[c] + beta[c] > 0.0f) ? dr[c] : 0.0f;
+        br[c] = (dz * gamma[c] - b[c] - q[c] * xhat) / std[c];
     }
 }
 
-void bn_scale_backward(const float *top_diff, const float *x, const float *top, long rows, int C,
-                       const float *mean, const float *std, const float *gamma, int relu,
-                       float *bottom_diff, float *d_gamma, float *d_beta, int threads) {
+void bn_scale_backward(const float *top_diff, const float *x, long rows, int C, const float *mean,
+                       const float *std, const float *gamma, const float *beta, int relu, float *bottom_diff,
+                       float *d_gamma, float *d_beta, int threads) {
     /* float sums over blocks of 64 rows (vectorised), added into double */
     CHANNEL_SUMS(2,
         if (r % 64 == 0) { for (int c = 0; c < 2 * C; c++) { acc[c] += blk[c]; blk[c] = 0.0f; } }
-        bn_backward_sums(top_diff + r * C, x + r * C, top + r * C, mean, std, C, relu, blk, blk + C);)
-    float *a = malloc(3 * (size_t)C * sizeof(float)), *b = a + C, *q = b + C;
+        bn_backward_sums(top_diff + r * C, x + r * C, mean, std, gamma, beta, C, relu, blk, blk + C);)
+    float *b = malloc(2 * (size_t)C * sizeof(float)), *q = b + C;
     for (int c = 0; c < C; c++) {
         d_beta[c] = (float)part[c];
         d_gamma[c] = (float)part[C + c];
-        a[c] = gamma[c];
         b[c] = (float)(gamma[c] * part[c] / rows);
         q[c] = (float)(gamma[c] * part[C + c] / rows);
     }
     free(part);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long r = 0; r < rows; r++)
-        bn_backward_row(top_diff + r * C, x + r * C, top + r * C, mean, std, a, b, q, C, relu, bottom_diff + r * C);
-    free(a);
+        bn_backward_row(top_diff + r * C, x + r * C, mean, std, gamma, beta, b, q, C, relu, bottom_diff + r * C);
+    free(b);
 }
 """
 
@@ -244,12 +246,12 @@ def _build(cc):
 
 def _declare(lib):
     f, i, p, l = ctypes.c_float, ctypes.c_int, ctypes.c_void_p, ctypes.c_long
-    lib.lrn_forward.argtypes = [p, p, p, l, i, i, f, f, f, i]
-    lib.lrn_backward.argtypes = [p, p, p, p, l, i, i, f, f, i]
+    lib.lrn_forward.argtypes = [p, p, l, i, i, f, f, f, i]
+    lib.lrn_backward.argtypes = [p, p, p, l, i, i, f, f, f, i]
     lib.sgd_update.argtypes = [p, p, p, l, f, f, f, i]
     lib.bn_stats.argtypes = [p, l, i, p, p, i]
     lib.bn_scale_forward.argtypes = [p, p, l, i, p, p, p, p, i, i]
-    lib.bn_scale_backward.argtypes = [p, p, p, l, i, p, p, p, i, p, p, p, i]
+    lib.bn_scale_backward.argtypes = [p, p, l, i, p, p, p, p, i, p, p, p, i]
     for fn in (lib.lrn_forward, lib.lrn_backward, lib.sgd_update, lib.bn_stats, lib.bn_scale_forward,
                lib.bn_scale_backward):
         fn.restype = None

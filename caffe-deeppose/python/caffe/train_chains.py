@@ -50,29 +50,30 @@ def _rows(t):
 
 
 class _BatchNormScale(torch.autograd.Function):
-    """top = [relu](gamma (x - mean) / std + beta) with the batch's mean and std given."""
+    """top = [relu](gamma (x - mean) / std + beta) with the batch's mean and std given; keeps x
+    (the backward recomputes what it needs of the top from it)."""
 
     @staticmethod
     def forward(ctx, x, gamma, beta, mean, std, relu):
         x = _rows(x)
         top = torch.empty_like(x)
-        beta_ = beta if beta is not None else torch.zeros_like(gamma)
+        beta = beta.detach() if beta is not None else torch.zeros_like(gamma)
         native.library().bn_scale_forward(x.data_ptr(), top.data_ptr(), x.numel() // x.shape[1], x.shape[1],
-                                          mean.data_ptr(), std.data_ptr(), gamma.data_ptr(), beta_.data_ptr(),
+                                          mean.data_ptr(), std.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                                           relu, torch.get_num_threads())
-        ctx.save_for_backward(x, top, mean, std, gamma)
+        ctx.save_for_backward(x, mean, std, gamma, beta)
         ctx.relu = relu
         return top
 
     @staticmethod
     def backward(ctx, top_diff):
-        x, top, mean, std, gamma = ctx.saved_tensors
+        x, mean, std, gamma, beta = ctx.saved_tensors
         top_diff = _rows(top_diff)
         bottom_diff = torch.empty_like(x)
         d_gamma, d_beta = torch.empty_like(gamma), torch.empty_like(gamma)
-        native.library().bn_scale_backward(top_diff.data_ptr(), x.data_ptr(), top.data_ptr(), x.numel() // x.shape[1],
-                                           x.shape[1], mean.data_ptr(), std.data_ptr(), gamma.data_ptr(), ctx.relu,
-                                           bottom_diff.data_ptr(), d_gamma.data_ptr(), d_beta.data_ptr(),
+        native.library().bn_scale_backward(top_diff.data_ptr(), x.data_ptr(), x.numel() // x.shape[1], x.shape[1],
+                                           mean.data_ptr(), std.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
+                                           ctx.relu, bottom_diff.data_ptr(), d_gamma.data_ptr(), d_beta.data_ptr(),
                                            torch.get_num_threads())
         needs = ctx.needs_input_grad
         return (bottom_diff if needs[0] else None, d_gamma if needs[1] else None, d_beta if needs[2] else None,

@@ -100,48 +100,25 @@ def _pixel_rows(t):
     return t.contiguous(memory_format=torch.channels_last)
 
 
-def _lrn_forward(x, size, alpha, beta, k):
-    x = _pixel_rows(x)
-    top, scale = torch.empty_like(x), torch.empty_like(x)
-    native.library().lrn_forward(x.data_ptr(), top.data_ptr(), scale.data_ptr(), x.numel() // x.shape[1],
-                                 x.shape[1], size, alpha, beta, k, torch.get_num_threads())
-    return top, scale
-
-
 def _lrn_top(x, size, alpha, beta, k):
     x = _pixel_rows(x)
     top = torch.empty_like(x)
-    native.library().lrn_forward(x.data_ptr(), top.data_ptr(), None, x.numel() // x.shape[1], x.shape[1], size,
+    native.library().lrn_forward(x.data_ptr(), top.data_ptr(), x.numel() // x.shape[1], x.shape[1], size,
                                  alpha, beta, k, torch.get_num_threads())
     return top
 
 
-def _lrn_backward(top_diff, x, scale, size, alpha, beta):
+def _lrn_backward(top_diff, x, size, alpha, beta, k):
     top_diff, x = _pixel_rows(top_diff), _pixel_rows(x)
     bottom_diff = torch.empty_like(x)
-    native.library().lrn_backward(top_diff.data_ptr(), x.data_ptr(), scale.data_ptr(), bottom_diff.data_ptr(),
-                                  x.numel() // x.shape[1], x.shape[1], size, alpha, beta, torch.get_num_threads())
+    native.library().lrn_backward(top_diff.data_ptr(), x.data_ptr(), bottom_diff.data_ptr(), x.numel() // x.shape[1],
+                                  x.shape[1], size, alpha, beta, k, torch.get_num_threads())
     return bottom_diff
-
-
-@torch.library.custom_op("caffe::lrn_across_channels", mutates_args=())
-def lrn_across_channels(x: torch.Tensor, size: int, alpha: float, beta: float, k: float
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(top, scale) of Caffe's across-channels LRN by the C kernel, both channels-last (an
-    opaque op for torch.compile; eager code calls the kernel directly: calling a custom op
-    imports torch._dynamo)."""
-    return _lrn_forward(x, size, alpha, beta, k)
-
-
-@lrn_across_channels.register_fake
-def _(x, size, alpha, beta, k):
-    return (torch.empty_like(x, memory_format=torch.channels_last),
-            torch.empty_like(x, memory_format=torch.channels_last))
 
 
 @torch.library.custom_op("caffe::lrn_across_channels_top", mutates_args=())
 def lrn_across_channels_top(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """The top alone (no gradient wanted: the scale is not kept), channels-last."""
+    """The top of Caffe's across-channels LRN by the C kernel, channels-last."""
     return _lrn_top(x, size, alpha, beta, k)
 
 
@@ -151,14 +128,16 @@ def _(x, size, alpha, beta, k):
 
 
 @torch.library.custom_op("caffe::lrn_across_channels_backward", mutates_args=())
-def lrn_across_channels_backward(top_diff: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, size: int,
-                                 alpha: float, beta: float) -> torch.Tensor:
-    """Caffe's LRN backward (bottom diff, channels-last) from the forward's bottom and scale."""
-    return _lrn_backward(top_diff, x, scale, size, alpha, beta)
+def lrn_across_channels_backward(top_diff: torch.Tensor, x: torch.Tensor, size: int, alpha: float, beta: float,
+                                 k: float) -> torch.Tensor:
+    """Caffe's LRN backward (bottom diff, channels-last) from the forward's bottom (an opaque op
+    for torch.compile; eager code calls the kernel directly: calling a custom op imports
+    torch._dynamo)."""
+    return _lrn_backward(top_diff, x, size, alpha, beta, k)
 
 
 @lrn_across_channels_backward.register_fake
-def _(top_diff, x, scale, size, alpha, beta):
+def _(top_diff, x, size, alpha, beta, k):
     return torch.empty_like(x, memory_format=torch.channels_last)
 
 
@@ -168,20 +147,19 @@ def _traced(t):
 
 
 class _NativeLRN(torch.autograd.Function):
-    """The across-channels LRN through the C kernels; keeps the bottom and the scale."""
+    """The across-channels LRN through the C kernels; keeps only the bottom."""
 
     @staticmethod
     def forward(ctx, x, n, alpha, beta, k):
-        top, scale = (lrn_across_channels if _traced(x) else _lrn_forward)(x, n, alpha, beta, k)
-        ctx.save_for_backward(x, scale)
-        ctx.params = n, alpha, beta
-        return top
+        ctx.save_for_backward(x)
+        ctx.params = n, alpha, beta, k
+        return (lrn_across_channels_top if _traced(x) else _lrn_top)(x, n, alpha, beta, k)
 
     @staticmethod
     def backward(ctx, top_diff):
-        x, scale = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         backward = lrn_across_channels_backward if _traced(top_diff) else _lrn_backward
-        return backward(top_diff, x, scale, *ctx.params), None, None, None, None
+        return backward(top_diff, x, *ctx.params), None, None, None, None
 
 
 @register_layer("BatchNorm")
