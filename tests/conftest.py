@@ -85,6 +85,31 @@ def net_from(tmp_path, inputs, layers, phase=None, force_backward=True, name="ne
     return caffe.Net(path, caffe.TRAIN if phase is None else phase)
 
 
+DOUBLE_LAYER = """
+import caffe
+
+
+class Double(caffe.Layer):
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 2 * bottom[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        bottom[0].diff[...] = 2 * top[0].diff
+"""
+
+
+def python_double_layer(tmp_path, monkeypatch, module):
+    """Write a Python layer `module`.Double (top = 2 bottom) importable for this test."""
+    (tmp_path / f"{module}.py").write_text(DOUBLE_LAYER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
 def deploy_input_shape(deploy):
     """(N, C, H, W) of a deploy prototxt's Input layer."""
     from caffe import protoio

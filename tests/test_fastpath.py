@@ -9,6 +9,7 @@ import torch
 
 import caffe
 from caffe import fastpath
+from conftest import python_double_layer
 
 NET = """
 name: "fast"
@@ -26,20 +27,6 @@ layer { name: "ip" type: "InnerProduct" bottom: "mid" top: "ip"
 SPLIT = 'layer { name: "split" type: "Split" bottom: "pool" top: "mid" }'
 PYTHON = ('layer { name: "py" type: "Python" bottom: "pool" top: "mid" '
           'python_param { module: "fastpath_double" layer: "Double" } }')
-DOUBLE = """
-import caffe
-
-
-class Double(caffe.Layer):
-    def setup(self, bottom, top):
-        pass
-
-    def reshape(self, bottom, top):
-        top[0].reshape(*bottom[0].data.shape)
-
-    def forward(self, bottom, top):
-        top[0].data[...] = 2 * bottom[0].data
-"""
 
 
 @pytest.fixture
@@ -135,8 +122,7 @@ def test_a_spent_budget_compiles_in_the_background_while_eager_runs_go_on(tmp_pa
 
 
 def test_a_python_layer_runs_eagerly_between_compiled_segments(tmp_path, monkeypatch, compiling):
-    (tmp_path / "fastpath_double.py").write_text(DOUBLE)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    python_double_layer(tmp_path, monkeypatch, "fastpath_double")
     net = make_net(tmp_path, PYTHON)
     want = eager_blobs(net, monkeypatch)
     net.forward()

@@ -7,6 +7,7 @@ import torch
 
 import caffe
 from caffe import trainpath
+from conftest import python_double_layer
 
 NET = """
 name: "train"
@@ -29,23 +30,6 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "label" top: "lo
 DROPOUT = 'layer { name: "drop" type: "Dropout" bottom: "pool" top: "pool" }'
 PYTHON = ('layer { name: "py" type: "Python" bottom: "pool" top: "pool" '
           'python_param { module: "trainpath_double" layer: "Double" } }')
-DOUBLE = """
-import caffe
-
-
-class Double(caffe.Layer):
-    def setup(self, bottom, top):
-        pass
-
-    def reshape(self, bottom, top):
-        top[0].reshape(*bottom[0].data.shape)
-
-    def forward(self, bottom, top):
-        top[0].data[...] = 2 * bottom[0].data
-
-    def backward(self, top, propagate_down, bottom):
-        bottom[0].diff[...] = 2 * top[0].diff
-"""
 
 
 @pytest.fixture
@@ -136,8 +120,7 @@ def test_the_training_path_is_opt_in(tmp_path, monkeypatch, compiling):
 
 
 def test_python_layers_and_hooks_stay_eager(tmp_path, monkeypatch, compiling):
-    (tmp_path / "trainpath_double.py").write_text(DOUBLE)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    python_double_layer(tmp_path, monkeypatch, "trainpath_double")
     want = train_passes(make_net(tmp_path, PYTHON), monkeypatch, compile_on=False)
     got = train_passes(make_net(tmp_path, PYTHON), monkeypatch, compile_on=True)
     assert [(s.start, s.end) for s in compiling] == [(0, 6), (8, 9)]
