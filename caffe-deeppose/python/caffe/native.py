@@ -55,6 +55,10 @@ static void lrn_scale_row(const float *restrict xr, float *restrict sr, float *r
                           float a, float k) {
     int h = size / 2;
     for (int c = 0; c < C; c++) sq[h + c] = xr[c] * xr[c];
+    if (size == 5) {  /* the usual window in one pass (the same sums, in the same order) */
+        for (int c = 0; c < C; c++) sr[c] = ((((sq[c] + sq[c + 1]) + sq[c + 2]) + sq[c + 3]) + sq[c + 4]) * a + k;
+        return;
+    }
     window_sum(sq, sr, C, size);
     for (int c = 0; c < C; c++) sr[c] = sr[c] * a + k;
 }
@@ -62,6 +66,10 @@ static void lrn_scale_row(const float *restrict xr, float *restrict sr, float *r
 static void lrn_forward_row(const float *restrict xr, float *restrict tr, float *restrict sr, float *restrict sq,
                             float *restrict p, int C, int size, float a, float beta, float k) {
     lrn_scale_row(xr, sr, sq, C, size, a, k);
+    if (beta == 0.75f) {  /* neg_pow and the product in one pass (the same operations) */
+        for (int c = 0; c < C; c++) { float r = sqrtf(sr[c]); tr[c] = xr[c] * (1.0f / (r * sqrtf(r))); }
+        return;
+    }
     neg_pow(sr, p, C, beta);
     for (int c = 0; c < C; c++) tr[c] = xr[c] * p[c];
 }
@@ -74,6 +82,11 @@ static void lrn_backward_row(const float *restrict dr, const float *restrict xr,
     lrn_scale_row(xr, sr, sq, C, size, a, k);
     neg_pow(sr, p, C, beta);
     for (int c = 0; c < C; c++) sq[h + c] = dr[c] * (xr[c] * p[c]) / sr[c];
+    if (size == 5) {  /* as lrn_scale_row */
+        for (int c = 0; c < C; c++)
+            br[c] = dr[c] * p[c] - coeff * xr[c] * ((((sq[c] + sq[c + 1]) + sq[c + 2]) + sq[c + 3]) + sq[c + 4]);
+        return;
+    }
     window_sum(sq, win, C, size);
     for (int c = 0; c < C; c++) br[c] = dr[c] * p[c] - coeff * xr[c] * win[c];
 }
@@ -139,16 +152,28 @@ SOURCE += r"""
     for (int t = 1; t < nt; t++)                                                          \
         for (int c = 0; c < NSUMS * C; c++) part[c] += part[(size_t)t * NSUMS * C + c];
 
+static void add_row(const float *restrict xr, float *restrict s, int C) {
+    for (int c = 0; c < C; c++) s[c] += xr[c];
+}
+
+static void add_squared_deviations(const float *restrict xr, const float *restrict mean, float *restrict s, int C) {
+    for (int c = 0; c < C; c++) { float d = xr[c] - mean[c]; s[c] += d * d; }
+}
+
 /* Batch statistics of channels-last rows: mean, and the biased variance from the centred values. */
 void bn_stats(const float *x, long rows, int C, float *mean, float *var, int threads) {
+    /* float sums over blocks of 64 rows (vectorised), added into double */
     {
-        CHANNEL_SUMS(1, const float *xr = x + r * C; for (int c = 0; c < C; c++) acc[c] += xr[c];)
+        CHANNEL_SUMS(1,
+            if (r % 64 == 0) { for (int c = 0; c < C; c++) { acc[c] += blk[c]; blk[c] = 0.0f; } }
+            add_row(x + r * C, blk, C);)
         for (int c = 0; c < C; c++) mean[c] = (float)(part[c] / rows);
         free(part);
     }
     {
-        CHANNEL_SUMS(1, const float *xr = x + r * C;
-                     for (int c = 0; c < C; c++) { double d = xr[c] - mean[c]; acc[c] += d * d; })
+        CHANNEL_SUMS(1,
+            if (r % 64 == 0) { for (int c = 0; c < C; c++) { acc[c] += blk[c]; blk[c] = 0.0f; } }
+            add_squared_deviations(x + r * C, mean, blk, C);)
         for (int c = 0; c < C; c++) var[c] = (float)(part[c] / rows);
         free(part);
     }
