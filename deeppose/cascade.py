@@ -62,6 +62,7 @@ class Cascade:
         if refine_weights:
             nets.check_refiner(desc, refine)
         self.desc = desc
+        self.units = stages.target_units(desc)  # of the stage lists the models were trained on
         self.stage1 = StageNet(stage1, stage1_weights, batch)
         self.refiners = [StageNet(refine, w, batch * desc.num_joints) for w in refine_weights]
 
@@ -69,7 +70,7 @@ class Cascade:
         """uint8 BGR images (H, W, 3), any sizes -> joints (N, J, 2) after each stage."""
         sizes = np.array([im.shape[1::-1] for im in images], float)
         records = np.stack([preprocess.net_image(im, self.stage1.size) for im in images])
-        joints = stages.stage1_joints(self.stage1.run(records), sizes[:, None, :])
+        joints = stages.stage1_joints(self.stage1.run(records), sizes[:, None, :], self.units)
         result = [joints]
         for refiner in self.refiners:
             joints = self.refine(refiner, images, joints, sizes)
@@ -83,7 +84,8 @@ class Cascade:
         crops = np.stack([preprocess.crop(im, c, sd, crop_px).transpose(2, 0, 1)
                           for im, js, sd in zip(images, joints, side) for c in js])
         delta = refiner.run(crops).reshape(joints.shape)
-        return stages.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), crop_px)
+        return stages.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), crop_px,
+                                       self.units)
 
     def predict_files(self, paths, batch_images: int = 256) -> list[np.ndarray]:
         """`predict` over image files, loading `batch_images` at a time."""

@@ -39,7 +39,8 @@ def mean_pose(desc: DatasetDescription) -> np.ndarray:
 def mean_pose_baseline(desc: DatasetDescription, count: int) -> np.ndarray:
     """The mean-pose baseline's prediction for `count` test images (N, J, 2): `mean_pose` about
     the image centre, the same for every image."""
-    return np.broadcast_to(stages.stage1_joints(mean_pose(desc), desc.size), (count, desc.num_joints, 2))
+    pose = stages.stage1_joints(mean_pose(desc), desc.size, stages.target_units(desc))
+    return np.broadcast_to(pose, (count, desc.num_joints, 2))
 
 
 def scores(pred, truth, desc: DatasetDescription) -> dict:
@@ -59,8 +60,32 @@ def scores(pred, truth, desc: DatasetDescription) -> dict:
     }
 
 
-def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch: int = 32) -> dict:
-    """Scores of the baseline and of every stage on the whole test set."""
+def image_errors(pred, truth, desc: DatasetDescription) -> np.ndarray:
+    """Each image's mean joint error in torso diameters (N,)."""
+    diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
+    return np.linalg.norm(pred - truth, axis=-1).mean(axis=1) / diam
+
+
+def write_results_sheet(path, desc: DatasetDescription, names, truth, preds, per_row: int = 4) -> None:
+    """The results sheet: the test images of the best, median and worst last-stage errors
+    (`image_errors`), `per_row` of each, drawn once per stage with the truth and that stage's error."""
+    from . import draw, preprocess
+
+    errors = [image_errors(p, truth, desc) for p in preds]
+    order = np.argsort(errors[-1], kind="stable")
+    mid = max(0, len(order) // 2 - per_row // 2)
+    picks = {"best": order[:per_row], "median": order[mid:mid + per_row], "worst": order[::-1][:per_row]}
+    rows = [(label, [(preprocess.load_image(image_path(names[i], desc), desc), truth[i],
+                      [(f"stage {s}: {e[i]:.2f}", p[i]) for s, (p, e) in enumerate(zip(preds, errors), 1)])
+                     for i in idx]) for label, idx in picks.items()]
+    draw.results_sheet(rows, path, desc, f"{len(names)} test images of {desc.name}, by the last stage's error "
+                       "(the mean joint error in torso diameters): truth yellow; prediction: right red, left blue, "
+                       "centre green")
+
+
+def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch: int = 32, sheet=None) -> dict:
+    """Scores of the baseline and of every stage on the whole test set (and the results sheet, a
+    PNG, at `sheet`)."""
     items = read_split(desc, "test")
     if not items:
         raise ValueError(f"{desc.root}: the test set is empty")
@@ -69,6 +94,8 @@ def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch:
     cascade = Cascade(desc, stage1_weights, refine_weights, batch)
     preds = cascade.predict_files([str(image_path(n, desc)) for n, _ in items])
     seconds = time.time() - start
+    if sheet:
+        write_results_sheet(sheet, desc, [n for n, _ in items], truth, preds)
     results = {"mean pose": scores(mean_pose_baseline(desc, len(truth)), truth, desc)}
     for s, pred in enumerate(preds, 1):
         results[f"stage {s}"] = scores(pred, truth, desc)
@@ -114,10 +141,12 @@ def main(argv, n_models: int, default_plot: str) -> None:
                    "last: the file exists only once the report is complete")
     p.add_argument("--plot", default=default_plot, help="PDJ-curve PNG (default %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="images per forward pass (default %(default)s)")
+    p.add_argument("--sheet", metavar="PNG", help="also draw the results sheet (the best, median and worst test "
+                   "images with the truth and each stage's skeleton) into this PNG")
     datasets.add_argument(p)
     args = p.parse_args(argv)
     desc = datasets.selected(args.dataset)
-    report = evaluate(desc, args.models[0], args.models[1:], batch=args.batch)
+    report = evaluate(desc, args.models[0], args.models[1:], batch=args.batch, sheet=args.sheet)
     plot_pdj(report, args.plot)
     report["plot"] = args.plot
     if args.out:  # without the timing, so that a repeated run's report repeats byte for byte
@@ -126,4 +155,4 @@ def main(argv, n_models: int, default_plot: str) -> None:
         print(json.dumps(report, indent=1))
     else:
         print_report(report, desc)
-        print(f"\nPDJ curves: {args.plot}")
+        print(f"\nPDJ curves: {args.plot}" + (f"; results sheet: {args.sheet}" if args.sheet else ""))

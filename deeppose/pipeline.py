@@ -28,11 +28,11 @@ def log(message: str) -> None:
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
-def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float = 0.1) -> dict:
+def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float = 0.1, units: str = "pixels") -> dict:
     """Write stage1/{train,val,test}.txt: training images and their mirrors (minus a held-out
     validation part, unmirrored, whose stage-1 errors the refiner's simulation is fitted on) and the
-    test images, each line ``<image> <offsets of the joints from the image centre>``; the split
-    and the lists' order come from `seed`."""
+    test images, each line ``<image> <offsets of the joints from the image centre>`` in `units`
+    (recorded beside the lists, `stages.target_units`); the split and the lists' order come from `seed`."""
     rng = np.random.default_rng(seed)
     paths = annotation_paths(desc.root, desc)
     train, test = read_split(desc, "train"), read_split(desc, "test")
@@ -42,16 +42,19 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
     order = rng.permutation(len(train))
     n_val = int(round(val_fraction * len(train)))
     val_items, train_items = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
+    def targets(joints):
+        return stages.stage1_targets(joints, desc.size, units)
+
     rows = {"train": [], "val": [], "test": []}
     for name, joints in train_items:
         path = image_path(name, desc)
         mirrored, mjoints = stages.mirror_sample(path, joints, desc)
-        rows["train"] += [(path, stages.stage1_targets(joints, desc.size)),
-                          (mirrored, stages.stage1_targets(mjoints, desc.size))]
-    rows["val"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size)) for n, j in val_items]
+        rows["train"] += [(path, targets(joints)), (mirrored, targets(mjoints))]
+    rows["val"] = [(image_path(n, desc), targets(j)) for n, j in val_items]
     for name, _ in val_items + test:  # listed as they are: the LMDB tool must be able to read them
         stages.read_training_image(image_path(name, desc), desc)
-    rows["test"] = [(image_path(n, desc), stages.stage1_targets(j, desc.size)) for n, j in test]
+    rows["test"] = [(image_path(n, desc), targets(j)) for n, j in test]
+    log(f"stage-1 targets in {units} -> {stages.write_target_units(desc, units)}")
     lists = {}
     for split, items in rows.items():
         items = [items[i] for i in rng.permutation(len(items))]
@@ -63,7 +66,7 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
 def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
     """A stage-1 list's images and absolute joints (N, J, 2)."""
     names, targets = stages.read_list(path)
-    return names, stages.stage1_joints(targets, desc.size)
+    return names, stages.stage1_joints(targets, desc.size, stages.target_units(desc))
 
 
 # -- predictions of stages 1..s ----------------------------------------------------------------
@@ -102,8 +105,10 @@ def read_outputs(path, desc: DatasetDescription):
 
 # -- stage s >= 2 ------------------------------------------------------------------------------
 def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centres, sides, joint_idx, crop_px: int):
-    """Crops of side sides[i] around centres (N, K, 2) of image i, PNG at crop_px x crop_px; list rows."""
+    """Crops of side sides[i] around centres (N, K, 2) of image i, PNG at crop_px x crop_px; list rows
+    (targets in the run's units)."""
     directory.mkdir(parents=True, exist_ok=True)
+    units = stages.target_units(desc)
     rows = []
     for name, truth, cs, side, idx in tqdm(list(zip(names, joints, centres, sides, joint_idx)), unit="img",
                                            desc=str(directory), disable=None, leave=False):
@@ -112,7 +117,7 @@ def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centr
             path = directory / f"{Path(name).stem}_{j:02d}.png"
             if not cv2.imwrite(str(path), preprocess.crop(image, c, side, crop_px)):
                 raise OSError(f"cannot write {path}")
-            rows.append((path, stages.refine_targets(truth[j], c, side, crop_px)))
+            rows.append((path, stages.refine_targets(truth[j], c, side, crop_px, units)))
     return rows
 
 
@@ -167,20 +172,28 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
 
 
 # -- solvers -------------------------------------------------------------------------------------
-def _set_field(param, key, value, src) -> None:
+def _set_field(param, key, value, src) -> str:
+    """Set one field of a SolverParameter (an enum by its name, a repeated field by a list); its
+    previous value as text."""
     field = param.DESCRIPTOR.fields_by_name.get(key)
     if field is None:
         raise ValueError(f"{src}: SolverParameter has no field {key!r}")
     current = getattr(param, key)
     if hasattr(current, "extend"):  # a repeated field: its values replaced
+        before = list(current)
         del current[:]
         current.extend(value if isinstance(value, (list, tuple)) else [value])
-    elif field.enum_type is not None and isinstance(value, str):
-        if value not in field.enum_type.values_by_name:
-            raise ValueError(f"{src}: {key} has no value {value!r} ({', '.join(field.enum_type.values_by_name)})")
-        setattr(param, key, field.enum_type.values_by_name[value].number)
+        return str(before)
+    if field.enum_type is not None:
+        before = field.enum_type.values_by_number[current].name
+        if isinstance(value, str):
+            if value not in field.enum_type.values_by_name:
+                raise ValueError(f"{src}: {key} has no value {value!r} ({', '.join(field.enum_type.values_by_name)})")
+            value = field.enum_type.values_by_name[value].number
     else:
-        setattr(param, key, value)
+        before = repr(current)
+    setattr(param, key, value)
+    return before
 
 
 def derive_solver(src, dst, overrides: dict, net=None, train_batch: int | None = None) -> Path:
@@ -190,10 +203,11 @@ def derive_solver(src, dst, overrides: dict, net=None, train_batch: int | None =
     changed; otherwise the solver refers to the net file."""
     param = caffe.io.read_solver_prototxt(src)
     for key, value in overrides.items():
-        _set_field(param, key, value, src)
+        before = _set_field(param, key, value, src)
+        log(f"{dst}: {key} {before} -> {value!r} (from {src})")
     note = {k: v for k, v in overrides.items()}
     net = str(net or param.net)
-    if not net:
+    if not net and not param.HasField("net_param"):
         raise ValueError(f"{src}: the solver has no `net` file (the run's solvers train one net file)")
     if train_batch:
         net_param = caffe.io.read_net_prototxt(net)
@@ -203,9 +217,9 @@ def derive_solver(src, dst, overrides: dict, net=None, train_batch: int | None =
         param.ClearField("net")
         param.net_param.CopyFrom(net_param)
         note["TRAIN batch_size"] = train_batch
-    else:
+    elif net:
         param.net = net
-    note["net"] = net
+    note["net"] = net or "net_param (inlined)"
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     caffe.io.write_prototxt(dst, param, f"derived from {src} by python -m deeppose train: {note}")

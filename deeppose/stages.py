@@ -1,12 +1,17 @@
 """Training data of the cascade's stages; the stage number s is a parameter.
 
 Stage 1 regresses every joint from the whole image: the target of a joint is its offset from the
-image centre in the original image's pixels. The training set is doubled by horizontal mirrors
-(left/right joints swapped by the dataset description).
+image centre. The training set is doubled by horizontal mirrors (left/right joints swapped by the
+dataset description).
 
 Stage s >= 2 refines one joint from a crop of side ``alpha x torso diameter`` centred on the
-stage s-1 estimate; the target is the true joint relative to the crop centre in crop units,
-``(true - centre) / side * crop_px`` (``+-crop_px/2`` is the crop border; crop_px is the refiner's input side). The estimates the refiner
+stage s-1 estimate; the target is the true joint's offset from the crop centre.
+
+The targets' units are the run's choice, recorded with its stage-1 lists (`target_units`), so that
+every reader inverts them: ``box`` (the paper's normalisation: the offset divided by the box size,
+the image's (width, height) at stage 1, the crop side at a refiner, so +-0.5 is the box border) or
+``pixels`` (the seed's: the image's pixels at stage 1, 1/crop_px of the crop side at a refiner, so
++-crop_px/2 is the crop border; crop_px is the refiner's input side). The estimates the refiner
 trains on are either simulated (the paper: displacements sampled per joint from a normal fitted
 to the stage s-1 errors on held-out images, `DisplacementModel`) or the stage s-1 predictions on
 the training images themselves (the seed's way, which look better than test-time errors).
@@ -27,6 +32,8 @@ from .dataset import DatasetDescription, flip_joints, torso_diameter
 
 MIRROR_SUFFIX = "m"  # <name>m.png: the mirrored copy written next to a training image
 MIN_DIAMETER_FRACTION = 1 / 16  # torso diameter floor, as a fraction of the image's longer side
+TARGET_UNITS = ("box", "pixels")  # see the module's docstring; lists made without a record are "pixels"
+UNITS_FILE = "targets.json"  # the record of the units, in the stage-1 directory
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
@@ -35,17 +42,28 @@ def image_centre(size) -> np.ndarray:
     return np.asarray(size, float) / 2
 
 
-def stage1_targets(joints, size) -> np.ndarray:
-    """Joints (..., J, 2) -> stage-1 targets: offsets from the image centre, in pixels."""
-    return np.asarray(joints, float) - image_centre(size)
+def _is_box(units: str) -> bool:
+    if units not in TARGET_UNITS:
+        raise ValueError(f"target units must be one of {', '.join(TARGET_UNITS)}, not {units!r}")
+    return units == "box"
 
 
-def stage1_joints(targets, size) -> np.ndarray:
-    """Stage-1 outputs (..., 2J) or (..., J, 2) -> absolute joints (..., J, 2)."""
+def _unit(units: str, size) -> np.ndarray | float:
+    """The length one stage-1 target unit stands for: the image's size for "box", 1 pixel else."""
+    return np.asarray(size, float) if _is_box(units) else 1.0
+
+
+def stage1_targets(joints, size, units: str = "pixels") -> np.ndarray:
+    """Joints (..., J, 2) -> stage-1 targets: offsets from the image centre, in `units`."""
+    return (np.asarray(joints, float) - image_centre(size)) / _unit(units, size)
+
+
+def stage1_joints(targets, size, units: str = "pixels") -> np.ndarray:
+    """Stage-1 outputs (..., 2J) or (..., J, 2) in `units` -> absolute joints (..., J, 2)."""
     t = np.asarray(targets, float)
     if t.shape[-1] != 2:
         t = t.reshape(t.shape[:-1] + (-1, 2))
-    return t + image_centre(size)
+    return t * _unit(units, size) + image_centre(size)
 
 
 def mirror_path(path) -> Path:
@@ -101,15 +119,20 @@ def crop_side(joints, size, desc: DatasetDescription) -> np.ndarray:
     return desc.alpha * floored_diameter(torso_diameter(joints, desc), size)
 
 
-def refine_targets(true, centre, side, crop_px: int) -> np.ndarray:
-    """True joint positions (..., 2) relative to crop centres, in units of 1/crop_px of the crop side."""
+def _crop_unit(side, crop_px: int, units: str) -> np.ndarray:
+    """The length one refiner target unit stands for: the crop side ("box") or side / crop_px."""
     side = np.asarray(side, float)[..., None]
-    return (np.asarray(true, float) - np.asarray(centre, float)) / side * crop_px
+    return side if _is_box(units) else side / crop_px
 
 
-def apply_refinement(centre, output, side, crop_px: int) -> np.ndarray:
+def refine_targets(true, centre, side, crop_px: int, units: str = "pixels") -> np.ndarray:
+    """True joint positions (..., 2) relative to crop centres, in `units` of the crop."""
+    return (np.asarray(true, float) - np.asarray(centre, float)) / _crop_unit(side, crop_px, units)
+
+
+def apply_refinement(centre, output, side, crop_px: int, units: str = "pixels") -> np.ndarray:
     """Inverse of `refine_targets`: the refined positions from the net's output."""
-    return np.asarray(centre, float) + np.asarray(output, float) * np.asarray(side, float)[..., None] / crop_px
+    return np.asarray(centre, float) + np.asarray(output, float) * _crop_unit(side, crop_px, units)
 
 
 @dataclass(frozen=True)
@@ -173,6 +196,30 @@ def list_path(stage: int, split: str, desc: DatasetDescription) -> Path:
     if split not in splits:
         raise ValueError(f"stage {stage} has the lists {', '.join(splits)}, not {split!r}")
     return stage_dir(stage, desc) / f"{split}.txt"
+
+
+def write_target_units(desc: DatasetDescription, units: str) -> Path:
+    """Record the run's target units with its stage-1 lists (written atomically)."""
+    _is_box(units)
+    path = stage_dir(1, desc) / UNITS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({"units": units}) + "\n")
+    return path
+
+
+def target_units(desc: DatasetDescription) -> str:
+    """The target units of the dataset's stage lists and the models trained on them: the record
+    written with the stage-1 lists, "pixels" (the seed's) where there is none."""
+    path = stage_dir(1, desc) / UNITS_FILE
+    try:
+        units = json.loads(path.read_text(encoding="utf-8"))["units"]
+    except FileNotFoundError:
+        return "pixels"
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a record of target units ({e}); remake the stage-1 lists") from None
+    if units not in TARGET_UNITS:
+        raise ValueError(f"{path}: units {units!r}, not one of {', '.join(TARGET_UNITS)}")
+    return units
 
 
 def crops_dir(stage: int, split: str, desc: DatasetDescription) -> Path:

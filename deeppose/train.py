@@ -33,6 +33,14 @@ from .dataset import annotation_paths
 STEPS = ("data", "stage1", "lmdb1", "train1", "accuracy1", "output1", "stage2", "lmdb2", "train2", "accuracy2")
 STAMP = Path("models/dataset.txt")  # the dataset whose outputs models/ holds
 SCHEDULES = ("auto", "full", "cpu")
+# The short CPU schedule's solver fields, per stage (the committed solvers keep the seed's; see
+# docs/cpu_schedule.md for the measurements behind each value).
+CPU_SOLVER = {
+    1: {"type": "Adam", "base_lr": 1e-4, "lr_policy": "fixed", "weight_decay": 5e-4, "momentum": 0.9,
+        "momentum2": 0.999},
+    2: {"type": "Adam", "base_lr": 1e-4, "lr_policy": "fixed", "weight_decay": 5e-4, "momentum": 0.9,
+        "momentum2": 0.999},
+}
 
 
 def log(message: str) -> None:
@@ -72,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
                        help=f"cpu: stage {k}'s TRAIN batch size (default %(default)s) [DEEPPOSE_BATCH{k}]")
         s.add_argument(f"--lr{k}", type=float, default=_env(f"DEEPPOSE_LR{k}", None) or None,
                        help=f"cpu: stage {k}'s base_lr (default: the committed solver's) [DEEPPOSE_LR{k}]")
+    s.add_argument("--targets", choices=("auto",) + stages.TARGET_UNITS, default=_env("DEEPPOSE_TARGETS", "auto"),
+                   help="the stages' target units: box (the paper's: offsets / the image's size at stage 1, / the "
+                        "crop side at a refiner), pixels (the seed's raw pixel offsets); auto (default): box with "
+                        "the cpu schedule, pixels with the full one [DEEPPOSE_TARGETS]")
     s.add_argument("--test-iter", type=int, default=_env("DEEPPOSE_TEST_ITER", "20"),
                    help="cpu: test_iter of the test at the end of training (default %(default)s) [DEEPPOSE_TEST_ITER]")
     s.add_argument("--gpus", default=_env("DEEPPOSE_GPUS", "all"),
@@ -106,6 +118,7 @@ class Stage:
     log: Path
     report: Path
     plot: Path
+    sheet: Path  # the results sheet
 
     @property
     def directory(self) -> Path:
@@ -140,11 +153,13 @@ class Run:
         self.gpu_count = torch.cuda.device_count()  # the one GPU probe
         self.schedule = args.schedule if args.schedule != "auto" else ("full" if self.gpu_count else "cpu")
         self.gpus = self._gpus() if self.schedule == "full" and self.gpu_count else []
+        self.units = args.targets if args.targets != "auto" else ("box" if self.schedule == "cpu" else "pixels")
         stage1, refine = nets.stage_nets(self.desc)
         self.stages = [self._stage(1, stage1, args.iter1, args.batch1, args.lr1),
                        self._stage(2, refine, args.iter2, args.batch2, args.lr2)]
         self.forced = False
-        log(f"dataset {self.desc.name} ({self.desc.root}), seed {self.seed}, schedule {self.schedule}")
+        log(f"dataset {self.desc.name} ({self.desc.root}), seed {self.seed}, schedule {self.schedule}, "
+            f"targets in {self.units}")
         for s in self.stages:
             log(f"stage {s.number}: nets {s.files.deploy}, {s.files.train}; solver {s.solver}; "
                 f"databases {s.data.train_db}, {s.data.test_db}; mean {s.data.mean}; weights {s.final}")
@@ -175,7 +190,7 @@ class Run:
         overrides = {"random_seed": self.seed}
         train_batch = None
         if self.schedule == "cpu":
-            overrides.update(solver_mode="CPU", max_iter=iters, snapshot=iters, display=10,
+            overrides.update(CPU_SOLVER[number], solver_mode="CPU", max_iter=iters, snapshot=iters, display=10,
                              test_interval=iters, test_iter=[self.args.test_iter])
             if lr is not None:
                 overrides["base_lr"] = lr
@@ -188,7 +203,7 @@ class Run:
         name = committed.stem.removesuffix("_solver")
         return Stage(number, files, solver, nets.data_files(files.train), pipeline.final_snapshot(solver),
                      committed.parent / f"{name}.log", committed.parent / "accuracy.json",
-                     committed.parent / "pdj_curve.png")
+                     committed.parent / "pdj_curve.png", committed.parent / "results_sheet.png")
 
     # -- skipping --------------------------------------------------------------------------------
     def _done(self, path: Path) -> bool:
@@ -219,8 +234,13 @@ class Run:
         annotations = sorted({str(p) for p in annotation_paths(desc.root, desc).values()})
         if self.should_run("data", *annotations):
             self.data(annotations)
-        if self.should_run("stage1", *(stages.list_path(1, split, desc) for split in stages.STAGE1_SPLITS)):
-            pipeline.make_stage1_lists(desc, self.seed)
+        lists1 = [stages.list_path(1, split, desc) for split in stages.STAGE1_SPLITS]
+        if all(p.exists() for p in lists1) and stages.target_units(desc) != self.units and not self.forced:
+            log(f"the stage lists hold targets in {stages.target_units(desc)}, this run's are in {self.units}: "
+                "the steps from stage1 on run again")
+            self.forced = True
+        if self.should_run("stage1", *lists1):
+            pipeline.make_stage1_lists(desc, self.seed, units=self.units)
         if self.should_run("lmdb1", *self._data_outputs(s1)):
             self.databases(s1, "test")
             STAMP.parent.mkdir(parents=True, exist_ok=True)
@@ -242,7 +262,8 @@ class Run:
             self.train(s2)
         if self.should_run("accuracy2", s2.report):
             self.accuracy(s2, [s1.final, s2.final])
-        log(f"finished in {time.time() - start:.0f} s; models: {s1.final} {s2.final}; PDJ curves: {s2.plot}")
+        log(f"finished in {time.time() - start:.0f} s; models: {s1.final} {s2.final}; PDJ curves: {s2.plot}; "
+            f"results sheet: {s2.sheet}")
 
     def _check_stamp(self) -> None:
         """models/ holds the outputs of one dataset: another one must remake them (--from stage1)."""
@@ -334,7 +355,7 @@ class Run:
     def accuracy(self, stage: Stage, models) -> None:
         from .evaluate import main as evaluate_main
 
-        argv = [*map(str, models), "--out", str(stage.report), "--plot", str(stage.plot)]
+        argv = [*map(str, models), "--out", str(stage.report), "--plot", str(stage.plot), "--sheet", str(stage.sheet)]
         evaluate_main(argv + (["--dataset", self.args.dataset] if self.args.dataset else []),
                       n_models=len(models), default_plot=str(stage.plot))
 

@@ -30,6 +30,29 @@ def test_stage1_targets_round_trip():
     assert np.allclose(stages.stage1_joints(t.reshape(len(t), -1), K2HPD.size), joints)
 
 
+def test_box_targets_are_the_papers_normalisation():
+    joints = random_joints()
+    t = stages.stage1_targets(joints, K2HPD.size, "box")
+    assert np.allclose(t, (joints - np.array(K2HPD.size) / 2) / np.array(K2HPD.size))
+    assert np.abs(t).max() <= 0.5  # the image border is +-0.5
+    assert np.allclose(stages.stage1_joints(t.reshape(len(t), -1), K2HPD.size, "box"), joints)
+    with pytest.raises(ValueError, match="target units must be one of box, pixels, not 'inches'"):
+        stages.stage1_targets(joints, K2HPD.size, "inches")
+
+
+def test_target_units_are_recorded_with_the_stage1_lists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert stages.target_units(K2HPD) == "pixels"  # lists made before the record: the seed's units
+    path = stages.write_target_units(K2HPD, "box")
+    assert path == Path(K2HPD.root) / "stage1" / "targets.json" and stages.target_units(K2HPD) == "box"
+    path.write_text("{")
+    with pytest.raises(ValueError, match="targets.json: not a record of target units"):
+        stages.target_units(K2HPD)
+    path.write_text('{"units": "feet"}')
+    with pytest.raises(ValueError, match="targets.json: units 'feet'"):
+        stages.target_units(K2HPD)
+
+
 def test_mirrored_sample_swaps_left_and_right(tmp_path):
     image = np.zeros((K2HPD.height, K2HPD.width), np.uint8)
     image[:, :10] = 255  # a bright band on the left edge
@@ -56,8 +79,10 @@ def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
         items.append((name, random_joints(1)[0]))
     write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items)
     write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[:3])
-    lists = pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0.2)
-    train, _ = stages.read_list(lists["train"])
+    lists = pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0.2, units="box")
+    assert stages.target_units(K2HPD) == "box"
+    train, targets = stages.read_list(lists["train"])
+    assert np.abs(targets).max() <= 0.5
     val, _ = stages.read_list(lists["val"])
     assert len(train) == 16 and len(val) == 2 and len(stages.read_list(lists["test"])[0]) == 3
     assert sum(n.endswith("m.png") for n in train) == 8
@@ -94,6 +119,10 @@ def test_refine_targets_round_trip_and_border():
     assert np.allclose(stages.apply_refinement(centre, t, side, 64), true)
     edge = stages.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64)
     assert np.allclose(edge, [[32, 0]])  # the crop border is +-out/2
+    t = stages.refine_targets(true, centre, side, 64, "box")
+    assert np.allclose(stages.apply_refinement(centre, t, side, 64, "box"), true)
+    edge = stages.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64, "box")
+    assert np.allclose(edge, [[0.5, 0]])  # in box units the crop border is +-0.5
 
 
 def test_degenerate_torso_diameter_is_floored():
@@ -154,10 +183,13 @@ def test_net_image_resizes_like_convert_imageset(tmp_path):
 
 
 # -- solvers ---------------------------------------------------------------------------------------
-def test_derived_solver_overrides_and_keeps_the_rest(tmp_path):
+def test_derived_solver_overrides_and_keeps_the_rest(tmp_path, capfd):
     src = "models/deeppose/deeppose_solver.prototxt"
     dst = pipeline.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": 7, "solver_mode": "CPU", "test_iter": [3],
-                                                                "random_seed": 5}, train_batch=2)
+                                                                "random_seed": 5, "type": "Adam"}, train_batch=2)
+    logged = capfd.readouterr().err
+    for change in ("max_iter 120000 -> 7", "solver_mode GPU -> 'CPU'", "test_iter [100] -> [3]", "type 'SGD' -> 'Adam'"):
+        assert f"s.prototxt: {change} (from {src})" in logged
     p = protoio.read_prototxt(dst, caffe_pb2.SolverParameter)
     committed = protoio.read_prototxt(src, caffe_pb2.SolverParameter)
     assert p.max_iter == 7 and p.solver_mode == caffe_pb2.SolverParameter.CPU and list(p.test_iter) == [3]
@@ -168,6 +200,8 @@ def test_derived_solver_overrides_and_keeps_the_rest(tmp_path):
     assert pipeline.final_snapshot(dst).name == "deeppose_iter_7.caffemodel"
     other = pipeline.derive_solver(src, tmp_path / "n.prototxt", {}, net="models/deeppose/run/x.prototxt")
     assert protoio.read_prototxt(other, caffe_pb2.SolverParameter).net == "models/deeppose/run/x.prototxt"
+    further = pipeline.derive_solver(dst, tmp_path / "f.prototxt", {"max_iter": 14})  # keeps the inlined net
+    assert protoio.read_prototxt(further, caffe_pb2.SolverParameter).net_param == p.net_param
     with pytest.raises(ValueError, match="no field 'max_iters'"):
         pipeline.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": 7})
     with pytest.raises(ValueError, match="solver_mode has no value 'TPU'"):

@@ -2,7 +2,8 @@
 """Training data of DeepPose stage S (run from the repository root).
 
 --stage 1: mirror the training images (<name>m.png next to each), hold out a validation part,
-           write <root>/stage1/{train,val,test}.txt (joint offsets from the image centre).
+           write <root>/stage1/{train,val,test}.txt (joint offsets from the image centre, in the
+           --targets units recorded in <root>/stage1/targets.json, which the later stages follow).
 --stage S >= 2: crops around stage S-1 estimates and their targets: <root>/stageS/train.txt
            (training images) and val.txt (the held-out images, around the real predictions)
            (needs <root>/stage<S-1>/output_val.txt from models/deeppose*/pyoutput.py;
@@ -13,7 +14,7 @@ the dataset's joints (nets.stage_nets: run-local copies where the committed ones
 
 import argparse
 
-from deeppose import datasets, nets
+from deeppose import datasets, nets, stages
 from deeppose.cli import command
 from deeppose.pipeline import make_refine_data, make_stage1_lists
 
@@ -29,6 +30,9 @@ def main(argv=None):
                         "paper) or use the previous stage's predictions on the training images (the seed)")
     p.add_argument("--per-image", type=int, default=1,
                    help="stage >= 2: joints cropped per training image (default %(default)s, as the seed)")
+    p.add_argument("--targets", choices=stages.TARGET_UNITS, default="pixels",
+                   help="stage 1: the stages' target units, recorded with the lists: pixels (default, the seed's "
+                        "offsets in pixels) or box (the paper's: offsets / the image's size; a refiner's / the crop side)")
     datasets.add_seed_argument(p)
     datasets.add_argument(p)
     args = p.parse_args(argv)
@@ -37,7 +41,7 @@ def main(argv=None):
     desc, seed = datasets.selected(args.dataset), datasets.selected_seed(args.seed)
     _, refine = nets.stage_nets(desc)
     if args.stage == 1:
-        make_stage1_lists(desc, seed, val_fraction=args.val_fraction)
+        make_stage1_lists(desc, seed, val_fraction=args.val_fraction, units=args.targets)
     else:
         crop_px, _ = nets.input_size(refine.deploy)
         make_refine_data(desc, args.stage, crop_px, seed, args.displacements, args.per_image)
