@@ -80,6 +80,9 @@ def parser() -> argparse.ArgumentParser:
                        help=f"cpu: stage {k}'s TRAIN batch size (default %(default)s) [DEEPPOSE_BATCH{k}]")
         s.add_argument(f"--lr{k}", type=float, default=_env(f"DEEPPOSE_LR{k}", None) or None,
                        help=f"cpu: stage {k}'s base_lr (default: the committed solver's) [DEEPPOSE_LR{k}]")
+    s.add_argument("--cpu-solver", choices=("tuned", "seed"), default=_env("DEEPPOSE_CPU_SOLVER", "tuned"),
+                   help="cpu: the solver's rules: tuned (default: CPU_SOLVER in deeppose/train.py, see "
+                        "docs/cpu_schedule.md) or seed (the committed solver's type, rates and decay) [DEEPPOSE_CPU_SOLVER]")
     s.add_argument("--targets", choices=("auto",) + stages.TARGET_UNITS, default=_env("DEEPPOSE_TARGETS", "auto"),
                    help="the stages' target units: box (the paper's: offsets / the image's size at stage 1, / the "
                         "crop side at a refiner), pixels (the seed's raw pixel offsets); auto (default): box with "
@@ -190,7 +193,7 @@ class Run:
         overrides = {"random_seed": self.seed}
         train_batch = None
         if self.schedule == "cpu":
-            overrides.update(CPU_SOLVER[number], solver_mode="CPU", max_iter=iters, snapshot=iters, display=10,
+            overrides.update(CPU_SOLVER[number] if self.args.cpu_solver == "tuned" else {}, solver_mode="CPU", max_iter=iters, snapshot=iters, display=10,
                              test_interval=iters, test_iter=[self.args.test_iter])
             if lr is not None:
                 overrides["base_lr"] = lr
