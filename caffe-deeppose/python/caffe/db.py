@@ -310,10 +310,10 @@ class _Writer:
     `commit_every` records. It is built in a temporary directory beside the path while the path's
     lock is held, and appears at the path when closed without an error (`close()` or the end of a
     `with` block); `abort()` (or an error in the `with` block) removes it. Errors name the
-    database. Subclasses give KIND, ERRORS, `_create(directory)` (the open store) and
-    `_write(records)` (one transaction)."""
+    database. Subclasses give KIND, ERRORS, DIR_MODE (the directory's permissions),
+    `_create(directory)` (the open store) and `_write(records)` (one transaction)."""
 
-    KIND, ERRORS = None, ()
+    KIND, ERRORS, DIR_MODE = None, (), None
 
     def __init__(self, path, commit_every=COMMIT_EVERY):
         self.name = os.fspath(path)
@@ -335,7 +335,7 @@ class _Writer:
                 self._tmp = tempfile.mkdtemp(prefix=f".tmp-{base}-", dir=folder)
                 umask = os.umask(0)
                 os.umask(umask)
-                os.chmod(self._tmp, 0o744 & ~umask)  # Caffe's mkdir(path, 0744)
+                os.chmod(self._tmp, self.DIR_MODE & ~umask)
                 self.store = self._create(self._tmp)
             except (OSError, *self.ERRORS) as e:
                 raise DBError(f"{self.name}: cannot create the database: {_message(e)}") from None
@@ -400,7 +400,7 @@ class _Writer:
 class LMDBWriter(_Writer):
     """A NEW LMDB; the map grows by doubling when full, like Caffe's."""
 
-    KIND, ERRORS = "LMDB", (lmdb.Error,)
+    KIND, ERRORS, DIR_MODE = "LMDB", (lmdb.Error,), 0o744  # Caffe's mkdir(path, 0744)
 
     def __init__(self, path, commit_every=COMMIT_EVERY, map_size=1 << 26):
         self.map_size = map_size
@@ -424,7 +424,7 @@ class LevelDBWriter(_Writer):
     """A NEW LevelDB with Caffe's options; each transaction is one WriteBatch (written through to
     the disk, as an LMDB transaction is)."""
 
-    KIND, ERRORS = "LEVELDB", (plyvel.Error,)
+    KIND, ERRORS, DIR_MODE = "LEVELDB", (plyvel.Error,), 0o755  # LevelDB's mkdir(path, 0755)
 
     def _create(self, directory):
         return plyvel.DB(directory, create_if_missing=True, error_if_exists=True, **LEVELDB_OPTIONS)
