@@ -172,11 +172,13 @@ def test_writer_makes_a_new_database(tmp_path, backend):
     path = make_db(tmp_path / "db", [datum(i) for i in range(5)], backend)
     with pytest.raises(cdb.DBError, match="already exists"):
         cdb.new_db(path, backend)
-    assert len(cdb.open_db(path, backend)) == 5
+    with cdb.open_db(path, backend) as db:
+        assert len(db) == 5
     with cdb.new_db(tmp_path / "other", backend) as w:  # closed inside the block, then by its end
         w.put("a", b"x")
         w.close()
-        assert len(cdb.open_db(tmp_path / "other", backend)) == 1
+        with cdb.open_db(tmp_path / "other", backend) as db:
+            assert len(db) == 1
     with pytest.raises(RuntimeError, match="stop"), cdb.new_db(tmp_path / "failed", backend) as w:
         w.put("a", b"x")
         w.commit()
@@ -191,11 +193,10 @@ def test_leveldb_records_in_bytewise_key_order_and_one_opener_per_process(tmp_pa
     with cdb.new_db(tmp_path / "db", "leveldb") as w:
         for k in keys:
             w.put(k, k)
-    first, second = cdb.LevelDB(tmp_path / "db"), cdb.LevelDB(tmp_path / "db")
-    assert [k for k, _ in first.records()] == sorted(keys) == [k for k, _ in second.records()]
-    first.close()
-    assert second.first() == (b"\x00z", b"\x00z")
-    second.close()
+    with cdb.LevelDB(tmp_path / "db") as second:
+        with cdb.LevelDB(tmp_path / "db") as first:
+            assert [k for k, _ in first.records()] == sorted(keys) == [k for k, _ in second.records()]
+        assert second.first() == (b"\x00z", b"\x00z")  # still open after the first closed
 
 
 def test_leveldb_data_layer_resumes_exactly(tmp_path):
@@ -214,6 +215,27 @@ def test_leveldb_data_layer_resumes_exactly(tmp_path):
     got = [[a.copy() for a in second.forward().values()] for _ in range(4)]
     np.testing.assert_equal(got, want)
     assert [labels.tolist() for _, labels in got] == [[4, 0], [1, 2], [3, 4], [0, 1]]
+
+
+def test_convert_imageset_and_compute_image_mean_on_either_backend(tmp_path, capfd):
+    """-backend leveldb writes and reads a LevelDB with the records and mean of the LMDB; the mean
+    tool pointed at the other kind says which flag to pass."""
+    from caffe.tools import compute_image_mean, convert_imageset
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 5, 3), 30 * i, np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"{i}.png {i}\n" for i in range(3)))
+    for backend in ("lmdb", "leveldb"):
+        assert convert_imageset.main(["-backend", backend, f"{tmp_path}/", str(tmp_path / "list.txt"),
+                                      str(tmp_path / backend)]) == 0
+        assert compute_image_mean.main(["-backend", backend, str(tmp_path / backend),
+                                        str(tmp_path / f"{backend}.binaryproto")]) == 0
+    with cdb.LevelDB(tmp_path / "leveldb") as leveldb, cdb.LMDB(tmp_path / "lmdb") as lmdb:
+        assert list(leveldb.records()) == list(lmdb.records())
+    assert (tmp_path / "leveldb.binaryproto").read_bytes() == (tmp_path / "lmdb.binaryproto").read_bytes()
+    capfd.readouterr()
+    assert compute_image_mean.main([str(tmp_path / "leveldb")]) == 1
+    assert f"{tmp_path / 'leveldb'}: not an LMDB: it holds a LevelDB (CURRENT): pass -backend leveldb" \
+        in capfd.readouterr().err
 
 
 def test_image_data_missing_image_names_the_line(tmp_path):

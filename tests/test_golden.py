@@ -214,11 +214,8 @@ TOOLS = {"convert_imageset": convert_imageset.main,
 
 
 def records(path, backend="lmdb"):
-    db = cdb.open_db(path, backend)
-    try:
+    with cdb.open_db(path, backend) as db:
         return list(db.records())
-    finally:
-        db.close()
 
 
 def compare_records(case, ours, ref):

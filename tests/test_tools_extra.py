@@ -17,11 +17,8 @@ GLOG = re.compile(r"^([IWEF])\d+ [\d:.]+ +\d+ (.*)$")
 
 
 def read_datums(path, backend):
-    db = cdb.open_db(path, backend)
-    try:
+    with cdb.open_db(path, backend) as db:
         return [(k.decode(), caffe_pb2.Datum.FromString(v)) for k, v in db.records()]
-    finally:
-        db.close()
 
 
 @pytest.mark.parametrize("backend", ["lmdb", "leveldb"])

@@ -166,6 +166,12 @@ class _Reader:
             self._close(self.handle)
         self.handle = None
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class LMDB(_Reader):
     """An LMDB opened read-only. Without a lock file (a copied or read-only database) it is opened

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import glog
 from ..data_transformer import DataTransformer, decode_record
-from ..db import DBError, backend_name, open_db, record_error
+from ..db import DBError, WrongBackend, backend_name, open_db, record_error
 from ..proto import caffe_pb2
 from ..protoio import ProtoFileError, array_to_blobproto, write_binary_proto
 from .flags import Flag, parse_or_exit
@@ -69,6 +69,9 @@ def main(argv=None):
         if len(args) == 2:
             glog.info("compute_image_mean.cpp:108", f"Write to {args[1]}")
             write_binary_proto(args[1], array_to_blobproto(mean[None], legacy=True))
+    except WrongBackend as e:
+        glog.log("F", "compute_image_mean.cpp:53", f"{e}: pass -backend {e.found.lower()}")
+        return 1
     except (DBError, ProtoFileError, OSError) as e:
         glog.log("F", "compute_image_mean.cpp:53", str(e))
         return 1
