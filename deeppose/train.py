@@ -271,17 +271,20 @@ class Run:
         return stage.data.train_db, stage.data.test_db, stage.data.mean
 
     def databases(self, stage: Stage, tested: str) -> None:
-        """The stage's LMDBs (records at the deploy net's input size) from its train list and the list
-        its TEST Data layer reads (`tested`: stage 1's test, a refiner's val), and the training mean."""
+        """The stage's databases (records at the deploy net's input size; LMDB or LevelDB, as its Data
+        layers' `backend` says) from its train list and the list its TEST Data layer reads (`tested`:
+        stage 1's test, a refiner's val), and the training mean."""
         from caffe.tools import compute_image_mean, convert_imageset
 
         rows, cols = nets.input_size(stage.files.deploy)
         for path in self._data_outputs(stage):
             shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else Path(path).unlink(missing_ok=True)
-        for split, db in (("train", stage.data.train_db), (tested, stage.data.test_db)):
-            _tool(convert_imageset.main_multilabel, [f"-resize_height={rows}", f"-resize_width={cols}", "",
+        data = stage.data
+        for split, db, backend in (("train", data.train_db, data.train_backend), (tested, data.test_db, data.test_backend)):
+            _tool(convert_imageset.main_multilabel, [f"-backend={backend.lower()}", f"-resize_height={rows}",
+                                                     f"-resize_width={cols}", "",
                                                      str(stages.list_path(stage.number, split, self.desc)), db])
-        _tool(compute_image_mean.main, [stage.data.train_db, stage.data.mean])
+        _tool(compute_image_mean.main, [f"-backend={data.train_backend.lower()}", data.train_db, data.mean])
 
     def train(self, stage: Stage) -> None:
         """Train through pycaffe's solver (`solve(resume_file)`): an interrupted run (a .solverstate
