@@ -69,7 +69,6 @@ def one_of(*names: str):
             raise _error(text, f"one of {', '.join(names)}")
         return text
 
-    choice.__name__ = "|".join(names)
     return choice
 
 

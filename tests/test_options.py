@@ -97,7 +97,8 @@ def test_model_scripts_name_a_bad_option(capsys, main, argv, option):
 
 
 BROKEN = {
-    "syntax.py": ("x = 1\nDATASET = dict(name='two'\n", 2, "SyntaxError: '(' was never closed", "DATASET = dict(name='two'"),
+    "syntax.py": ("x = 1\nDATASET = dict(name='two'\n", 2, "SyntaxError: '(' was never closed",
+                  "DATASET = dict(name='two'"),
     "raises.py": ("import math\n\nDATASET = math.nope\n", 3, "AttributeError: module 'math' has no attribute 'nope'",
                   "DATASET = math.nope"),
     "invalid.py": ("from deeppose.dataset import DatasetDescription\n"
@@ -125,7 +126,8 @@ def test_a_description_without_dataset_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         train.main(["--dataset", "empty.py"])
-    assert e.value.code == "error: the dataset description empty.py: defines no DATASET (a DatasetDescription or a dataset name)"
+    assert e.value.code == ("error: the dataset description empty.py: defines no DATASET "
+                            "(a DatasetDescription or a dataset name)")
 
 
 def test_a_broken_globalvar_is_named_and_the_command_ends_with_status_1(tmp_path):

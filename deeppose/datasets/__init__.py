@@ -71,7 +71,8 @@ def _run_file(path, what: str) -> dict:
         line, text = (frames[-1].lineno, frames[-1].line) if frames else (None, None)
         message = f"{type(e).__name__}: {e}"
     where = f"{path}:{line}" if line else str(path)
-    raise ValueError(f"{what} {where}: {message}" + (f"\n    {text.strip()}" if text and text.strip() else "")) from None
+    source = f"\n    {text.strip()}" if text and text.strip() else ""
+    raise ValueError(f"{what} {where}: {message}{source}") from None
 
 
 def _globalvar(what: str) -> dict:

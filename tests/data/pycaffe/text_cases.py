@@ -67,7 +67,8 @@ def datum():
 
 
 def blob():
-    return caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=[2, 2 ** 33]), double_data=[0.1, 1. / 3, 1e300, 5e-324, -0.0, 1e-5],
+    return caffe_pb2.BlobProto(shape=caffe_pb2.BlobShape(dim=[2, 2 ** 33]),
+                               double_data=[0.1, 1. / 3, 1e300, 5e-324, -0.0, 1e-5],
                                data=[1.5, 1e-3], num=1, channels=2, height=3, width=4)
 
 
