@@ -105,3 +105,16 @@ def test_racing_holders_never_hold_it_together(tmp_path):
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0 and out.strip() == "300", err
     assert os.listdir(tmp_path) == []
+
+
+def test_a_forked_child_leaves_its_parents_lock(tmp_path):
+    with hold(tmp_path / "db", "db") as lock:
+        pid = os.fork()
+        if pid == 0:  # the child shares the parent's open lock file: releasing its copy only closes it
+            lock.release()
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert (tmp_path / "db.lock").exists()
+        with pytest.raises(LockedError, match=f"in use by process {os.getpid()}"):
+            hold(tmp_path / "db", "db")
+    assert not (tmp_path / "db.lock").exists()

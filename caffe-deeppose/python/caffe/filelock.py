@@ -26,11 +26,14 @@ class FileLock:
     """A held lock; `release()` (or leaving a `with` block) frees it and removes its file."""
 
     def __init__(self, fd, lock_path):
-        self.fd, self.lock_path = fd, lock_path
+        self.fd, self.lock_path, self.pid = fd, lock_path, os.getpid()
 
     def release(self):
         if self.fd is not None:
-            _remove_and_close(self.fd, self.lock_path)
+            if os.getpid() == self.pid:
+                _remove_and_close(self.fd, self.lock_path)
+            else:  # a forked child's copy of the descriptor: the lock stays its parent's
+                os.close(self.fd)
             self.fd = None
 
     def __enter__(self):
