@@ -3,6 +3,7 @@ DEEPPOSE_* defaults) and of the tools and model scripts is checked where it is p
 value ends the command with status 2 and a message naming the option (or the environment
 variable) and the value; a dataset description file that fails (a syntax error, an exception while
 it runs, no DATASET) ends it with status 1 and a message naming file:line with the line's text."""
+import os
 import runpy
 import subprocess
 import sys
@@ -94,6 +95,16 @@ def test_tools_name_a_bad_option(capsys, path, argv, option):
 ])
 def test_model_scripts_name_a_bad_option(capsys, main, argv, option):
     assert f"error: argument {option}: must be " in refused(capsys, main, argv)
+
+
+def test_convert_imageset_names_a_bad_encode_type(tmp_path, capsys):
+    """Checked before anything is read or written (OpenCV's own error came from deep inside)."""
+    from caffe.tools import convert_imageset
+    (tmp_path / "list.txt").write_text("a.png 1\n")
+    assert convert_imageset.main(["-encode_type=xyz", f"{tmp_path}/", str(tmp_path / "list.txt"),
+                                  str(tmp_path / "db")]) == 1
+    assert "-encode_type=xyz: OpenCV has no encoder for that type" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["list.txt"]
 
 
 BROKEN = {
