@@ -29,10 +29,12 @@ from pathlib import Path
 from . import datasets, nets, pipeline, stages
 from .cli import command
 from .dataset import annotation_paths
+from .options import device_ids, env_default, non_negative_int, one_of, positive_float, positive_int
 
 STEPS = ("data", "stage1", "lmdb1", "train1", "accuracy1", "output1", "stage2", "lmdb2", "train2", "accuracy2")
 STAMP = Path("models/dataset.txt")  # the dataset whose outputs models/ holds
 SCHEDULES = ("auto", "full", "cpu")
+DISPLACEMENTS = ("simulated", "predictions")
 
 
 def log(message: str) -> None:
@@ -48,48 +50,46 @@ class Stopped(Exception):
         self.status = status
 
 
-def _env(name, default):
-    return os.environ.get(name, default)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m deeppose train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="The DEEPPOSE_* environment variables give the defaults of the options they name.")
-    p.add_argument("--from", dest="start", choices=STEPS, metavar="STEP",
+    p.add_argument("--from", dest="start", type=one_of(*STEPS), metavar="STEP",
                    help=f"redo STEP and every later step ({' '.join(STEPS)})")
     datasets.add_argument(p)
     datasets.add_seed_argument(p)
     s = p.add_argument_group("schedule")
-    s.add_argument("--schedule", choices=SCHEDULES, default=_env("DEEPPOSE_SCHEDULE", "auto"),
+    s.add_argument("--schedule", type=one_of(*SCHEDULES), default=env_default("DEEPPOSE_SCHEDULE", "auto"),
+                   metavar="{" + ",".join(SCHEDULES) + "}",
                    help="full: the committed solvers' schedule (120000 iterations; solver_mode CPU without a "
                         "GPU); cpu: the short CPU schedule below; auto (default): full with a GPU, else cpu "
                         "[DEEPPOSE_SCHEDULE]")
     for k, it, batch in ((1, 700, 32), (2, 300, 32)):
-        s.add_argument(f"--iter{k}", type=int, default=_env(f"DEEPPOSE_ITER{k}", str(it)),
+        s.add_argument(f"--iter{k}", type=positive_int, default=env_default(f"DEEPPOSE_ITER{k}", str(it)),
                        help=f"cpu: stage {k}'s max_iter, snapshot at the end (default %(default)s) [DEEPPOSE_ITER{k}]")
-        s.add_argument(f"--batch{k}", type=int, default=_env(f"DEEPPOSE_BATCH{k}", str(batch)),
+        s.add_argument(f"--batch{k}", type=positive_int, default=env_default(f"DEEPPOSE_BATCH{k}", str(batch)),
                        help=f"cpu: stage {k}'s TRAIN batch size (default %(default)s) [DEEPPOSE_BATCH{k}]")
-        s.add_argument(f"--lr{k}", type=float, default=_env(f"DEEPPOSE_LR{k}", None) or None,
+        s.add_argument(f"--lr{k}", type=positive_float, default=env_default(f"DEEPPOSE_LR{k}"),
                        help=f"cpu: stage {k}'s base_lr (default: the committed solver's) [DEEPPOSE_LR{k}]")
-    s.add_argument("--test-iter", type=int, default=_env("DEEPPOSE_TEST_ITER", "20"),
+    s.add_argument("--test-iter", type=positive_int, default=env_default("DEEPPOSE_TEST_ITER", "20"),
                    help="cpu: test_iter of the test at the end of training (default %(default)s) [DEEPPOSE_TEST_ITER]")
-    s.add_argument("--gpus", default=_env("DEEPPOSE_GPUS", "all"),
+    s.add_argument("--gpus", type=device_ids, default=env_default("DEEPPOSE_GPUS", "all"),
                    help="full schedule on GPUs: the devices to train on, e.g. 0,1 (default: all; several "
                         "run one worker each, as caffe train -gpu) [DEEPPOSE_GPUS]")
     d = p.add_argument_group("data")
-    d.add_argument("--synth-train", type=int, default=_env("DEEPPOSE_SYNTH_TRAIN", "2000"),
+    d.add_argument("--synth-train", type=positive_int, default=env_default("DEEPPOSE_SYNTH_TRAIN", "2000"),
                    help="synthetic set (made when the dataset has no annotations): training images "
                         "(default %(default)s) [DEEPPOSE_SYNTH_TRAIN]")
-    d.add_argument("--synth-test", type=int, default=_env("DEEPPOSE_SYNTH_TEST", "150"),
+    d.add_argument("--synth-test", type=positive_int, default=env_default("DEEPPOSE_SYNTH_TEST", "150"),
                    help="synthetic set: test images (default %(default)s) [DEEPPOSE_SYNTH_TEST]")
-    d.add_argument("--synth-seed", type=int, default=_env("DEEPPOSE_SYNTH_SEED", None),
+    d.add_argument("--synth-seed", type=non_negative_int, default=env_default("DEEPPOSE_SYNTH_SEED"),
                    help="synthetic set: its seed (default: the run's seed) [DEEPPOSE_SYNTH_SEED]")
-    d.add_argument("--displacements", choices=("simulated", "predictions"),
-                   default=_env("DEEPPOSE_DISPLACEMENTS", "simulated"),
+    d.add_argument("--displacements", type=one_of(*DISPLACEMENTS),
+                   default=env_default("DEEPPOSE_DISPLACEMENTS", "simulated"),
+                   metavar="{" + ",".join(DISPLACEMENTS) + "}",
                    help="stage 2: the refiner's training crops around simulated stage-1 estimates (the "
                         "paper's, default) or stage 1's predictions on the training images [DEEPPOSE_DISPLACEMENTS]")
-    d.add_argument("--per-image", type=int, default=_env("DEEPPOSE_PER_IMAGE", "1"),
+    d.add_argument("--per-image", type=positive_int, default=env_default("DEEPPOSE_PER_IMAGE", "1"),
                    help="stage 2: joints cropped per training image (default %(default)s) [DEEPPOSE_PER_IMAGE]")
     return p
 
@@ -160,11 +160,8 @@ class Run:
     def _gpus(self) -> list[int]:
         if self.args.gpus == "all":
             return list(range(self.gpu_count))
-        try:
-            gpus = [int(g) for g in self.args.gpus.split(",")]
-        except ValueError:
-            raise ValueError(f"--gpus {self.args.gpus}: give device ids separated by ',' or 'all'") from None
-        bad = [g for g in gpus if not 0 <= g < self.gpu_count]
+        gpus = [int(g) for g in self.args.gpus.split(",")]  # device_ids checked them
+        bad = [g for g in gpus if g >= self.gpu_count]
         if bad:
             raise ValueError(f"--gpus {self.args.gpus}: this machine has {self.gpu_count} GPU(s), no {bad}")
         return gpus

@@ -296,6 +296,7 @@ def test_convert_imageset_skips_an_unreadable_image(tmp_path):
                           f"{tmp_path}/", str(tmp_path / "list.txt"), str(tmp_path / "db")],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "c.png", "db", "list.txt"]  # no db.lock left
     error = [line for line in run.stderr.splitlines() if line.startswith("E")]
     assert len(error) == 1 and "not_there.png (line 2 of" in error[0]
     assert "Processed 2 files." in run.stderr

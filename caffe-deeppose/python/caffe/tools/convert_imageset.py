@@ -76,7 +76,10 @@ def image_datum(filename, flags, encoding):
             and _same_type(filename, encoding):
         with open(filename, "rb") as f:  # the file's own bytes
             return caffe_pb2.Datum(data=f.read(), encoded=True)
-    ok, buf = cv2.imencode("." + encoding, img)
+    try:
+        ok, buf = cv2.imencode("." + encoding, img)
+    except cv2.error:  # no encoder for that extension
+        ok = False
     if not ok:
         raise ValueError(f"cannot encode {filename} as .{encoding}")
     return caffe_pb2.Datum(data=buf.tobytes(), encoded=True)
@@ -86,6 +89,9 @@ def convert(root, list_file, db_name, flags, multilabel=False):
     """Write the images of `list_file` (paths relative to `root`) into the new database `db_name`
     (of -backend's kind); returns the number of records written."""
     backend = backend_name(flags["backend"], "-backend")
+    if flags["encode_type"] and not cv2.haveImageWriter("image." + flags["encode_type"]):
+        raise ValueError(f"-encode_type={flags['encode_type']}: OpenCV has no encoder for that type "
+                         "(give an image file extension: png, jpg, ...)")
     entries = read_list(list_file, multilabel)
     if not any(e.path and os.path.isfile(root + e.path) for e in entries):
         first = next((e for e in entries if e.path), None)
