@@ -151,9 +151,6 @@ def _steps(module, start, end):
 class CompiledForward:
     """The fast path of one NetModule's no-grad forward over a range of layers."""
 
-    compilable = staticmethod(_compilable)  # which layers a segment holds (the training path's differ)
-    segment = _Segment
-
     def __init__(self, module):
         self.module = module
         self._parts = {}  # (start, end) -> [(first, last, _Segment or None to run eagerly)]
@@ -165,14 +162,14 @@ class CompiledForward:
         """Maximal runs of compilable layers (Input layers join any run) and the runs between."""
         if (start, end) not in self._parts:
             wiring, layers = self.module.wiring, self.module.layers
-            kinds = [None if wiring[i].is_input else self.compilable(layers[i]) for i in range(start, end + 1)]
+            kinds = [None if wiring[i].is_input else _compilable(layers[i]) for i in range(start, end + 1)]
             parts, first = [], start
             for i in range(start, end + 1):
                 kind = kinds[i - start]
                 if kind is not None:
                     later = [k for k in kinds[i - start + 1:] if k is not None]
                     if not later or later[0] != kind:
-                        parts.append((first, i, self.segment(self.module, first, i) if kind else None))
+                        parts.append((first, i, _Segment(self.module, first, i) if kind else None))
                         first = i + 1
             if first <= end:  # only Input layers left
                 parts.append((first, end, None))

@@ -7,7 +7,7 @@ pycaffe's semantics stay: the blob holds the chain's top after the forward and, 
 in-place layers, the diff of its first version (the BatchNorm bottom's) after the backward; the
 Scale diffs accumulate; BatchNorm counts its statistics once. The three layers' own graphs, which a
 backward over a range of layers (or with hooks) needs, are recomputed from the chain's bottom by
-`CompiledTraining.replay` (BatchNorm then does not count again). A chain runs this way where its
+`replay` (BatchNorm then does not count again). A chain runs this way where its
 bottom already has a gradient (so its diff is that version's), on a CPU float32 4-d blob with
 more than one value per channel; otherwise its layers run one by one.
 """
@@ -96,7 +96,7 @@ def _forward_chain(bn, scale, relu, x):
 
 def run(module, env, start, end, after):
     """`module.run(env, start, end, after=after)` with the chains of layers start..end computed by
-    the kernels; returns the chains' (first, last, inputs) for `CompiledTraining.replay`."""
+    the kernels; returns the chains' (first, last, inputs) for `replay`."""
     if native.library() is None:
         module.run(env, start, end, after=after)
         return []
@@ -120,3 +120,21 @@ def run(module, env, start, end, after):
     if pending <= end:
         module.run(env, pending, end, after=after)
     return replays
+
+
+def replay(module, replays, start, end, after):
+    """Recompute eagerly the chains of the last forward that overlap layers start..end, calling
+    `after(i, bottoms, tops)` for each of their layers (to rebuild its records); BatchNorm does
+    not count its statistics again."""
+    for first, last, inputs in replays:
+        if last < start or first > end:
+            continue
+        layers = module.layers[first:last + 1]
+        for layer in layers:
+            layer.replaying = True
+        try:
+            with torch.enable_grad():
+                module.run({name: t.detach().requires_grad_(grad) for name, t, grad in inputs}, first, last, after=after)
+        finally:
+            for layer in layers:
+                layer.replaying = False

@@ -47,7 +47,7 @@ class LayerModule(torch.nn.Module):
     loss_layer = False  # top 0 carries loss_weight 1 unless the prototxt says otherwise
     no_grad_bottoms = ()  # bottoms Caffe never back-propagates to (labels, indices; may be set per instance)
     host_source = False  # produces its tops from host data (Data layers), not from bottoms
-    replaying = False  # set while the net recomputes a forward it did (caffe/trainpath.py): no side effects
+    replaying = False  # set while the net recomputes a forward it did (caffe/train_chains.py): no side effects
 
     def __init__(self, param, phase):
         super().__init__()
