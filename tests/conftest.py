@@ -16,6 +16,10 @@ ROOT = os.path.dirname(HERE)
 # tools the tests start); tests/test_fastpath.py turns it on where it tests it
 os.environ["CAFFE_COMPILE"] = "0"
 
+# for tests that check an acceleration is used (caffe.accel): none is with CAFFE_REFERENCE=1
+ACCELERATED = pytest.mark.skipif(os.environ.get("CAFFE_REFERENCE", "0") not in ("", "0"),
+                                 reason="tests an acceleration: the reference switch is on")
+
 # worst relative error per golden category, reported at the end of the run
 WORST = collections.defaultdict(lambda: (0.0, ""))
 

@@ -1,4 +1,4 @@
-"""The inference fast path (caffe/fastpath.py): compiled segments give the eager forward's blobs,
+"""The inference fast path (caffe/accel/fastpath.py): compiled segments give the eager forward's blobs,
 see writes into the params, compile per shape at fixed call counts (the same bits in every run),
 and leave layers that are not pure (Python layers) eager between them."""
 import os
@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import caffe
-from caffe import fastpath
-from conftest import python_double_layer
+from caffe.accel import fastpath
+from conftest import ACCELERATED, python_double_layer
+
+pytestmark = ACCELERATED
 
 NET = """
 name: "fast"
@@ -131,7 +133,7 @@ LOOP = """
 import hashlib, sys, time
 import numpy as np
 import caffe
-from caffe import fastpath
+from caffe.accel import fastpath
 delay = float(sys.argv[2])
 
 def compile_slowly(module, **kwargs):

@@ -10,7 +10,8 @@ import re
 import numpy as np
 import torch
 
-from . import common, fastpath, glog, hdf5, train_chains
+from . import common, glog, hdf5
+from .accel import active, fastpath, train_chains
 from . import layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob, defer_diff, drop_deferred_diff, settle_diff
 from .proto import caffe_pb2
@@ -23,7 +24,8 @@ from .upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
 AUTOMATIC_TOP = "(automatic)"  # Caffe's name for the top it adds to a loss layer that has none
-common.keep_large_blocks_on_heap()
+if active("heap"):  # once: mallopt cannot be undone (caffe.accel)
+    common.keep_large_blocks_on_heap()
 
 
 class NetError(ValueError):
@@ -459,7 +461,7 @@ class Net:
         with torch.set_grad_enabled(grad):
             if grad and not hooked:
                 replays = train_chains.run(self.module, env, start, end, after)
-            elif grad or hooked or not fastpath.enabled():
+            elif grad or hooked or not active("compiled_forward"):
                 self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)
             else:
                 self._fast.run(env, start, end)
@@ -662,10 +664,10 @@ class Net:
     def defer_param_diffs(self, params, values):
         """After an update: each param's diff is to read as the tensor beside it (Caffe leaves
         the update in the diff). A diff handed out as a `.diff` array gets it copied in; the
-        others are copied only when read (caffe.blob.defer_diff)."""
-        handed = self._handed_diffs()
+        others are copied only when read (caffe.blob.defer_diff; at once on the reference path)."""
+        handed = self._handed_diffs() if active("reused_diffs") else None
         for p, value in zip(params, values):
-            if p.grad is not None and id(p.grad) in handed:
+            if p.grad is not None and (handed is None or id(p.grad) in handed):
                 p.grad.copy_(value)
             else:
                 defer_diff(p, value)

@@ -1,5 +1,5 @@
 """BatchNorm with batch statistics, Scale and ReLU in place on one blob (the conv blocks of the
-DeepPose net) as one C kernel pass each way in training (caffe.native): two passes over the blob
+DeepPose net) as one C kernel pass each way in training (caffe.accel.native): two passes over the blob
 forward (statistics, then the normalised, scaled and rectified top) and two backward, where the
 three layers take ten.
 
@@ -13,10 +13,10 @@ more than one value per channel; otherwise its layers run one by one.
 """
 import torch
 
-from . import native
-from .layer_modules.activation import ReLU
-from .layer_modules.norm import BatchNorm
-from .layer_modules.scale import Scale
+from . import active, native
+from ..layer_modules.activation import ReLU
+from ..layer_modules.norm import BatchNorm
+from ..layer_modules.scale import Scale
 
 
 def _in_place(module, i, name):
@@ -36,7 +36,7 @@ def _chain(module, i, end):
         return None
     last = i + 1
     relu = (last < end and type(module.layers[last + 1]) is ReLU and not module.layers[last + 1].negative_slope
-            and _in_place(module, last + 1, name))
+            and _in_place(module, last + 1, name) and active("train_chains", module.layers[last + 1]))
     return bn, scale, relu, last + relu
 
 
@@ -97,7 +97,7 @@ def _forward_chain(bn, scale, relu, x):
 def run(module, env, start, end, after):
     """`module.run(env, start, end, after=after)` with the chains of layers start..end computed by
     the kernels; returns the chains' (first, last, inputs) for `replay`."""
-    if native.library() is None:
+    if not active("train_chains"):
         module.run(env, start, end, after=after)
         return []
     replays, pending, i = [], start, start

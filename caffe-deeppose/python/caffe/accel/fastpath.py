@@ -8,20 +8,22 @@ computes a segment's k-th call at given input shapes depends only on k: calls 0.
 back), call N starts compiling that shape in a background thread while the eager calls go on,
 and from call 2N on it runs compiled (call 2N waits for the compilation if it is not done); a
 new shape counts from 0; with N = 0 the first call compiles, in the calling thread. So two runs
-of the same calls compute the same bits, however fast each machine is. The compiled
-graph reads the params as inputs, so writes into `net.params` take effect, and returns every blob
-the segment computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it
-off (the test suite does, not to pay compile time); a segment whose compilation fails logs a
-warning and stays eager. Within a segment, a Convolution with the BatchNorm / Scale / ReLU layers
-right after it in place on its top runs as one oneDNN convolution (`_ConvChain`), eagerly as
-compiled: one pass over the blob instead of one per layer.
+of the same calls compute the same bits, however fast each machine is. The compiled graph reads
+the params as inputs, so writes into `net.params` take effect, and returns every blob the segment
+computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it off (the test
+suite does, not to pay compile time), as does the reference switch (caffe.accel); a layer with
+`engine: CAFFE` runs eagerly between segments; a segment whose compilation fails logs a warning
+and stays eager. Within a segment, a Convolution with the BatchNorm / Scale / ReLU layers right
+after it in place on its top runs as one oneDNN convolution (`_ConvChain`), eagerly as compiled:
+one pass over the blob instead of one per layer.
 """
 import os
 import threading
 
 import torch
 
-from . import glog, onednn
+from . import active, onednn
+from .. import glog
 
 # built-in layer types whose forward is a pure tensor function (in inference mode, see _compilable)
 COMPILABLE = frozenset((
@@ -31,10 +33,6 @@ COMPILABLE = frozenset((
     "Reshape", "Crop", "Tile"))
 
 
-def enabled():
-    return os.environ.get("CAFFE_COMPILE", "1") != "0"
-
-
 def compile_after():
     """N: eager calls at one shape before that shape's compilation starts (compiled from call 2N)."""
     return int(os.environ.get("CAFFE_COMPILE_AFTER", "100"))
@@ -42,8 +40,9 @@ def compile_after():
 
 def _compilable(layer):
     """A built-in layer of a COMPILABLE type in inference mode (BatchNorm on its stored
-    statistics, Dropout the identity)."""
-    if layer.type_name not in COMPILABLE or not type(layer).__module__.startswith("caffe.layer_modules"):
+    statistics, Dropout the identity), without `engine: CAFFE`."""
+    if (layer.type_name not in COMPILABLE or not type(layer).__module__.startswith("caffe.layer_modules")
+            or not active("compiled_forward", layer)):
         return False
     if layer.type_name == "BatchNorm":
         return layer.use_global_stats
@@ -111,13 +110,13 @@ def _conv_chain(module, i, end):
     conv, wiring = module.layers[i], module.wiring[i]
     if (conv.type_name != "Convolution" or len(wiring.bottoms) != 1 or conv.blobs[0].dim() != 4
             or conv.blobs[0].device.type != "cpu" or conv.blobs[0].dtype != torch.float32
-            or not onednn.AVAILABLE):
+            or not active("conv_chains", conv)):
         return None
     top, channels = wiring.tops[0], conv.blobs[0].shape[0]
     affine, relu, last = [], False, i
     while last < end and not relu:
         layer, w = module.layers[last + 1], module.wiring[last + 1]
-        if w.is_input or w.bottoms != [top] or w.tops != [top]:
+        if w.is_input or w.bottoms != [top] or w.tops != [top] or not active("conv_chains", layer):
             break
         if layer.type_name == "ReLU" and not layer.negative_slope:
             relu = True
