@@ -9,6 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from caffe import accel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
 ROOT = os.path.dirname(HERE)
@@ -17,8 +19,7 @@ ROOT = os.path.dirname(HERE)
 os.environ["CAFFE_COMPILE"] = "0"
 
 # for tests that check an acceleration is used (caffe.accel): none is with CAFFE_REFERENCE=1
-ACCELERATED = pytest.mark.skipif(os.environ.get("CAFFE_REFERENCE", "0") not in ("", "0"),
-                                 reason="tests an acceleration: the reference switch is on")
+ACCELERATED = pytest.mark.skipif(accel.reference(), reason="tests an acceleration: the reference switch is on")
 
 # worst relative error per golden category, reported at the end of the run
 WORST = collections.defaultdict(lambda: (0.0, ""))
