@@ -16,6 +16,7 @@ _HOMES = {
     "set_mode_cpu": "common", "set_mode_gpu": "common", "set_device": "common", "set_random_seed": "common",
     "set_solver_count": "common", "set_solver_rank": "common", "set_multiprocess": "common",
     "solver_count": "common", "solver_rank": "common",
+    "set_reference": "accel", "reference": "accel",
     "Layer": "layer_modules.python", "Timer": "common", "init_log": "glog",
     "NCCL": "distributed", "has_nccl": "distributed",
     "SGDSolver": "solvers", "NesterovSolver": "solvers", "AdaGradSolver": "solvers",
