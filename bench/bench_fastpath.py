@@ -1,9 +1,9 @@
 """A/B of the engine's fast-path changes in one run, interleaved: the stage-1 deploy net's
 `caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
-default), and compiled (the default once a shape has spent CAFFE_COMPILE_AFTER s eagerly), the
+default), and compiled (the default from call 2 x CAFFE_COMPILE_AFTER at a shape), the
 compiled one also without its convolution chains (Convolution + BatchNorm + Scale + ReLU as one
 oneDNN convolution), without oneDNN inner products (torch's BLAS instead) and without the LRN
-layers' C kernel (caffe.native; their PyTorch implementation instead); the train net's
+layers' C kernel (caffe.accel.native; their PyTorch implementation instead); the train net's
 forward + backward with NCHW and with channels-last convolutions.
 
     python bench/bench_fastpath.py [--batch 32] [--seconds 10] [--calls 20]
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import caffe
-from caffe import fastpath
+from caffe.accel import fastpath
 from caffe.layer_modules import conv, inner_product
 from bench_inference import random_weights
 from bench_vs_caffe import write_nets

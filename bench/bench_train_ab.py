@@ -2,9 +2,9 @@
 `solver.step(1)` (one `caffe train` iteration, the batch in the net's Input blobs) with every
 change on (the default), with each one off in turn, and with all of them off:
 
-- BatchNorm + Scale + ReLU in place as one C kernel pass each way (caffe/train_chains.py);
-- the LRN layers' C kernels (caffe.native lrn_forward / lrn_backward);
-- SGD's update as one C kernel pass per param (caffe.native sgd_update);
+- BatchNorm + Scale + ReLU in place as one C kernel pass each way (caffe/accel/train_chains.py);
+- the LRN layers' C kernels (caffe.accel.native lrn_forward / lrn_backward);
+- SGD's update as one C kernel pass per param (caffe.accel.native sgd_update);
 - InnerProduct's weight diff computed into the memory of the previous diff (blob.take_spare_diff).
 
     python bench/bench_train_ab.py [--batch 32] [--seconds 20] [--rounds 5]
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import caffe
-from caffe import native, train_chains
+from caffe.accel import native, train_chains
 from caffe.layer_modules import inner_product
 from caffe.solvers.base import Solver
 from bench_vs_caffe import write_nets

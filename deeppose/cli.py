@@ -16,6 +16,7 @@ from caffe.filelock import LockedError
 
 from . import datasets, pipeline, preprocess, stages
 from .draw import draw_skeleton, save_png
+from .options import one_of, positive_int
 
 
 def command(main):
@@ -80,9 +81,9 @@ def output_main(argv) -> None:
     output.txt format, as <dataset root>/stage<S>/output_<split>.txt (S = number of models)."""
     p = argparse.ArgumentParser(description=output_main.__doc__)
     p.add_argument("models", nargs="+", metavar="MODEL", help="stage-1 weights, then refiner weights")
-    p.add_argument("--split", action="append", choices=("train", "val", "test"),
+    p.add_argument("--split", action="append", type=one_of("train", "val", "test"), metavar="{train,val,test}",
                    help="stage-1 list(s) to predict (default: val; repeatable)")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=positive_int, default=32, help="images per forward pass (default %(default)s)")
     datasets.add_argument(p)
     args = p.parse_args(argv)
     pipeline.write_predictions(datasets.selected(args.dataset), args.models, args.split or ["val"], args.batch)

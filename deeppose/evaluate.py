@@ -16,6 +16,7 @@ from .cascade import Cascade
 from .cli import command
 from .dataset import DatasetDescription, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
+from .options import positive_int
 from .pipeline import image_path
 
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
@@ -140,7 +141,7 @@ def main(argv, n_models: int, default_plot: str) -> None:
     p.add_argument("--out", metavar="JSON", help="write the JSON report to this file, atomically and "
                    "last: the file exists only once the report is complete")
     p.add_argument("--plot", default=default_plot, help="PDJ-curve PNG (default %(default)s)")
-    p.add_argument("--batch", type=int, default=32, help="images per forward pass (default %(default)s)")
+    p.add_argument("--batch", type=positive_int, default=32, help="images per forward pass (default %(default)s)")
     p.add_argument("--sheet", metavar="PNG", help="also draw the results sheet (the best, median and worst test "
                    "images with the truth and each stage's skeleton) into this PNG")
     datasets.add_argument(p)

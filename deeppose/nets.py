@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import caffe
+from caffe.db import backend_name
 
 from .dataset import DatasetDescription
 
@@ -41,11 +42,14 @@ REFINE = ModelFiles("models/deeppose_refine/deeppose_refine.prototxt",
 
 @dataclass(frozen=True)
 class DataFiles:
-    """The databases and mean file a training prototxt's Data layers read (paths as written)."""
+    """The databases and mean file a training prototxt's Data layers read (paths as written), and
+    the kinds of the databases (their `backend`, "LMDB" or "LEVELDB": Caffe's default when unset)."""
 
     train_db: str
     test_db: str
     mean: str
+    train_backend: str
+    test_backend: str
 
 
 def data_files(train_prototxt) -> DataFiles:
@@ -64,7 +68,9 @@ def data_files(train_prototxt) -> DataFiles:
     if not train.transform_param.HasField("mean_file"):
         raise ValueError(f"{train_prototxt}: layer {train.name!r} transform_param has no mean_file "
                          "(the stage's mean image, computed from its training database)")
-    return DataFiles(train.data_param.source, found[caffe.TEST].data_param.source, train.transform_param.mean_file)
+    test = found[caffe.TEST]
+    return DataFiles(train.data_param.source, test.data_param.source, train.transform_param.mean_file,
+                     backend_name(train.data_param.backend), backend_name(test.data_param.backend))
 
 
 def input_size(deploy) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from . import datasets, nets, pipeline, stages
 from .cli import command
 from .dataset import annotation_paths
+from .options import device_ids, env_default, non_negative_int, one_of, positive_float, positive_int
 
 STEPS = ("data", "stage1", "lmdb1", "train1", "accuracy1", "output1", "stage2", "lmdb2", "train2", "accuracy2")
 STAMP = Path("models/dataset.txt")  # the dataset whose outputs models/ holds
@@ -41,6 +42,9 @@ CPU_SOLVER = {
     2: {"type": "Adam", "base_lr": 1e-4, "lr_policy": "fixed", "weight_decay": 5e-4, "momentum": 0.9,
         "momentum2": 0.999},
 }
+DISPLACEMENTS = ("simulated", "predictions")
+CPU_SOLVERS = ("tuned", "seed")
+TARGETS = ("auto",) + stages.TARGET_UNITS
 
 
 def log(message: str) -> None:
@@ -56,55 +60,55 @@ class Stopped(Exception):
         self.status = status
 
 
-def _env(name, default):
-    return os.environ.get(name, default)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m deeppose train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="The DEEPPOSE_* environment variables give the defaults of the options they name.")
-    p.add_argument("--from", dest="start", choices=STEPS, metavar="STEP",
+    p.add_argument("--from", dest="start", type=one_of(*STEPS), metavar="STEP",
                    help=f"redo STEP and every later step ({' '.join(STEPS)})")
     datasets.add_argument(p)
     datasets.add_seed_argument(p)
     s = p.add_argument_group("schedule")
-    s.add_argument("--schedule", choices=SCHEDULES, default=_env("DEEPPOSE_SCHEDULE", "auto"),
+    s.add_argument("--schedule", type=one_of(*SCHEDULES), default=env_default("DEEPPOSE_SCHEDULE", "auto"),
+                   metavar="{" + ",".join(SCHEDULES) + "}",
                    help="full: the committed solvers' schedule (120000 iterations; solver_mode CPU without a "
                         "GPU); cpu: the short CPU schedule below; auto (default): full with a GPU, else cpu "
                         "[DEEPPOSE_SCHEDULE]")
     for k, it, batch in ((1, 700, 32), (2, 300, 32)):
-        s.add_argument(f"--iter{k}", type=int, default=_env(f"DEEPPOSE_ITER{k}", str(it)),
+        s.add_argument(f"--iter{k}", type=positive_int, default=env_default(f"DEEPPOSE_ITER{k}", str(it)),
                        help=f"cpu: stage {k}'s max_iter, snapshot at the end (default %(default)s) [DEEPPOSE_ITER{k}]")
-        s.add_argument(f"--batch{k}", type=int, default=_env(f"DEEPPOSE_BATCH{k}", str(batch)),
+        s.add_argument(f"--batch{k}", type=positive_int, default=env_default(f"DEEPPOSE_BATCH{k}", str(batch)),
                        help=f"cpu: stage {k}'s TRAIN batch size (default %(default)s) [DEEPPOSE_BATCH{k}]")
-        s.add_argument(f"--lr{k}", type=float, default=_env(f"DEEPPOSE_LR{k}", None) or None,
+        s.add_argument(f"--lr{k}", type=positive_float, default=env_default(f"DEEPPOSE_LR{k}"),
                        help=f"cpu: stage {k}'s base_lr (default: the committed solver's) [DEEPPOSE_LR{k}]")
-    s.add_argument("--cpu-solver", choices=("tuned", "seed"), default=_env("DEEPPOSE_CPU_SOLVER", "tuned"),
+    s.add_argument("--cpu-solver", type=one_of(*CPU_SOLVERS), default=env_default("DEEPPOSE_CPU_SOLVER", "tuned"),
+                   metavar="{" + ",".join(CPU_SOLVERS) + "}",
                    help="cpu: the solver's rules: tuned (default: CPU_SOLVER in deeppose/train.py, see "
                         "docs/cpu_schedule.md) or seed (the committed solver's type, rates and decay) [DEEPPOSE_CPU_SOLVER]")
-    s.add_argument("--targets", choices=("auto",) + stages.TARGET_UNITS, default=_env("DEEPPOSE_TARGETS", "auto"),
+    s.add_argument("--targets", type=one_of(*TARGETS), default=env_default("DEEPPOSE_TARGETS", "auto"),
+                   metavar="{" + ",".join(TARGETS) + "}",
                    help="the stages' target units: box (the paper's: offsets / the image's size at stage 1, / the "
                         "crop side at a refiner), pixels (the seed's raw pixel offsets); auto (default): box with "
                         "the cpu schedule, pixels with the full one [DEEPPOSE_TARGETS]")
-    s.add_argument("--test-iter", type=int, default=_env("DEEPPOSE_TEST_ITER", "20"),
+    s.add_argument("--test-iter", type=positive_int, default=env_default("DEEPPOSE_TEST_ITER", "20"),
                    help="cpu: test_iter of the test at the end of training (default %(default)s) [DEEPPOSE_TEST_ITER]")
-    s.add_argument("--gpus", default=_env("DEEPPOSE_GPUS", "all"),
+    s.add_argument("--gpus", type=device_ids, default=env_default("DEEPPOSE_GPUS", "all"),
                    help="full schedule on GPUs: the devices to train on, e.g. 0,1 (default: all; several "
                         "run one worker each, as caffe train -gpu) [DEEPPOSE_GPUS]")
     d = p.add_argument_group("data")
-    d.add_argument("--synth-train", type=int, default=_env("DEEPPOSE_SYNTH_TRAIN", "2000"),
+    d.add_argument("--synth-train", type=positive_int, default=env_default("DEEPPOSE_SYNTH_TRAIN", "2000"),
                    help="synthetic set (made when the dataset has no annotations): training images "
                         "(default %(default)s) [DEEPPOSE_SYNTH_TRAIN]")
-    d.add_argument("--synth-test", type=int, default=_env("DEEPPOSE_SYNTH_TEST", "150"),
+    d.add_argument("--synth-test", type=positive_int, default=env_default("DEEPPOSE_SYNTH_TEST", "150"),
                    help="synthetic set: test images (default %(default)s) [DEEPPOSE_SYNTH_TEST]")
-    d.add_argument("--synth-seed", type=int, default=_env("DEEPPOSE_SYNTH_SEED", None),
+    d.add_argument("--synth-seed", type=non_negative_int, default=env_default("DEEPPOSE_SYNTH_SEED"),
                    help="synthetic set: its seed (default: the run's seed) [DEEPPOSE_SYNTH_SEED]")
-    d.add_argument("--displacements", choices=("simulated", "predictions"),
-                   default=_env("DEEPPOSE_DISPLACEMENTS", "simulated"),
+    d.add_argument("--displacements", type=one_of(*DISPLACEMENTS),
+                   default=env_default("DEEPPOSE_DISPLACEMENTS", "simulated"),
+                   metavar="{" + ",".join(DISPLACEMENTS) + "}",
                    help="stage 2: the refiner's training crops around simulated stage-1 estimates (the "
                         "paper's, default) or stage 1's predictions on the training images [DEEPPOSE_DISPLACEMENTS]")
-    d.add_argument("--per-image", type=int, default=_env("DEEPPOSE_PER_IMAGE", "1"),
+    d.add_argument("--per-image", type=positive_int, default=env_default("DEEPPOSE_PER_IMAGE", "1"),
                    help="stage 2: joints cropped per training image (default %(default)s) [DEEPPOSE_PER_IMAGE]")
     return p
 
@@ -178,11 +182,8 @@ class Run:
     def _gpus(self) -> list[int]:
         if self.args.gpus == "all":
             return list(range(self.gpu_count))
-        try:
-            gpus = [int(g) for g in self.args.gpus.split(",")]
-        except ValueError:
-            raise ValueError(f"--gpus {self.args.gpus}: give device ids separated by ',' or 'all'") from None
-        bad = [g for g in gpus if not 0 <= g < self.gpu_count]
+        gpus = [int(g) for g in self.args.gpus.split(",")]  # device_ids checked them
+        bad = [g for g in gpus if g >= self.gpu_count]
         if bad:
             raise ValueError(f"--gpus {self.args.gpus}: this machine has {self.gpu_count} GPU(s), no {bad}")
         return gpus
@@ -295,17 +296,20 @@ class Run:
         return stage.data.train_db, stage.data.test_db, stage.data.mean
 
     def databases(self, stage: Stage, tested: str) -> None:
-        """The stage's LMDBs (records at the deploy net's input size) from its train list and the list
-        its TEST Data layer reads (`tested`: stage 1's test, a refiner's val), and the training mean."""
+        """The stage's databases (records at the deploy net's input size; LMDB or LevelDB, as its Data
+        layers' `backend` says) from its train list and the list its TEST Data layer reads (`tested`:
+        stage 1's test, a refiner's val), and the training mean."""
         from caffe.tools import compute_image_mean, convert_imageset
 
         rows, cols = nets.input_size(stage.files.deploy)
         for path in self._data_outputs(stage):
             shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else Path(path).unlink(missing_ok=True)
-        for split, db in (("train", stage.data.train_db), (tested, stage.data.test_db)):
-            _tool(convert_imageset.main_multilabel, [f"-resize_height={rows}", f"-resize_width={cols}", "",
+        data = stage.data
+        for split, db, backend in (("train", data.train_db, data.train_backend), (tested, data.test_db, data.test_backend)):
+            _tool(convert_imageset.main_multilabel, [f"-backend={backend.lower()}", f"-resize_height={rows}",
+                                                     f"-resize_width={cols}", "",
                                                      str(stages.list_path(stage.number, split, self.desc)), db])
-        _tool(compute_image_mean.main, [stage.data.train_db, stage.data.mean])
+        _tool(compute_image_mean.main, [f"-backend={data.train_backend.lower()}", data.train_db, data.mean])
 
     def train(self, stage: Stage) -> None:
         """Train through pycaffe's solver (`solve(resume_file)`): an interrupted run (a .solverstate

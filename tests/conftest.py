@@ -9,12 +9,17 @@ import textwrap
 import numpy as np
 import pytest
 
+from caffe import accel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
 ROOT = os.path.dirname(HERE)
 # the suite does not pay torch.compile's time: the inference fast path stays eager (also in the
 # tools the tests start); tests/test_fastpath.py turns it on where it tests it
 os.environ["CAFFE_COMPILE"] = "0"
+
+# for tests that check an acceleration is used (caffe.accel): none is with CAFFE_REFERENCE=1
+ACCELERATED = pytest.mark.skipif(accel.reference(), reason="tests an acceleration: the reference switch is on")
 
 # worst relative error per golden category, reported at the end of the run
 WORST = collections.defaultdict(lambda: (0.0, ""))

@@ -124,7 +124,7 @@ AUDIT = {
         "source": golden("files/data_train"),
         "batch_size": golden("files/data_train"),
         "rand_skip": test("test_field_semantics.py::test_data_rand_skip_starts_at_a_random_record_before_it"),
-        "backend": golden("files/data_train"),
+        "backend": test("test_data.py::test_backend_selects_the_database_kind"),  # and golden files/data_leveldb (unset: LevelDB)
         "scale": REFUSED,
         "mean_file": REFUSED,
         "crop_size": REFUSED,

@@ -290,16 +290,18 @@ def test_check_size_failure_leaves_nothing_and_the_rerun_works(tmp_path):
     assert run(args).returncode == 0 and len(caffe.db.LMDB(tmp_path / "db")) == 3
 
 
-def test_a_full_disk_leaves_no_database(tmp_path):
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_a_full_disk_leaves_no_database(tmp_path, backend):
     big = images(tmp_path / "img", ((200, 200, 3),) * 40)
     (tmp_path / "list.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(big)))
-    r = run([tool("convert_imageset"), f"{tmp_path}/img/", tmp_path / "list.txt", tmp_path / "db"],
+    r = run([tool("convert_imageset"), "-backend", backend, f"{tmp_path}/img/", tmp_path / "list.txt", tmp_path / "db"],
             limit_file_size=1 << 20)  # 40 records of 120 kB do not fit in 1 MB
     failed(r, tmp_path / "db", "writing the database failed")
     assert leftovers(tmp_path, "db") == []
 
 
-def test_an_interrupted_conversion_leaves_no_database(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_an_interrupted_conversion_leaves_no_database(tmp_path, monkeypatch, backend):
     """Ctrl-C half-way (KeyboardInterrupt at the second image)."""
     from caffe.tools import convert_imageset
     names = images(tmp_path / "img")
@@ -314,7 +316,8 @@ def test_an_interrupted_conversion_leaves_no_database(tmp_path, monkeypatch):
         return read(*args)
     monkeypatch.setattr(convert_imageset, "image_datum", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        convert_imageset.main([f"{tmp_path}/img/", str(tmp_path / "list.txt"), str(tmp_path / "db")])
+        convert_imageset.main(["-backend", backend, f"{tmp_path}/img/", str(tmp_path / "list.txt"),
+                               str(tmp_path / "db")])
     assert leftovers(tmp_path, "db") == []
 
 
@@ -399,6 +402,24 @@ def test_compute_image_mean_names_a_damaged_database(tmp_path):
     damage(small_lmdb(tmp_path / "db", n=400))
     failed(run([tool("compute_image_mean"), tmp_path / "db", tmp_path / "mean.binaryproto"]), tmp_path / "db", "damaged")
     assert not (tmp_path / "mean.binaryproto").exists()
+
+
+def test_a_leveldb_open_in_another_process_is_named(tmp_path):
+    """LevelDB lets one process open a database (Caffe's too): the second is told so, by path."""
+    names = images(tmp_path / "img")
+    (tmp_path / "list.txt").write_text("".join(f"{n} {i}\n" for i, n in enumerate(names)))
+    args = [tool("convert_imageset"), "-backend", "leveldb", f"{tmp_path}/img/", tmp_path / "list.txt", tmp_path / "db"]
+    assert run(args).returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, plyvel; d = plyvel.DB(sys.argv[1]); "
+                               "print('open', flush=True); time.sleep(60)", str(tmp_path / "db")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        failed(run([tool("compute_image_mean"), "-backend", "leveldb", tmp_path / "db"]), tmp_path / "db",
+               "failed to open leveldb", "another has it open")
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_the_data_layer_names_a_damaged_database(tmp_path):

@@ -51,18 +51,20 @@ random_seed: 7  solver_mode: CPU
 FINAL = f"snap/net_iter_{MAX_ITER}"
 
 
-def make_workdir(folder):
+def make_workdir(folder, backend="lmdb"):
     """A tiny training set-up in `folder`: a 7-record LMDB (batches of 3 wrap around it), a net with
     random crops, mirrors and Dropout, a solver with tests and periodic snapshots (the real Caffe of
-    the seed runs it too)."""
+    the seed runs it too). With backend "leveldb" the same records are in a LevelDB, train_leveldb,
+    and the Data layers have no `backend` (LEVELDB, Caffe's default)."""
     os.makedirs(folder / "snap")
     rng = np.random.default_rng(0)
-    with cdb.LMDBWriter(folder / "train_lmdb") as w:
+    with cdb.new_db(folder / f"train_{backend}", backend) as w:
         for i in range(7):
             datum = caffe.io.array_to_datum(rng.integers(0, 256, (1, 8, 8), dtype=np.uint8))
             datum.float_data.append(i % 2)  # the DeepPose Data layer's label (label_num: 1)
             w.put(f"{i:08d}", datum.SerializeToString())
-    (folder / "net.prototxt").write_text(NET)
+    (folder / "net.prototxt").write_text(NET if backend == "lmdb" else
+                                         NET.replace('"train_lmdb"', '"train_leveldb"').replace(" backend: LMDB", ""))
     (folder / "solver.prototxt").write_text(SOLVER)
     return folder
 
@@ -134,6 +136,34 @@ def test_signal_then_resume_is_exact(tmp_path, reference, sig, status):
     resume_and_compare(folder, reference, log)
 
 
+def without_sources(snapshot):
+    """A snapshot's bytes with the Data layers' data_param (the database's name and kind) cleared
+    from its caffemodel: the weights and the solver state."""
+    net = caffe_pb2.NetParameter.FromString(snapshot[".caffemodel"])
+    for layer in net.layer:
+        layer.ClearField("data_param")
+    return dict(snapshot, **{".caffemodel": net.SerializeToString()})
+
+
+@pytest.mark.slow
+def test_training_on_a_leveldb_runs_and_resumes_as_on_the_lmdb(tmp_path, reference):
+    """The same records in a LevelDB read by Data layers without `backend`: the run ends with the
+    LMDB run's weights and solver state, bit for bit, and so does a run resumed from its first
+    snapshot (the data positions are LevelDB keys)."""
+    folder = make_workdir(tmp_path / "run", backend="leveldb")
+    rc, log = run_caffe(folder, "train", "-solver", "solver.prototxt")
+    assert rc == 0, log
+    assert "Opened leveldb train_leveldb" in log
+    assert without_sources(snapshot_bytes(folder, FINAL)) == without_sources(reference)
+    for name in os.listdir(folder / "snap"):
+        if not name.startswith(f"net_iter_{SNAPSHOT}."):
+            os.remove(folder / "snap" / name)
+    rc, log = run_caffe(folder, "train", "-solver", "solver.prototxt", "-snapshot",
+                        f"snap/net_iter_{SNAPSHOT}.solverstate")
+    assert rc == 0, log
+    assert without_sources(snapshot_bytes(folder, FINAL)) == without_sources(reference)
+
+
 @pytest.mark.slow
 def test_sigkill_between_snapshots_then_resume_is_exact(tmp_path, reference):
     """SIGKILL leaves only the periodic snapshots (and perhaps a half-written temporary file, here
@@ -199,7 +229,7 @@ def test_second_train_on_a_held_prefix_refused(tmp_path, capsys):
     assert rc == 1
     assert f"snapshot prefix 'snap/net' is in use by process {os.getpid()}" in log
     assert "Starting Optimization" not in log and "Iteration" not in log
-    assert sorted(os.listdir(folder / "snap")) == ["net.lock", "net_iter_40.caffemodel"]
+    assert sorted(os.listdir(folder / "snap")) == ["net_iter_40.caffemodel"]  # the lock file gone with its holder
     assert (folder / "snap" / "net_iter_40.caffemodel").read_bytes() == b"first run's"
 
 
@@ -286,7 +316,7 @@ def test_train_net_without_loss_refused(workdir, capsys):
     rc, log = caffe_in_process(capsys, "train", "-solver", "solver.prototxt")
     assert rc == 1
     assert fatal(log).startswith("the train net 'tiny' has no loss (no top has a non-zero loss_weight)")
-    assert os.listdir("snap") == ["net.lock"]  # nothing trained, nothing written
+    assert os.listdir("snap") == []  # nothing trained, nothing written, no lock left
 
 
 def test_empty_caffemodel_refused(workdir, capsys):
@@ -313,7 +343,7 @@ def test_weights_of_another_net_refused(workdir, capsys):
     np.testing.assert_array_equal(net.params["ip"][0].data, before)
     rc, log = caffe_in_process(capsys, "train", "-solver", "solver.prototxt", "-weights", "other.caffemodel")
     assert rc == 1 and fatal(log).startswith("other.caffemodel: sets no layer of net 'tiny'")
-    assert os.listdir("snap") == ["net.lock"]
+    assert os.listdir("snap") == []
 
 
 def test_weights_leaving_a_layer_at_its_fillers_warn(workdir, capsys):

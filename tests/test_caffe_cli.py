@@ -52,7 +52,7 @@ def test_train_logs_like_caffe(files, capsys):
     # grep Iteration | grep loss | awk '{print $6,$13}': iteration and smoothed loss
     shown = [msg.split() for msg in text if msg.startswith("Iteration") and "loss" in msg and "iters)" in msg]
     assert [int(f[1]) for f in shown] == [0, 2, 4, 6] and all(np.isfinite(float(f[8])) for f in shown)
-    assert sorted(os.listdir("snapshots")) == ["train.lock", "train_iter_8.caffemodel", "train_iter_8.solverstate"]
+    assert sorted(os.listdir("snapshots")) == ["train_iter_8.caffemodel", "train_iter_8.solverstate"]  # no lock left
     with open("snapshots/train_iter_8.solverstate", "rb") as f:  # Caffe's fields as Caffe's, + our field 1000
         state = caffe.proto.caffe_pb2.SolverState.FromString(f.read())
     state.DiscardUnknownFields()
@@ -87,7 +87,7 @@ def test_sigint_snapshots_and_stops(files, capsys, monkeypatch):
     rc, log = run(capsys, "train", "-solver", "train_solver.prototxt")
     assert rc == 0 and signal.getsignal(signal.SIGINT) is previous
     assert "Optimization stopped early." in [m for _, _, m in log]
-    assert sorted(os.listdir("snapshots")) == ["train.lock", "train_iter_3.caffemodel", "train_iter_3.solverstate"]
+    assert sorted(os.listdir("snapshots")) == ["train_iter_3.caffemodel", "train_iter_3.solverstate"]
 
 
 def test_test_command(files, capsys):

@@ -1,4 +1,4 @@
-"""The data layers, the LMDB reader/writer and the data tools: behaviour and clear errors."""
+"""The data layers, the LMDB and LevelDB readers/writers and the data tools: behaviour and clear errors."""
 import os
 import subprocess
 import sys
@@ -25,24 +25,26 @@ def datum(value, label=0, floats=(), shape=(3, 4, 5)):
     return d
 
 
-def make_lmdb(path, values):
-    with cdb.LMDBWriter(path) as w:
+def make_db(path, values, backend="lmdb"):
+    with cdb.new_db(path, backend) as w:
         for i, v in enumerate(values):
             w.put(f"{i:08d}_item", v if isinstance(v, bytes) else v.SerializeToString())
     return str(path)
 
 
-def data_net(source, phase=caffe.TRAIN, batch=2, tops=("data", "label"), data_param="", transform=""):
+def data_net(source, phase=caffe.TRAIN, batch=2, tops=("data", "label"), data_param="", transform="",
+             backend="LMDB"):
+    """A net of one Data layer; backend None leaves data_param.backend unset (LEVELDB)."""
     text = f"""layer {{ name: "d" type: "Data" {' '.join(f'top: "{t}"' for t in tops)}
       transform_param {{ {transform} }}
-      data_param {{ source: "{source}" batch_size: {batch} backend: LMDB {data_param} }} }}"""
+      data_param {{ source: "{source}" batch_size: {batch} {f'backend: {backend}' if backend else ''} {data_param} }} }}"""
     return caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), phase)
 
 
 @pytest.fixture
 def five(tmp_path):
     """An LMDB of 5 records with labels 0..4 and float labels (i, -i)."""
-    return make_lmdb(tmp_path / "db", [datum(10 * i, i, (i, -i)) for i in range(5)])
+    return make_db(tmp_path / "db", [datum(10 * i, i, (i, -i)) for i in range(5)])
 
 
 def test_data_cycles_over_the_records(five):
@@ -61,7 +63,7 @@ def test_label_num_top_and_data_only(five):
 
 
 def test_corrupt_record_names_its_key(tmp_path):
-    source = make_lmdb(tmp_path / "db", [datum(1), datum(2), b"\xff\x01garbage"])
+    source = make_db(tmp_path / "db", [datum(1), datum(2), b"\xff\x01garbage"])
     net = data_net(source, batch=3)
     with pytest.raises(cdb.DBError, match=r"db: record '00000002_item': not a Datum"):
         net.forward()
@@ -72,7 +74,7 @@ def test_wrong_sized_record_names_its_key(tmp_path):
     short.data = short.data[:-1]
     other = datum(1, shape=(3, 5, 5))
     for bad, what in ((short, "holds 59 bytes"), (other, "3x5x5 uint8 image; the first record's is 3x4x5")):
-        source = make_lmdb(tmp_path / what[:6], [datum(1), bad])
+        source = make_db(tmp_path / what[:6], [datum(1), bad])
         with pytest.raises(cdb.DBError, match=rf"record '00000001_item'.*{what}"):
             data_net(source).forward()
 
@@ -101,7 +103,7 @@ def test_mirror_is_seeded_and_crop_is_random_at_train_central_at_test(five):
 def test_encoded_records_decode_and_force_gray(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
     png = cv2.imencode(".png", img)[1].tobytes()
-    source = make_lmdb(tmp_path / "db", [caffe_pb2.Datum(data=png, encoded=True, label=3)])
+    source = make_db(tmp_path / "db", [caffe_pb2.Datum(data=png, encoded=True, label=3)])
     np.testing.assert_array_equal(data_net(source, batch=1).forward()["data"][0], img.transpose(2, 0, 1))
     gray = data_net(source, batch=1, transform="force_gray: true").forward()["data"]
     assert gray.shape == (1, 1, 6, 7)
@@ -133,22 +135,107 @@ def test_transformer_from_prototxt_is_the_data_layers(tmp_path, five):
     with pytest.raises(TransformError, match=f"{path}: no Data / ImageData / WindowData / MemoryData layer in phase TRAIN"):
         transformer_from_prototxt(path, caffe.TRAIN)
 
-def test_leveldb_and_missing_source_are_clear_errors(tmp_path, five):
-    text = f'layer {{ name: "d" type: "Data" top: "data" data_param {{ source: "{five}" batch_size: 1 }} }}'
-    with pytest.raises(caffe.net.NetError, match="backend LEVELDB is not supported"):
-        caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), caffe.TEST)
+def test_backend_selects_the_database_kind(tmp_path):
+    """data_param.backend as in Caffe: unset it is LEVELDB (the schema's default), LMDB reads an
+    LMDB; the same records give the same batches from either. Pointed at the other kind, the
+    error names the path and the setting to use."""
+    records = [datum(10 * i, i, (i, -i)) for i in range(5)]
+    leveldb = make_db(tmp_path / "ldb", records, "leveldb")
+    lmdb = make_db(tmp_path / "mdb", records, "lmdb")
+    batches = {}
+    for name, source, backend in (("unset", leveldb, None), ("LEVELDB", leveldb, "LEVELDB"), ("LMDB", lmdb, "LMDB")):
+        caffe.set_random_seed(5)
+        net = data_net(source, batch=3, data_param="label_num: 2", transform="mirror: true crop_size: 3",
+                       backend=backend)
+        batches[name] = [[a.copy() for a in net.forward().values()] for _ in range(3)]
+        del net
+    for name in ("LEVELDB", "LMDB"):
+        np.testing.assert_equal(batches[name], batches["unset"])
+    with pytest.raises(caffe.net.NetError, match=f"{lmdb}: not a LevelDB: it holds an LMDB .*no backend, so "
+                                                 r"LEVELDB \(Caffe's default\): set `backend: LMDB`"):
+        data_net(lmdb, backend=None)
+    with pytest.raises(caffe.net.NetError, match=f"{leveldb}: not an LMDB: it holds a LevelDB .*backend: LMDB: "
+                                                 "set `backend: LEVELDB`"):
+        data_net(leveldb)
+
+
+def test_missing_source_is_a_clear_error_and_creates_nothing(tmp_path):
     with pytest.raises(caffe.net.NetError, match="nowhere: not an LMDB"):
         data_net(str(tmp_path / "nowhere"))
+    with pytest.raises(caffe.net.NetError, match=r"nowhere: not a LevelDB \(no CURRENT in that directory\)"):
+        data_net(str(tmp_path / "nowhere"), backend=None)
+    assert not os.path.exists(tmp_path / "nowhere")  # LevelDB would have made the directory
 
 
-def test_writer_makes_a_new_database(tmp_path, five):
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_writer_makes_a_new_database(tmp_path, backend):
+    path = make_db(tmp_path / "db", [datum(i) for i in range(5)], backend)
     with pytest.raises(cdb.DBError, match="already exists"):
-        cdb.LMDBWriter(five)
-    assert len(cdb.LMDB(five)) == 5
-    with cdb.LMDBWriter(tmp_path / "other") as w:  # closed inside the block, then by its end
+        cdb.new_db(path, backend)
+    with cdb.open_db(path, backend) as db:
+        assert len(db) == 5
+    with cdb.new_db(tmp_path / "other", backend) as w:  # closed inside the block, then by its end
         w.put("a", b"x")
         w.close()
-        assert len(cdb.LMDB(tmp_path / "other")) == 1
+        with cdb.open_db(tmp_path / "other", backend) as db:
+            assert len(db) == 1
+    with pytest.raises(RuntimeError, match="stop"), cdb.new_db(tmp_path / "failed", backend) as w:
+        w.put("a", b"x")
+        w.commit()
+        raise RuntimeError("stop")
+    assert sorted(os.listdir(tmp_path)) == ["db", "other"]  # no half database, no lock file left
+
+
+def test_leveldb_records_in_bytewise_key_order_and_one_opener_per_process(tmp_path):
+    """Keys come back sorted bytewise (as Caffe's LevelDB comparator and LMDB's sort them),
+    whatever the order of writing; readers in one process share the open database."""
+    keys = [b"b", b"a\xff", b"a", b"B", b"\x00z", b"ab"]
+    with cdb.new_db(tmp_path / "db", "leveldb") as w:
+        for k in keys:
+            w.put(k, k)
+    with cdb.LevelDB(tmp_path / "db") as second:
+        with cdb.LevelDB(tmp_path / "db") as first:
+            assert [k for k, _ in first.records()] == sorted(keys) == [k for k, _ in second.records()]
+        assert second.first() == (b"\x00z", b"\x00z")  # still open after the first closed
+
+
+def test_leveldb_data_layer_resumes_exactly(tmp_path):
+    """read_position/seek (what a snapshot keeps) on a LevelDB: a new layer continues from the
+    same record (wrapping included) with the same random transformation."""
+    source = make_db(tmp_path / "db", [datum(10 * i, i) for i in range(5)], "leveldb")
+    caffe.set_random_seed(3)
+    first = data_net(source, batch=2, transform="mirror: true crop_size: 3", backend=None)
+    for _ in range(2):
+        first.forward()
+    position = first.layers[0].module.read_position()
+    want = [[a.copy() for a in first.forward().values()] for _ in range(4)]
+    caffe.set_random_seed(11)
+    second = data_net(source, batch=2, transform="mirror: true crop_size: 3", backend=None)
+    second.layers[0].module.seek(position)
+    got = [[a.copy() for a in second.forward().values()] for _ in range(4)]
+    np.testing.assert_equal(got, want)
+    assert [labels.tolist() for _, labels in got] == [[4, 0], [1, 2], [3, 4], [0, 1]]
+
+
+def test_convert_imageset_and_compute_image_mean_on_either_backend(tmp_path, capfd):
+    """-backend leveldb writes and reads a LevelDB with the records and mean of the LMDB; the mean
+    tool pointed at the other kind says which flag to pass."""
+    from caffe.tools import compute_image_mean, convert_imageset
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 5, 3), 30 * i, np.uint8))
+    (tmp_path / "list.txt").write_text("".join(f"{i}.png {i}\n" for i in range(3)))
+    for backend in ("lmdb", "leveldb"):
+        assert convert_imageset.main(["-backend", backend, f"{tmp_path}/", str(tmp_path / "list.txt"),
+                                      str(tmp_path / backend)]) == 0
+        assert compute_image_mean.main(["-backend", backend, str(tmp_path / backend),
+                                        str(tmp_path / f"{backend}.binaryproto")]) == 0
+    with cdb.LevelDB(tmp_path / "leveldb") as leveldb, cdb.LMDB(tmp_path / "lmdb") as lmdb:
+        assert list(leveldb.records()) == list(lmdb.records())
+    assert (tmp_path / "leveldb.binaryproto").read_bytes() == (tmp_path / "lmdb.binaryproto").read_bytes()
+    capfd.readouterr()
+    assert compute_image_mean.main([str(tmp_path / "leveldb")]) == 1
+    assert f"{tmp_path / 'leveldb'}: not an LMDB: it holds a LevelDB (CURRENT): pass -backend leveldb" \
+        in capfd.readouterr().err
 
 
 def test_image_data_missing_image_names_the_line(tmp_path):
@@ -209,6 +296,7 @@ def test_convert_imageset_skips_an_unreadable_image(tmp_path):
                           f"{tmp_path}/", str(tmp_path / "list.txt"), str(tmp_path / "db")],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "c.png", "db", "list.txt"]  # no db.lock left
     error = [line for line in run.stderr.splitlines() if line.startswith("E")]
     assert len(error) == 1 and "not_there.png (line 2 of" in error[0]
     assert "Processed 2 files." in run.stderr

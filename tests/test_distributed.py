@@ -127,8 +127,8 @@ def test_two_workers_equal_one_worker_with_iter_size_2(two_workers, reference):
 
 @pytest.mark.slow
 def test_only_rank_0_logs_and_snapshots(two_workers):
-    assert sorted(os.listdir(os.path.join(two_workers, "rank0"))) == [  # and the lock of the snapshot prefix
-        "model.lock", f"model_iter_{ITERS}.caffemodel", f"model_iter_{ITERS}.solverstate"]
+    assert sorted(os.listdir(os.path.join(two_workers, "rank0"))) == [  # no lock left
+        f"model_iter_{ITERS}.caffemodel", f"model_iter_{ITERS}.solverstate"]
     assert os.listdir(os.path.join(two_workers, "rank1")) == []
     root = open(os.path.join(two_workers, "rank0.log")).read().splitlines()
     other = open(os.path.join(two_workers, "rank1.log")).read().splitlines()

@@ -72,6 +72,7 @@ def test_pipeline_makes_every_file(trained):
     n_train = len((d / "stage1/train.txt").read_text().splitlines())
     assert len([l for l in stage2 if l]) == 2 * n_train  # DEEPPOSE_PER_IMAGE crops an image
     assert (d / "stage2/displacements.json").exists() and (d / "stage1/output_val.txt").exists()
+    assert not list(repo.rglob("*.lock"))  # the locks of the databases, snapshot prefixes and data set
 
 
 def test_accuracy_report(trained):

@@ -1,6 +1,9 @@
-"""The inference fast path (caffe/fastpath.py): compiled segments give the eager forward's blobs,
-see writes into the params, compile per shape only after the eager budget, and leave layers
-that are not pure (Python layers) eager between them."""
+"""The inference fast path (caffe/accel/fastpath.py): compiled segments give the eager forward's blobs,
+see writes into the params, compile per shape at fixed call counts (the same bits in every run),
+and leave layers that are not pure (Python layers) eager between them."""
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -8,8 +11,10 @@ import pytest
 import torch
 
 import caffe
-from caffe import fastpath
-from conftest import python_double_layer
+from caffe.accel import fastpath
+from conftest import ACCELERATED, python_double_layer
+
+pytestmark = ACCELERATED
 
 NET = """
 name: "fast"
@@ -31,7 +36,7 @@ PYTHON = ('layer { name: "py" type: "Python" bottom: "pool" top: "mid" '
 
 @pytest.fixture
 def compiling(monkeypatch):
-    """Compile at once (no eager budget), with dynamo's eager backend (the graph capture and the
+    """Compile at the first call, with dynamo's eager backend (the graph capture and the
     segment plumbing are ours to test; inductor's code generation is torch's, and slow here)."""
     monkeypatch.setenv("CAFFE_COMPILE", "1")
     monkeypatch.setenv("CAFFE_COMPILE_AFTER", "0")
@@ -85,40 +90,84 @@ def test_compiled_forward_gives_every_blob_and_sees_param_writes(tmp_path, monke
     assert_close(net.forward()["ip"], eager_blobs(net, monkeypatch)["ip"])
 
 
-def test_a_new_shape_runs_eagerly_until_its_own_budget_is_spent(tmp_path, monkeypatch, compiling):
-    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "3600")
+def test_a_new_shape_counts_its_own_eager_calls(tmp_path, monkeypatch, compiling):
+    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "2")
     net = make_net(tmp_path, SPLIT)
     net.forward()
-    assert compiling == []  # the budget is not spent: eager
-    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "0")
     net.forward()
+    assert compiling == []  # calls 0 and 1: eager
+    net.forward()  # call 2 starts the compilation
     assert len(compiling) == 1
     net.blobs["data"].reshape(3, 3, 9, 9)
     net.reshape()
-    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "1e-9")
-    net.forward()  # first run of this shape: eager (it has spent nothing yet)
-    assert net._fast._eager_s[(0, 7, ((3, 3, 9, 9),))] > 0
+    net.forward()  # call 0 of this shape: eager
+    assert net._fast._calls[(0, 7, ((3, 3, 9, 9),))] == 0
     assert net.blobs["ip"].data.shape == (3, 5)
     want = eager_blobs(net, monkeypatch)["ip"]
     assert_close(net.forward()["ip"], want)
 
 
-def test_a_spent_budget_compiles_in_the_background_while_eager_runs_go_on(tmp_path, monkeypatch, compiling):
-    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "1e-9")
+def test_compiles_in_the_background_and_switches_at_a_fixed_call(tmp_path, monkeypatch, compiling):
+    """Call N starts the compilation in a thread (on copies of the inputs), calls N..2N-1 stay
+    eager, call 2N waits for it and runs compiled without compiling again."""
+    monkeypatch.setenv("CAFFE_COMPILE_AFTER", "2")
     net = make_net(tmp_path, SPLIT)
-    net.forward()  # spends the budget
-    net.forward()  # starts the compilation in a thread, runs eagerly
+    for _ in range(4):  # calls 0..3: eager (the build ran on call 2's inputs, in its thread)
+        net.forward()
     assert len(compiling) == 1
     net._fast.wait()
-    assert compiling[0].calls == ["caffe-compile-0-7"]  # the build ran it once, on copies of the inputs
+    assert compiling[0].calls == ["caffe-compile-0-7"]
     net.blobs["data"].data[...] *= -1
     want = eager_blobs(net, monkeypatch)
     frames = dict(torch._dynamo.utils.counters["frames"])
-    net.forward()
+    net.forward()  # call 4 = 2N: compiled
     assert compiling[0].calls == ["caffe-compile-0-7", threading.main_thread().name]
     assert torch._dynamo.utils.counters["frames"] == frames  # the thread's compilation serves: no recompiling
     for name, blob in net.blobs.items():
         assert_close(blob.data, want[name], name)
+
+
+# A forward loop whose "compiler" takes `delay` s (in its background thread) and marks what it
+# computes (the outputs scaled by 1 + 2^-20): prints one hash per call.
+LOOP = """
+import hashlib, sys, time
+import numpy as np
+import caffe
+from caffe.accel import fastpath
+delay = float(sys.argv[2])
+
+def compile_slowly(module, **kwargs):
+    time.sleep(delay)
+    return lambda *tensors: tuple(t * (1 + 2 ** -20) for t in module(*tensors))
+
+fastpath.torch.compile = compile_slowly
+caffe.set_random_seed(0)  # the fillers
+net = caffe.Net(sys.argv[1], caffe.TEST)
+rng = np.random.default_rng(0)
+for p in net.params["bn"]:
+    p.data[...] = rng.uniform(1, 2, p.data.shape)
+for _ in range(24):
+    net.blobs["data"].data[...] = rng.normal(0, 1, net.blobs["data"].shape)
+    print(hashlib.sha256(net.forward()["ip"].tobytes()).hexdigest(), flush=True)
+    time.sleep(0.02)
+"""
+
+
+def test_two_runs_compute_the_same_bits_call_for_call(tmp_path):
+    """The path of call k depends on k, not on the clock: a run whose compilation is slow (it
+    takes longer than the eager calls until the switch) and one whose compilation is quick give
+    the same outputs at every call; the compiled forward serves from call 2N = 8 on in both."""
+    (tmp_path / "net.prototxt").write_text(NET.replace("LAYER", SPLIT))
+    hashes = []
+    for delay, after in (("0", "4"), ("0.5", "4"), ("0", "100")):  # the last: eager throughout
+        run = subprocess.run([sys.executable, "-c", LOOP, str(tmp_path / "net.prototxt"), delay],
+                             env=dict(os.environ, CAFFE_COMPILE="1", CAFFE_COMPILE_AFTER=after),
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        hashes.append(run.stdout.split())
+    quick, slow, eager = hashes
+    assert len(quick) == 24 and quick == slow
+    assert quick[:8] == eager[:8] and all(a != b for a, b in zip(quick[8:], eager[8:]))
 
 
 def test_a_python_layer_runs_eagerly_between_compiled_segments(tmp_path, monkeypatch, compiling):

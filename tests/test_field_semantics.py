@@ -11,12 +11,12 @@ import caffe
 from caffe.proto import caffe_pb2
 from caffe.protoio import parse_prototxt
 from conftest import GOLDEN
-from test_data import data_net, datum, make_lmdb
+from test_data import data_net, datum, make_db
 
 
 @pytest.fixture
 def six(tmp_path):
-    return make_lmdb(tmp_path / "db", [datum(10 * i, i) for i in range(6)])
+    return make_db(tmp_path / "db", [datum(10 * i, i) for i in range(6)])
 
 
 def first_labels(make, seeds=range(8)):
@@ -50,7 +50,7 @@ def test_data_prefetch_and_force_encoded_color_change_nothing(six):
 
 def test_force_color_decodes_a_gray_image_to_bgr(tmp_path):
     gray = np.random.default_rng(0).integers(0, 256, (5, 6), dtype=np.uint8)
-    source = make_lmdb(tmp_path / "db", [caffe_pb2.Datum(data=cv2.imencode(".png", gray)[1].tobytes(),
+    source = make_db(tmp_path / "db", [caffe_pb2.Datum(data=cv2.imencode(".png", gray)[1].tobytes(),
                                                          encoded=True, label=1)])
     assert data_net(source, batch=1).forward()["data"].shape == (1, 1, 5, 6)
     color = data_net(source, batch=1, transform="force_color: true").forward()["data"][0]

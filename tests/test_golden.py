@@ -213,12 +213,9 @@ TOOLS = {"convert_imageset": convert_imageset.main,
          "compute_image_mean": compute_image_mean.main}
 
 
-def records(path):
-    db = cdb.LMDB(path)
-    try:
+def records(path, backend="lmdb"):
+    with cdb.open_db(path, backend) as db:
         return list(db.records())
-    finally:
-        db.close()
 
 
 def compare_records(case, ours, ref):
@@ -234,10 +231,16 @@ def compare_mean(case, path):
     compare("files", case, "mean", ours, np.load(os.path.join(FILES, "mean.npy")), exact=True)
 
 
-def check_lmdb(case, tmp_path, monkeypatch, db, list_file, multilabel=False, size=0, encoded=False):
-    """Our reader: the keys, order, pixels (or file bytes) and labels of a recorded LMDB."""
+def writable(tmp_path, name):
+    """A copy of the golden database `name` (opening a LevelDB writes to it, as in Caffe)."""
+    shutil.copytree(os.path.join(FILES, name), tmp_path / name)
+    return str(tmp_path / name)
+
+
+def check_db(case, tmp_path, monkeypatch, db, list_file, multilabel=False, size=0, encoded=False, backend="lmdb"):
+    """Our reader: the keys, order, pixels (or file bytes) and labels of a recorded database."""
     entries = read_list(os.path.join(FILES, list_file), multilabel)
-    recs = records(os.path.join(FILES, db))
+    recs = records(writable(tmp_path, db), backend)
     assert [k.decode() for k, _ in recs] == [f"{i:08d}_{e.path}" for i, e in enumerate(entries)]
     for (key, value), entry in zip(recs, entries):
         datum = cdb.parse_datum(value, db, key)
@@ -272,26 +275,41 @@ def check_net(case, tmp_path, monkeypatch, prototxt, weights, arrays):
         compare("files", case, key, net.blobs[key[5:]].data, ref[key])
 
 
-def check_tool(case, tmp_path, monkeypatch, tool, args, expect):
-    """Our tool run on copies of the images and list files (in their directory, as Caffe's was)
-    writes what Caffe's wrote."""
+def leveldb_files(folder):
+    """{name: bytes} of a LevelDB's files, without LevelDB's LOCK (empty) and LOG (timestamps)."""
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))
+            if name not in ("LOCK", "LOG")}
+
+
+def check_tool(case, tmp_path, monkeypatch, tool, args, expect, inputs=()):
+    """Our tool run on copies of the images and list files (in their directory, as Caffe's was) and
+    of the golden databases `inputs` writes what Caffe's wrote (out_lmdb / out_leveldb: `expect`'s
+    records; a mean: `expect`'s bytes)."""
     shutil.copytree(os.path.join(FILES, "images"), tmp_path / "images")
     for name in ("list_int.txt", "list_multilabel.txt"):
         shutil.copy(os.path.join(FILES, name), tmp_path / name)
+    for name in inputs:
+        writable(tmp_path, name)
     monkeypatch.chdir(tmp_path)
     assert TOOLS[tool]([a.format(files=FILES) for a in args]) == 0
-    if expect.endswith("_lmdb"):
-        compare_records(case, records("out_lmdb"), records(os.path.join(FILES, expect)))
+    if expect.endswith("_leveldb"):  # LevelDB's files themselves are Caffe's (its LOCK and LOG aside)
+        assert leveldb_files("out_leveldb") == leveldb_files(os.path.join(FILES, expect)), f"{case}: the files differ"
+    if expect.endswith(("_lmdb", "_leveldb")):
+        backend = expect.rsplit("_", 1)[1]
+        compare_records(case, records(f"out_{backend}", backend), records(writable(tmp_path / "golden", expect),
+                                                                          backend))
     else:
         compare_mean(case, "mean.binaryproto")
         with open("mean.binaryproto", "rb") as ours, open(os.path.join(FILES, expect), "rb") as ref:
             assert ours.read() == ref.read(), f"{case}: the BlobProto bytes differ"
 
 
-def check_data(case, tmp_path, monkeypatch, prototxt, phase, prefix):
-    """Our Data layer yields the recorded batches (paths in the prototxt are relative to files/)."""
-    monkeypatch.chdir(FILES)
-    ref = np.load(os.path.join(FILES, "data_layer_batches.npz"))
+def check_data(case, tmp_path, monkeypatch, prototxt, phase, prefix, batches="data_layer_batches.npz"):
+    """Our Data layer yields the recorded batches (paths in the prototxt are relative to files/,
+    here a copy of it: opening a LevelDB writes to it)."""
+    shutil.copytree(FILES, tmp_path / "files")
+    monkeypatch.chdir(tmp_path / "files")
+    ref = np.load(batches)
     net = caffe.Net(prototxt, phase)
     for i in range(len(ref[f"{prefix}_data"])):
         out = net.forward()
@@ -392,10 +410,15 @@ def check_window(case, tmp_path, monkeypatch, mirror=False):
 
 RESIZE = ["-resize_height=16", "-resize_width=16"]
 FILE_CASES = {
-    "read_multilabel_lmdb": (check_lmdb, dict(db="multilabel_lmdb", list_file="list_multilabel.txt",
+    "read_multilabel_lmdb": (check_db, dict(db="multilabel_lmdb", list_file="list_multilabel.txt",
                                               multilabel=True, size=16)),
-    "read_int_lmdb": (check_lmdb, dict(db="int_lmdb", list_file="list_int.txt", size=16)),
-    "read_encoded_lmdb": (check_lmdb, dict(db="encoded_lmdb", list_file="list_int.txt", encoded=True)),
+    "read_int_lmdb": (check_db, dict(db="int_lmdb", list_file="list_int.txt", size=16)),
+    "read_encoded_lmdb": (check_db, dict(db="encoded_lmdb", list_file="list_int.txt", encoded=True)),
+    "read_multilabel_leveldb": (check_db, dict(db="multilabel_leveldb", list_file="list_multilabel.txt",
+                                                multilabel=True, size=16, backend="leveldb")),
+    "read_int_leveldb": (check_db, dict(db="int_leveldb", list_file="list_int.txt", size=16, backend="leveldb")),
+    "read_ours_multilabel_leveldb": (check_db, dict(db="ours_multilabel_leveldb", list_file="list_multilabel.txt",
+                                                    multilabel=True, size=16, backend="leveldb")),
     "read_mean_binaryproto": (check_mean, {}),
     "tiny_net_forward": (check_net, dict(prototxt="tiny.prototxt", weights="tiny.caffemodel",
                                          arrays="tiny_io.npz")),
@@ -406,13 +429,24 @@ FILE_CASES = {
     "convert_imageset_encoded_png": (check_tool, dict(tool="convert_imageset", expect="encoded_lmdb",
                                                       args=["-encoded", "-encode_type=png", "", "list_int.txt",
                                                             "out_lmdb"])),
+    "convert_imageset_multilabel_leveldb": (check_tool, dict(
+        tool="convert_imageset_multilabel", expect="multilabel_leveldb",
+        args=["-backend", "leveldb"] + RESIZE + ["", "list_multilabel.txt", "out_leveldb"])),
+    "convert_imageset_leveldb": (check_tool, dict(
+        tool="convert_imageset", expect="int_leveldb",
+        args=["-backend=leveldb"] + RESIZE + ["-shuffle=false", "", "list_int.txt", "out_leveldb"])),
     "compute_image_mean": (check_tool, dict(tool="compute_image_mean", expect="mean.binaryproto",
                                             args=["{files}/multilabel_lmdb", "mean.binaryproto"])),
+    "compute_image_mean_leveldb": (check_tool, dict(
+        tool="compute_image_mean", expect="mean_ours_leveldb.binaryproto", inputs=["ours_multilabel_leveldb"],
+        args=["-backend", "leveldb", "ours_multilabel_leveldb", "mean.binaryproto"])),
     "data_train": (check_data, dict(prototxt="data_train.prototxt", phase=caffe.TRAIN, prefix="train")),
     "data_test_crop12": (check_data, dict(prototxt="data_test_crop12.prototxt", phase=caffe.TEST,
                                           prefix="test_crop12")),
     "data_test_meanvalue": (check_data, dict(prototxt="data_test_meanvalue.prototxt", phase=caffe.TEST,
                                              prefix="test_meanvalue")),
+    "data_leveldb": (check_data, dict(prototxt="data_leveldb.prototxt", phase=caffe.TRAIN, prefix="train",
+                                      batches="leveldb_batches.npz")),
     "hdf5_output": (check_hdf5_output, dict(index=0)),
     "hdf5_output_3rows": (check_hdf5_output, dict(index=1)),
     "hdf5_data": (check_hdf5_data, dict(prototxt="hdf5_data.prototxt", prefix="ordered")),

@@ -1,4 +1,4 @@
-"""The C kernels (caffe.native) against the PyTorch implementations they replace."""
+"""The C kernels (caffe.accel.native) against the PyTorch implementations they replace."""
 import os
 import subprocess
 import sys
@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from caffe import native
+from caffe.accel import native
 from caffe.layer_modules import norm
 from caffe.solvers.base import Solver
 from caffe.solvers.sgd import SGDSolver
+from conftest import ACCELERATED
 
 needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the kernels are not built")
+pytestmark = ACCELERATED
 
 
 def _lrn_both(x, top_diff, size, alpha, beta, k):
@@ -87,8 +89,8 @@ def test_fused_sgd_update_matches_the_generic_update(tmp_path):
 
 def test_without_native_kernels_the_engine_uses_pytorch(tmp_path):
     """CAFFE_NATIVE=0: no kernels are built, and the LRN layer runs its PyTorch implementation."""
-    code = ("from caffe import native; from caffe.layer_modules import norm; from caffe.proto import caffe_pb2; "
-            "assert native.library() is None; "
+    code = ("from caffe import accel; from caffe.layer_modules import norm; from caffe.proto import caffe_pb2; "
+            "assert not accel.active('native_lrn') and accel.REGISTRY['native_lrn'].why_off() == 'CAFFE_NATIVE=0'; "
             "assert not norm.LRN(caffe_pb2.LayerParameter(type=\"LRN\"), 0).native; print('ok')")
     env = dict(os.environ, CAFFE_NATIVE="0", CAFFE_NATIVE_CACHE=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -98,7 +100,7 @@ def test_without_native_kernels_the_engine_uses_pytorch(tmp_path):
 
 def test_a_missing_compiler_is_a_warning_not_an_error(tmp_path):
     """With no C compiler, one warning names the reason and the engine goes on without kernels."""
-    code = "from caffe import native; assert native.library() is None; print('ok')"
+    code = "from caffe.accel import native; assert native.library() is None; print('ok')"
     env = dict(os.environ, CC=str(tmp_path / "no-such-cc"), PATH="", CAFFE_NATIVE_CACHE=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr

@@ -243,7 +243,18 @@ def test_training_and_deploy_nets_agree():
         assert [l for l in t.layer if l.name == "predict"][0].inner_product_param.num_output == outputs
     assert nets.input_size("models/deeppose_refine/deeppose_refine.prototxt") == (64, 64)
     assert nets.data_files("models/deeppose/deeppose_train_test.prototxt") == nets.DataFiles(
-        "models/deeppose/train_data_lmdb", "models/deeppose/test_data_lmdb", "models/deeppose/train_mean.binaryproto")
+        "models/deeppose/train_data_lmdb", "models/deeppose/test_data_lmdb", "models/deeppose/train_mean.binaryproto",
+        "LMDB", "LMDB")
+
+
+def test_data_files_give_the_data_layers_backends(tmp_path):
+    """The pipeline writes each database of the kind its Data layer reads: a layer without
+    `backend` reads a LevelDB (Caffe's default)."""
+    train = Path("models/deeppose/deeppose_train_test.prototxt").read_text()
+    at = train.index("backend: LMDB")
+    path = tmp_path / "train.prototxt"
+    path.write_text(train[:at] + train[at + len("backend: LMDB"):])
+    assert (nets.data_files(path).train_backend, nets.data_files(path).test_backend) == ("LEVELDB", "LMDB")
 
 
 def test_nets_fitted_to_a_description_are_run_local_copies(tmp_path, monkeypatch):

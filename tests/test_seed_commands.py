@@ -30,4 +30,5 @@ def test_convert_mean_train_and_parse_the_log(tmp_path):
     # display: 2, max_iter: 8 -> the display lines of iterations 0, 2, 4, 6 and the final "Iteration 8, loss = "
     assert [p[0] for p in pairs] == ["0", "2", "4", "6", "8,"]
     assert all(float(p[1]) > 0 for p in pairs[:-1])
-    assert sorted(os.listdir(tmp_path / "snapshots")) == ["train.lock", "train_iter_8.caffemodel", "train_iter_8.solverstate"]
+    assert sorted(os.listdir(tmp_path / "snapshots")) == ["train_iter_8.caffemodel", "train_iter_8.solverstate"]
+    assert not list(tmp_path.rglob("*.lock"))  # the database's and the snapshot prefix's: removed at the end

@@ -292,7 +292,7 @@ def test_snapshot_files(make_solver, tmp_path):
                          snapshot_after_train=True, lr_policy="multistep", gamma=0.5, stepvalue=[1])
     solver.add_callback(lambda: feed(solver), lambda: None)
     solver.solve()
-    assert sorted(os.listdir("snaps")) == ["run.lock", "run_iter_2.caffemodel", "run_iter_2.solverstate",
+    assert sorted(os.listdir("snaps")) == ["run_iter_2.caffemodel", "run_iter_2.solverstate",
                                            "run_iter_3.caffemodel", "run_iter_3.solverstate"]
     state = caffe_pb2.SolverState.FromString(open("snaps/run_iter_3.solverstate", "rb").read())
     assert (state.iter, state.learned_net, state.current_step, len(state.history)) == \

@@ -1,13 +1,14 @@
-"""BatchNorm + Scale (+ ReLU) in place, trained through the C kernels (caffe/train_chains.py),
+"""BatchNorm + Scale (+ ReLU) in place, trained through the C kernels (caffe/accel/train_chains.py),
 against the same layers run one by one (each checked against the real Caffe by the golden set)."""
 import numpy as np
 import pytest
 
 import caffe
-from caffe import native, train_chains
-from conftest import net_from
+from caffe.accel import native, train_chains
+from conftest import ACCELERATED, net_from
 
-pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler: the kernels are not built")
+pytestmark = [ACCELERATED,
+              pytest.mark.skipif(native.library() is None, reason="no C compiler: the kernels are not built")]
 
 LAYERS = """
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"

@@ -13,41 +13,22 @@ from deeppose import datasets
 from deeppose.cli import command
 from deeppose.dataset import read_annotations
 from deeppose.draw import contact_sheet
+from deeppose.options import image_size, positive_int
 from deeppose.synth import existing_dataset, make_dataset
-
-
-def size_arg(text):
-    try:
-        cols, rows = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be COLSxROWS, e.g. 512x424, not {text!r}") from None
-    if cols < 1 or rows < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
-    return cols, rows
-
-
-def count_arg(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
-    return n
 
 
 @command
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", help="data set directory (default: the description's root)")
-    p.add_argument("--train", type=count_arg, required=True, help="number of training images")
-    p.add_argument("--test", type=count_arg, required=True, help="number of test images")
+    p.add_argument("--train", type=positive_int, required=True, help="number of training images")
+    p.add_argument("--test", type=positive_int, required=True, help="number of test images")
     datasets.add_seed_argument(p)
-    p.add_argument("--size", type=size_arg, help="image size COLSxROWS (default: the description's size)")
+    p.add_argument("--size", type=image_size, help="image size COLSxROWS (default: the description's size)")
     p.add_argument("--raw16", action="store_true", help="also write 16-bit millimetre depth PNGs")
-    p.add_argument("--workers", type=count_arg, default=os.cpu_count(), help="processes (default: all cores)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count(), help="processes (default: all cores)")
     p.add_argument("--sheet", metavar="PNG", help="draw the first training images with their skeletons")
-    p.add_argument("--sheet-count", type=count_arg, default=12, help="images on the sheet (default %(default)s)")
+    p.add_argument("--sheet-count", type=positive_int, default=12, help="images on the sheet (default %(default)s)")
     p.add_argument("--force", action="store_true",
                    help="replace the data set --out holds (its annotation files and the images of the same names)")
     datasets.add_argument(p)

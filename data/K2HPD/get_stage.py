@@ -16,19 +16,22 @@ import argparse
 
 from deeppose import datasets, nets, stages
 from deeppose.cli import command
+from deeppose.options import fraction, one_of, positive_int
 from deeppose.pipeline import make_refine_data, make_stage1_lists
+from deeppose.train import DISPLACEMENTS
 
 
 @command
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage", type=int, required=True, help="cascade stage, 1 or more")
-    p.add_argument("--val-fraction", type=float, default=0.1,
+    p.add_argument("--stage", type=positive_int, required=True, help="cascade stage, 1 or more")
+    p.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="stage 1: part of the training images held out (default %(default)s)")
-    p.add_argument("--displacements", choices=("simulated", "predictions"), default="simulated",
+    p.add_argument("--displacements", type=one_of(*DISPLACEMENTS), default="simulated",
+                   metavar="{" + ",".join(DISPLACEMENTS) + "}",
                    help="stage >= 2: sample the held-out error distribution per joint (default, the "
                         "paper) or use the previous stage's predictions on the training images (the seed)")
-    p.add_argument("--per-image", type=int, default=1,
+    p.add_argument("--per-image", type=positive_int, default=1,
                    help="stage >= 2: joints cropped per training image (default %(default)s, as the seed)")
     p.add_argument("--targets", choices=stages.TARGET_UNITS, default="pixels",
                    help="stage 1: the stages' target units, recorded with the lists: pixels (default, the seed's "
@@ -36,8 +39,6 @@ def main(argv=None):
     datasets.add_seed_argument(p)
     datasets.add_argument(p)
     args = p.parse_args(argv)
-    if args.stage < 1:
-        p.error("--stage must be 1 or more")
     desc, seed = datasets.selected(args.dataset), datasets.selected_seed(args.seed)
     _, refine = nets.stage_nets(desc)
     if args.stage == 1:

@@ -197,7 +197,7 @@ def transformer_from_prototxt(path, phase=TEST):
 
 
 def decode_record(transformer, db_name, key, value):
-    """(Datum, pixels) of one LMDB record; errors name the database and the key."""
+    """(Datum, pixels) of one database record; errors name the database and the key."""
     datum = parse_datum(value, db_name, key)
     try:
         return datum, transformer.decode(datum)

@@ -10,11 +10,13 @@ root_solver = True  # False in the workers other than rank 0: they log warnings 
 
 
 def log(severity, where, message, stream=None):
-    """Write one line; `severity` is I, W, E or F, `where` the source tag (e.g. "solver.cpp:218")."""
+    """Write one line; `severity` is I, W, E or F, `where` the source tag (e.g. "solver.cpp:218").
+    As glog, a message ending with a newline (a DebugString) gets no second one."""
     if _LEVELS[severity] < min_level or (severity == "I" and not root_solver):
         return
     now = datetime.datetime.now()
-    line = f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {os.getpid():>6d} {where}] {message}\n"
+    end = "" if message.endswith("\n") else "\n"
+    line = f"{severity}{now:%m%d %H:%M:%S}.{now.microsecond:06d} {os.getpid():>6d} {where}] {message}{end}"
     stream = stream or sys.stderr
     stream.write(line)
     stream.flush()

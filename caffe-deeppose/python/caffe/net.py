@@ -10,7 +10,8 @@ import re
 import numpy as np
 import torch
 
-from . import common, fastpath, glog, hdf5, train_chains, trainpath  # noqa: F401
+from . import common, glog, hdf5
+from .accel import active, fastpath, train_chains
 from . import layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from .blob import Blob, ParamBlob, defer_diff, drop_deferred_diff, settle_diff
 from .proto import caffe_pb2
@@ -23,7 +24,8 @@ from .upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 TRAIN = caffe_pb2.TRAIN
 TEST = caffe_pb2.TEST
 AUTOMATIC_TOP = "(automatic)"  # Caffe's name for the top it adds to a loss layer that has none
-common.keep_large_blocks_on_heap()
+if active("heap"):  # once: mallopt cannot be undone (caffe.accel)
+    common.keep_large_blocks_on_heap()
 
 
 class NetError(ValueError):
@@ -255,8 +257,7 @@ class Net:
                    and not any(name in w.bottoms for w in wiring[produced_last[name] + 1:])]
         self.module = NetModule(modules, wiring, inputs, outputs)
         self._fast = fastpath.CompiledForward(self.module)
-        self._train = trainpath.CompiledTraining(self.module, self._device)
-        self._probes, self._replays = {}, []  # of the training fast path's last forward
+        self._replays = []  # of the training chains of the last forward (train_chains.run)
         self._input_names, self._output_names = inputs, outputs
         self._needs_backward = bool(self._loss_weights) or self.force_backward
         self._live, self._grad_src, self._records, self._diffs = {}, {}, {}, {}
@@ -415,7 +416,7 @@ class Net:
         With gradients on, every layer's bottom and top tensors are kept for the backward."""
         grad = self._needs_backward and torch.is_grad_enabled()
         self._live, self._grad_src, self._records = {}, {}, {}  # drop the previous graph before the next
-        self._probes, self._replays = {}, []
+        self._replays = []
         env, grad_src, made, records = {}, {}, set(), {}
         diffs = self._diffs = {}
 
@@ -456,20 +457,18 @@ class Net:
             self._fire("after_forward", i)
 
         hooked = any(self._hooks.values())
-        probes, replays = {}, []
+        replays = []
         with torch.set_grad_enabled(grad):
-            if grad and not hooked and trainpath.enabled():
-                probes, replays = self._train.run(env, start, end, after, grad_src)
-            elif grad and not hooked:
+            if grad and not hooked:
                 replays = train_chains.run(self.module, env, start, end, after)
-            elif grad or hooked or not fastpath.enabled():
+            elif grad or hooked or not active("compiled_forward"):
                 self.module.run(env, start, end, lambda i: self._fire("before_forward", i), after)
             else:
                 self._fast.run(env, start, end)
         for name, t in env.items():
             self.blobs[name].set_data(t.detach())
         self._live, self._grad_src, self._records = env, grad_src, records
-        self._probes, self._replays = probes, replays
+        self._replays = replays
         return sum(weight * float(env[name].detach().sum())
                    for name, weight in self._loss_weights.items() if name in made)
 
@@ -523,12 +522,7 @@ class Net:
         for p in self._learnable:  # param diffs accumulate, also onto an update not yet copied
             settle_diff(p)
         self._diffs.clear()  # blob diffs are overwritten, not accumulated
-        for z in self._probes.values():
-            z.grad = None
         torch.autograd.backward(roots, grads, retain_graph=True)  # Caffe may run Backward twice
-        for name, z in self._probes.items():
-            if z.grad is not None:
-                self._diffs[name] = z.grad
         for name, t in self._grad_src.items():
             if name not in root_names:
                 g = self._diffs.get(name)
@@ -545,9 +539,9 @@ class Net:
             return
         for p in self._learnable:  # param diffs accumulate, also onto an update not yet copied
             settle_diff(p)
-        if self._replays:  # layers the training fast path computed: their own graphs, recomputed
-            self._train.replay(self._replays, end, start, lambda i, bottoms, tops: self._records.__setitem__(
-                i, (bottoms, tops)))
+        if self._replays:  # layers the training chains computed: their own graphs, recomputed
+            train_chains.replay(self.module, self._replays, end, start,
+                                lambda i, bottoms, tops: self._records.__setitem__(i, (bottoms, tops)))
             self._replays = []
         if any(i not in self._records for i in range(end, start + 1) if not wiring[i].is_input):
             self._forward_range(end, start)
@@ -670,10 +664,10 @@ class Net:
     def defer_param_diffs(self, params, values):
         """After an update: each param's diff is to read as the tensor beside it (Caffe leaves
         the update in the diff). A diff handed out as a `.diff` array gets it copied in; the
-        others are copied only when read (caffe.blob.defer_diff)."""
-        handed = self._handed_diffs()
+        others are copied only when read (caffe.blob.defer_diff; at once on the reference path)."""
+        handed = self._handed_diffs() if active("reused_diffs") else None
         for p, value in zip(params, values):
-            if p.grad is not None and id(p.grad) in handed:
+            if p.grad is not None and (handed is None or id(p.grad) in handed):
                 p.grad.copy_(value)
             else:
                 defer_diff(p, value)

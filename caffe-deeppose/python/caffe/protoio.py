@@ -1,5 +1,4 @@
 """Reading and writing Caffe's protobuf files: text prototxts, binary protos, blobs <-> arrays."""
-import io
 import os
 import re
 
@@ -8,6 +7,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from .atomic_file import atomic_write  # noqa: F401  (protoio.atomic_write: the same function)
+from .prototext import prototxt_text
 from .proto import caffe_pb2
 
 
@@ -61,33 +61,6 @@ def parse_binary_proto(data, message_cls, path):
 
 def write_binary_proto(path, message):
     atomic_write(path, message.SerializeToString())
-
-
-def _number_text(value, digits, dtype):
-    """A float as C++ protobuf's SimpleFtoa/SimpleDtoa writes it: the short `%g` form if it reads
-    back to the same value, else the long one (so 1, not 1.0; 0.1, not 0.100000001)."""
-    text = "%.*g" % (digits[0], value)
-    return text if dtype(float(text)) == dtype(value) else "%.*g" % (digits[1], value)
-
-
-class _CppTextPrinter(text_format._Printer):
-    """protobuf's text printer with C++'s number format, so a written prototxt is the one Caffe's
-    WriteProtoToTextFile writes."""
-
-    def PrintFieldValue(self, field, value):
-        if field.cpp_type == field.CPPTYPE_FLOAT:
-            self.out.write(_number_text(value, (6, 9), np.float32))
-        elif field.cpp_type == field.CPPTYPE_DOUBLE:
-            self.out.write(_number_text(value, (15, 17), np.float64))
-        else:
-            super().PrintFieldValue(field, value)
-
-
-def prototxt_text(message):
-    """`message` in text format, as Caffe (C++ protobuf's TextFormat::Print) writes it."""
-    out = io.StringIO()
-    _CppTextPrinter(out, as_utf8=False).PrintMessage(message)
-    return out.getvalue()
 
 
 def write_prototxt(path, message):

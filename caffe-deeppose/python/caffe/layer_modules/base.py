@@ -3,6 +3,8 @@ import math
 
 import torch
 
+from ..accel import caffe_engine
+
 
 def canonical_axis(axis, ndim, what="axis"):
     """Caffe's CanonicalAxisIndex: a negative axis counts from the end; out of range is an error."""
@@ -47,12 +49,13 @@ class LayerModule(torch.nn.Module):
     loss_layer = False  # top 0 carries loss_weight 1 unless the prototxt says otherwise
     no_grad_bottoms = ()  # bottoms Caffe never back-propagates to (labels, indices; may be set per instance)
     host_source = False  # produces its tops from host data (Data layers), not from bottoms
-    replaying = False  # set while the net recomputes a forward it did (caffe/trainpath.py): no side effects
+    replaying = False  # set while the net recomputes a forward it did (caffe/accel/train_chains.py): no side effects
 
     def __init__(self, param, phase):
         super().__init__()
         self.name = param.name
         self.phase = phase
+        self.caffe_engine = caffe_engine(param)  # `engine: CAFFE`: no acceleration for this layer (caffe.accel)
         self.blobs = torch.nn.ParameterList()
 
     def setup(self, bottom_shapes):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import fillers
+from ..accel import active
 from ..registry import register_layer
 from .base import LayerModule, canonical_axis
 
@@ -128,7 +129,7 @@ class _BaseConvolution(LayerModule):
         """On the CPU a 2-d convolution reads its bottom in channels-last layout: oneDNN's faster
         kernels; the top comes out channels-last and the layers after it keep that layout, so only
         the net's input is converted. Same values, other strides (blobs read as before)."""
-        if x.dim() == 4 and x.device.type == "cpu" and not self.transposed:
+        if x.dim() == 4 and x.device.type == "cpu" and not self.transposed and active("channels_last", self):
             return x.contiguous(memory_format=torch.channels_last)
         return x
 

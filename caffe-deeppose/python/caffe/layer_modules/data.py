@@ -1,4 +1,4 @@
-"""Data layers: Data (LMDB of Datum), ImageData (list file of images), MemoryData (numpy arrays
+"""Data layers: Data (LevelDB or LMDB of Datum), ImageData (list file of images), MemoryData (numpy arrays
 from pycaffe's `set_input_arrays`) and DummyData (filled blobs).
 
 Data and ImageData load in the background (caffe.prefetch): a batch is read, decoded and
@@ -17,7 +17,7 @@ import torch
 
 from .. import common, fillers, glog
 from ..data_transformer import DataTransformer, caffe_rng, decode_record, refuse_moved_fields
-from ..db import LMDB, check_backend, record_error
+from ..db import DBError, WrongBackend, backend_name, open_db, record_error
 from ..image_list import ListFileError, read_image, read_list, to_chw
 from ..prefetch import Prefetcher
 from ..proto import caffe_pb2
@@ -88,7 +88,7 @@ def _stop_running(running, then):
 
 
 class _DatumBatches:
-    """Reads batches of Datums from a cycling LMDB cursor (runs on the prefetch thread)."""
+    """Reads batches of Datums from a cycling database cursor (runs on the prefetch thread)."""
 
     def __init__(self, cursor, transformer, batch_size, label_num, with_labels, first, workers=(1, 0)):
         self.cursor, self.transformer, self.db_name = cursor, transformer, cursor.db.name
@@ -154,10 +154,11 @@ class _DatumBatches:
 
 @register_layer("Data")
 class Data(_PrefetchingLayer):
-    """Caffe's Data layer on an LMDB of Datums, with the DeepPose `label_num` extension: when it
-    is positive the label top is (batch, label_num, 1, 1) from each Datum's float_data, else the
-    scalar `label`, (batch,). The records cycle: after the last comes the first again. In training
-    with N workers (caffe.distributed), worker r reads the records whose running index is r mod N."""
+    """Caffe's Data layer on a database of Datums (`backend`: LEVELDB, Caffe's default, or LMDB),
+    with the DeepPose `label_num` extension: when it is positive the label top is
+    (batch, label_num, 1, 1) from each Datum's float_data, else the scalar `label`, (batch,). The
+    records cycle in key order: after the last comes the first again. In training with N workers
+    (caffe.distributed), worker r reads the records whose running index is r mod N."""
 
     def __init__(self, param, phase):
         super().__init__(param, phase)
@@ -165,7 +166,6 @@ class Data(_PrefetchingLayer):
         dp = param.data_param
         where = f"layer {param.name!r} (Data)"
         refuse_moved_fields(dp, "data_param", where)
-        check_backend(dp.backend, f"{where}: data_param.backend (set `backend: LMDB`)")
         if not dp.source:
             raise ValueError("data_param.source is not set")
         if dp.batch_size <= 0:
@@ -173,7 +173,7 @@ class Data(_PrefetchingLayer):
         self.batch_size, self.label_num = int(dp.batch_size), int(dp.label_num)
         with_labels = len(param.top) == 2
         self.transformer = DataTransformer(param.transform_param, phase, f"{where}: transform_param")
-        db = LMDB(dp.source)
+        db = _open_source(dp)
         try:
             _, first = decode_record(self.transformer, db.name, *db.first())
             cursor = db.cursor()
@@ -191,6 +191,17 @@ class Data(_PrefetchingLayer):
             glog.info("data_layer.cpp:50", f"Skipping first {skip} data points.")
             cursor.skip(skip)
         self._start(batches, dp.prefetch, (cursor.close, db.close))
+
+
+def _open_source(dp):
+    """The database of `data_param.source`; pointed at the other kind of database than `backend`
+    says, an error naming the path and the setting to use."""
+    backend = backend_name(dp.backend)
+    try:
+        return open_db(dp.source, backend)
+    except WrongBackend as e:
+        given = f"backend: {backend}" if dp.HasField("backend") else f"no backend, so {backend} (Caffe's default)"
+        raise DBError(f"data_param.source {e}; data_param has {given}: set `backend: {e.found}`") from None
 
 
 class _ImageBatches:

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from .. import fillers, onednn
+from .. import fillers
+from ..accel import active, onednn
 from ..blob import take_spare_diff
 from ..registry import register_layer
 from .base import LayerModule, canonical_axis, check_index_range
@@ -19,7 +20,7 @@ def _onednn_linear(x, w):
     """Whether `linear(x, w)` runs as oneDNN's inner product (no gradient wanted, CPU float32)."""
     return (x.dim() == 2 and x.shape[0] >= ONEDNN_MIN_ROWS and w.numel() >= ONEDNN_MIN_WEIGHTS
             and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
-            and w.is_contiguous() and onednn.AVAILABLE)
+            and w.is_contiguous() and active("onednn_linear"))
 
 
 @register_layer("InnerProduct")
@@ -68,7 +69,7 @@ class InnerProduct(LayerModule):
         if _onednn_linear(x, w):
             return (onednn.linear(x, w, bias),)
         if (torch.is_grad_enabled() and not self.transpose and x.dim() == 2 and x.device.type == "cpu"
-                and not torch.compiler.is_compiling()):
+                and not torch.compiler.is_compiling() and active("reused_diffs")):
             return (_Linear.apply(x, w, bias),)
         return (torch.nn.functional.linear(x, w, bias),)
 

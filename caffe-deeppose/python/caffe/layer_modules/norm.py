@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from .. import native
+from ..accel import active, native
 from ..proto import caffe_pb2
 from ..registry import register_layer
 from .base import LayerModule
@@ -28,7 +28,7 @@ class LRN(LayerModule):
             raise ValueError(f"unknown lrn_param.norm_region {p.norm_region}")
         self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
         self.across = p.norm_region == _LRN.ACROSS_CHANNELS
-        self.native = self.across and native.library() is not None  # asked once: torch.compile traces forward
+        self.native = self.across and active("native_lrn", self)  # asked once: torch.compile traces forward
 
     def top_shapes(self, bottom_shapes):
         shape = tuple(bottom_shapes[0])
@@ -91,7 +91,7 @@ class _AcrossChannelsLRN(torch.autograd.Function):
 
 
 def _native_lrn(x):
-    """Whether the across-channels LRN of `x` can run in the C kernels (caffe.native), if built."""
+    """Whether the across-channels LRN of `x` can run in the C kernels (caffe.accel.native), if built."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
 
 

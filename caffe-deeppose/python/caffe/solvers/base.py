@@ -23,8 +23,8 @@ import torch
 from .. import common, filelock, glog, hdf5, resume_state
 from ..blob import settle_diff
 from ..proto import caffe_pb2
-from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, parse_prototxt, read_file, \
-    write_binary_proto
+from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, parse_prototxt, \
+    prototxt_text, read_file, write_binary_proto
 from .lr_policy import SolverError, learning_rate
 from ..upgrade import UpgradeError, upgrade_solver
 from .params import build_test_nets, build_train_net, read_solver_param
@@ -73,7 +73,7 @@ class Solver:
         else:
             param = read_solver_param(solver_file_or_param)
         self.param = param
-        glog.info("solver.cpp:45", f"Initializing solver from parameters: \n{param}")
+        glog.info("solver.cpp:45", f"Initializing solver from parameters: \n{prototxt_text(param)}")  # DebugString
         if param.average_loss < 1:
             raise SolverError(f"average_loss must be >= 1, got {param.average_loss}")
         if param.iter_size < 1:

@@ -1,10 +1,10 @@
 """SGD with momentum (sgd_solver.cpp): history = momentum * history + rate * diff; update = history
 (computed into the history, which the diffs then read as, without a copy of 44M floats an
 iteration on the DeepPose net). On CPU float32 params with L2 (or no) decay, the decay, the
-history and the weight update are one pass of a C kernel per param (caffe.native.sgd_update)."""
+history and the weight update are one pass of a C kernel per param (caffe.accel.native.sgd_update)."""
 import torch
 
-from .. import native
+from ..accel import active, native
 from .base import Solver, register_solver
 
 
@@ -18,14 +18,13 @@ class SGDSolver(Solver):
         return history
 
     def _update_params(self, grads, rates):
-        lib = native.library()
-        fused = (lib is not None and type(self).compute_update is SGDSolver.compute_update
+        fused = (active("native_sgd") and type(self).compute_update is SGDSolver.compute_update
                  and self.param.regularization_type == "L2"
                  and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
                          for t in (*self._params, *grads, *self._slots[0])))
         if not fused:
             return super()._update_params(grads, rates)
-        threads = torch.get_num_threads()
+        lib, threads = native.library(), torch.get_num_threads()
         for p, g, h, decay, rate in zip(self._params, grads, self._slots[0], self._decays(), rates):
             lib.sgd_update(p.data_ptr(), g.data_ptr(), h.data_ptr(), p.numel(), decay, rate,
                            self.param.momentum, threads)

@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from .. import common, distributed, glog
+from .. import accel, common, distributed, glog
 from ..filelock import LockedError
 from ..net import TEST, TRAIN, Net
 from ..layer_modules.python import PythonLayerError
@@ -61,7 +61,7 @@ FLAGS = {
 USAGE = ("command line brew\nusage: caffe <command> <args>\n\ncommands:\n"
          "  train           train or finetune a model\n"
          "  test            score a model\n"
-         "  device_query    show GPU diagnostic information\n"
+         "  device_query    show GPU diagnostic information and the engine's accelerations\n"
          "  time            benchmark model execution time")
 class CommandError(ValueError):
     """A command that cannot run as asked; the message says why."""
@@ -302,6 +302,11 @@ def device_query(flags):
                              ("Total global memory", props.total_memory),
                              ("Number of multiprocessors", props.multi_processor_count)):
             glog.info("common.cpp:181", f"{label + ':':<31}{value}")
+    glog.info("caffe.cpp", f"Reference path: {'on' if accel.reference() else 'off'}")
+    for name, a in accel.REGISTRY.items():
+        why = a.why_off()
+        glog.info("caffe.cpp", f"Acceleration {name}: {'on' if why is None else f'off ({why})'}; replaces {a.replaces}; "
+                               f"measured {a.gain}")
     return 0
 
 

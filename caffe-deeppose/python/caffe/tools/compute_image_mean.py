@@ -1,4 +1,5 @@
-"""compute_image_mean: the per-pixel mean of an LMDB of Datums, as a BlobProto.
+"""compute_image_mean: the per-pixel mean of an LMDB (default) or a LevelDB (-backend leveldb) of
+Datums, as a BlobProto.
 
     compute_image_mean [FLAGS] INPUT_DB [OUTPUT_FILE]
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from .. import glog
 from ..data_transformer import DataTransformer, decode_record
-from ..db import DBError, LMDB, check_backend, record_error
+from ..db import DBError, WrongBackend, backend_name, open_db, record_error
 from ..proto import caffe_pb2
 from ..protoio import ProtoFileError, array_to_blobproto, write_binary_proto
 from .flags import Flag, parse_or_exit
@@ -21,9 +22,9 @@ FLAGS = {"backend": Flag("lmdb", "The backend {leveldb, lmdb} containing the ima
 LOG_EVERY = 10000
 
 
-def image_mean(db_path):
-    """The (C, H, W) float32 mean of every record of the LMDB at `db_path`."""
-    db = LMDB(db_path)
+def image_mean(db_path, backend="lmdb"):
+    """The (C, H, W) float32 mean of every record of the database at `db_path` (of kind `backend`)."""
+    db = open_db(db_path, backend)
     decoder = DataTransformer(caffe_pb2.TransformationParameter(), caffe_pb2.TEST, "compute_image_mean")
     try:
         total, count = None, 0
@@ -64,11 +65,13 @@ def main(argv=None):
         print(message, file=sys.stderr)
         return 1
     try:
-        check_backend(flags["backend"], "-backend")
-        mean = image_mean(args[0])
+        mean = image_mean(args[0], backend_name(flags["backend"], "-backend"))
         if len(args) == 2:
             glog.info("compute_image_mean.cpp:108", f"Write to {args[1]}")
             write_binary_proto(args[1], array_to_blobproto(mean[None], legacy=True))
+    except WrongBackend as e:
+        glog.log("F", "compute_image_mean.cpp:53", f"{e}: pass -backend {e.found.lower()}")
+        return 1
     except (DBError, ProtoFileError, OSError) as e:
         glog.log("F", "compute_image_mean.cpp:53", str(e))
         return 1

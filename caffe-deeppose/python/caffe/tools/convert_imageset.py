@@ -1,4 +1,5 @@
-"""convert_imageset and convert_imageset_multilabel: a list of images into an LMDB of Datums.
+"""convert_imageset and convert_imageset_multilabel: a list of images into an LMDB (default) or a
+LevelDB (-backend leveldb) of Datums.
 
     convert_imageset [FLAGS] ROOTFOLDER/ LISTFILE DB_NAME
     convert_imageset_multilabel [FLAGS] ROOTFOLDER/ LISTFILE DB_NAME
@@ -24,7 +25,7 @@ import cv2
 from tqdm import tqdm
 
 from .. import glog
-from ..db import COMMIT_EVERY, DBError, LMDBWriter, check_backend
+from ..db import COMMIT_EVERY, DBError, backend_name, new_db
 from ..image_list import ListFileError, read_image, read_list, to_chw
 from ..proto import caffe_pb2
 from .flags import Flag, parse_or_exit
@@ -75,16 +76,22 @@ def image_datum(filename, flags, encoding):
             and _same_type(filename, encoding):
         with open(filename, "rb") as f:  # the file's own bytes
             return caffe_pb2.Datum(data=f.read(), encoded=True)
-    ok, buf = cv2.imencode("." + encoding, img)
+    try:
+        ok, buf = cv2.imencode("." + encoding, img)
+    except cv2.error:  # no encoder for that extension
+        ok = False
     if not ok:
         raise ValueError(f"cannot encode {filename} as .{encoding}")
     return caffe_pb2.Datum(data=buf.tobytes(), encoded=True)
 
 
 def convert(root, list_file, db_name, flags, multilabel=False):
-    """Write the images of `list_file` (paths relative to `root`) into the new LMDB `db_name`;
-    returns the number of records written."""
-    check_backend(flags["backend"], "-backend")
+    """Write the images of `list_file` (paths relative to `root`) into the new database `db_name`
+    (of -backend's kind); returns the number of records written."""
+    backend = backend_name(flags["backend"], "-backend")
+    if flags["encode_type"] and not cv2.haveImageWriter("image." + flags["encode_type"]):
+        raise ValueError(f"-encode_type={flags['encode_type']}: OpenCV has no encoder for that type "
+                         "(give an image file extension: png, jpg, ...)")
     entries = read_list(list_file, multilabel)
     if not any(e.path and os.path.isfile(root + e.path) for e in entries):
         first = next((e for e in entries if e.path), None)
@@ -101,7 +108,7 @@ def convert(root, list_file, db_name, flags, multilabel=False):
     count, data_size = 0, None
     progress = tqdm(entries, disable=None if len(entries) >= PROGRESS_FROM else True, unit="img",
                     file=sys.stderr, desc=os.path.basename(db_name))
-    with LMDBWriter(db_name) as db:
+    with new_db(db_name, backend) as db:
         for line_id, entry in enumerate(progress):
             filename = root + entry.path
             datum = image_datum(filename, flags, _encoding(entry.path, flags)) if entry.path else None

@@ -1,4 +1,4 @@
-"""extract_features: blobs of a trained net, batch after batch, into LMDBs of Datums (Caffe's tool).
+"""extract_features: blobs of a trained net, batch after batch, into databases of Datums (Caffe's tool).
 
     extract_features PRETRAINED_NET_PARAM FEATURE_EXTRACTION_PROTO BLOB1[,BLOB2,...]
                      DATASET1[,DATASET2,...] NUM_MINI_BATCHES DB_TYPE [CPU/GPU] [DEVICE_ID=0]
@@ -6,7 +6,7 @@
 The net is built in the TEST phase with the weights of PRETRAINED_NET_PARAM; each of
 NUM_MINI_BATCHES forward passes stores every item of each named blob as one Datum (the item's
 values in `float_data`, channels/height/width from the blob's legacy shape) under the keys
-0000000000, 0000000001, ... of a NEW database per blob. Each database is written under a
+0000000000, 0000000001, ... of a NEW database per blob (DB_TYPE lmdb or leveldb). Each database is written under a
 temporary name and renamed into place when complete, so a failed run leaves none behind.
 """
 import os
@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from .. import common, glog
-from ..db import COMMIT_EVERY, DBError, LMDBWriter, check_backend
+from ..db import COMMIT_EVERY, DBError, backend_name, new_db
 from ..net import TEST, Net
 from ..proto import caffe_pb2
 from .flags import parse_or_exit
@@ -61,7 +61,7 @@ def extract(weights, proto, blob_names, dataset_names, num_batches, db_type):
     if len(blobs) != len(datasets):
         raise FeatureError(f"the number of blob names ({len(blobs)}) and dataset names ({len(datasets)}) "
                            "must be equal")
-    check_backend(db_type)
+    backend = backend_name(db_type, "db_type")
     for path in datasets:
         if os.path.exists(path):
             raise DBError(f"{path}: already exists; extract_features writes a NEW database (remove it first)")
@@ -74,7 +74,7 @@ def extract(weights, proto, blob_names, dataset_names, num_batches, db_type):
     try:
         for path in datasets:
             glog.info(_CPP + ":125", f"Opening dataset {path}")
-            writers.append(LMDBWriter(path))  # built under a temporary name, renamed by close()
+            writers.append(new_db(path, backend))  # built under a temporary name, renamed by close()
         glog.error(_CPP + ":133", "Extracting Features")
         counts = [0] * len(blobs)
         datum = caffe_pb2.Datum()

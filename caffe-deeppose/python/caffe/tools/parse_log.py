@@ -131,6 +131,8 @@ def main(argv=None):
         return 1
     log, out_dir = args
     try:
+        if len(flags["delimiter"]) != 1:
+            raise LogError(f"-delimiter={flags['delimiter']!r}: must be one character")
         tables = parse_log(log)
         if not os.path.isdir(out_dir):
             raise LogError(f"{out_dir}: not a directory")

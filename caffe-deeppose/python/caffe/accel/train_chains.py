@@ -1,5 +1,5 @@
 """BatchNorm with batch statistics, Scale and ReLU in place on one blob (the conv blocks of the
-DeepPose net) as one C kernel pass each way in training (caffe.native): two passes over the blob
+DeepPose net) as one C kernel pass each way in training (caffe.accel.native): two passes over the blob
 forward (statistics, then the normalised, scaled and rectified top) and two backward, where the
 three layers take ten.
 
@@ -7,16 +7,16 @@ pycaffe's semantics stay: the blob holds the chain's top after the forward and, 
 in-place layers, the diff of its first version (the BatchNorm bottom's) after the backward; the
 Scale diffs accumulate; BatchNorm counts its statistics once. The three layers' own graphs, which a
 backward over a range of layers (or with hooks) needs, are recomputed from the chain's bottom by
-`CompiledTraining.replay` (BatchNorm then does not count again). A chain runs this way where its
+`replay` (BatchNorm then does not count again). A chain runs this way where its
 bottom already has a gradient (so its diff is that version's), on a CPU float32 4-d blob with
 more than one value per channel; otherwise its layers run one by one.
 """
 import torch
 
-from . import native
-from .layer_modules.activation import ReLU
-from .layer_modules.norm import BatchNorm
-from .layer_modules.scale import Scale
+from . import active, native
+from ..layer_modules.activation import ReLU
+from ..layer_modules.norm import BatchNorm
+from ..layer_modules.scale import Scale
 
 
 def _in_place(module, i, name):
@@ -36,7 +36,7 @@ def _chain(module, i, end):
         return None
     last = i + 1
     relu = (last < end and type(module.layers[last + 1]) is ReLU and not module.layers[last + 1].negative_slope
-            and _in_place(module, last + 1, name))
+            and _in_place(module, last + 1, name) and active("train_chains", module.layers[last + 1]))
     return bn, scale, relu, last + relu
 
 
@@ -96,8 +96,8 @@ def _forward_chain(bn, scale, relu, x):
 
 def run(module, env, start, end, after):
     """`module.run(env, start, end, after=after)` with the chains of layers start..end computed by
-    the kernels; returns the chains' (first, last, inputs) for `CompiledTraining.replay`."""
-    if native.library() is None:
+    the kernels; returns the chains' (first, last, inputs) for `replay`."""
+    if not active("train_chains"):
         module.run(env, start, end, after=after)
         return []
     replays, pending, i = [], start, start
@@ -120,3 +120,21 @@ def run(module, env, start, end, after):
     if pending <= end:
         module.run(env, pending, end, after=after)
     return replays
+
+
+def replay(module, replays, start, end, after):
+    """Recompute eagerly the chains of the last forward that overlap layers start..end, calling
+    `after(i, bottoms, tops)` for each of their layers (to rebuild its records); BatchNorm does
+    not count its statistics again."""
+    for first, last, inputs in replays:
+        if last < start or first > end:
+            continue
+        layers = module.layers[first:last + 1]
+        for layer in layers:
+            layer.replaying = True
+        try:
+            with torch.enable_grad():
+                module.run({name: t.detach().requires_grad_(grad) for name, t, grad in inputs}, first, last, after=after)
+        finally:
+            for layer in layers:
+                layer.replaying = False

@@ -1,8 +1,9 @@
 """Small C kernels the engine compiles for this machine on first use (the system's C compiler,
 -O3 -march=native, OpenMP) and calls through ctypes on CPU float32 tensors. Built once per
 source and machine into the user's cache (CAFFE_NATIVE_CACHE, default ~/.cache/caffe-deeppose),
-written atomically; without a compiler, or with CAFFE_NATIVE=0, `library()` is None and the
-callers keep their PyTorch implementation (one warning says why).
+written atomically; without a compiler `library()` is None (one warning says why). Callers ask
+`caffe.accel.active(...)` first (CAFFE_NATIVE=0 or the reference switch: their PyTorch
+implementation, nothing built).
 
 Kernels (C99; rows of a channels-last blob are its pixels, each a run of C channels):
 - lrn_forward / lrn_backward: Caffe's LRN across channels, scale = k + alpha/n * window sum of
@@ -24,7 +25,7 @@ import sysconfig
 import tempfile
 import threading
 
-from . import glog
+from .. import glog
 
 SOURCE = r"""
 #include <math.h>
@@ -289,15 +290,13 @@ def library():
         return _loaded[0]
     with _lock:
         if not _loaded:
-            lib = None
-            if os.environ.get("CAFFE_NATIVE", "1") != "0":
-                cc = _compiler()
-                try:
-                    if cc is None:
-                        raise OSError("no C compiler found (set CC)")
-                    lib = _declare(ctypes.CDLL(_build(cc)))
-                except (OSError, subprocess.CalledProcessError) as e:
-                    detail = getattr(e, "stderr", "") or str(e)
-                    glog.warning("native.py", f"native kernels unavailable, using the PyTorch implementations: {detail.strip()}")
+            lib, cc = None, _compiler()
+            try:
+                if cc is None:
+                    raise OSError("no C compiler found (set CC)")
+                lib = _declare(ctypes.CDLL(_build(cc)))
+            except (OSError, subprocess.CalledProcessError) as e:
+                detail = getattr(e, "stderr", "") or str(e)
+                glog.warning("native.py", f"native kernels unavailable, using the PyTorch implementations: {detail.strip()}")
             _loaded.append(lib)
     return _loaded[0]

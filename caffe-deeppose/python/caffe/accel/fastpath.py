@@ -2,26 +2,28 @@
 
 `Net.forward` on a net that needs no gradients (a TEST net, or under `torch.no_grad()`) splits
 the range of layers into segments of built-in layers that compute a pure function of their
-bottoms and params (`COMPILABLE`) and the layers between (Data, Python, ...). A segment runs
-eagerly until its runs at the same input shapes have taken `CAFFE_COMPILE_AFTER` seconds in all
-(default 20, about what compiling the DeepPose net costs: a short job never pays for a compile
-it cannot win back); then that shape is compiled in a background thread while the eager runs go
-on, and runs compiled once that is done (compiled once per shape; a new shape starts counting
-again; with a budget of 0 it is compiled at once, in the calling thread). The compiled
-graph reads the params as inputs, so writes into `net.params` take effect, and returns every blob
-the segment computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it
-off (the test suite does, not to pay compile time); a segment whose compilation fails logs a
-warning and stays eager. Within a segment, a Convolution with the BatchNorm / Scale / ReLU layers
-right after it in place on its top runs as one oneDNN convolution (`_ConvChain`), eagerly as
-compiled: one pass over the blob instead of one per layer.
+bottoms and params (`COMPILABLE`) and the layers between (Data, Python, ...). Which path
+computes a segment's k-th call at given input shapes depends only on k: calls 0..N-1 run eagerly
+(N = `CAFFE_COMPILE_AFTER`, default 100: a short job never pays for a compile it cannot win
+back), call N starts compiling that shape in a background thread while the eager calls go on,
+and from call 2N on it runs compiled (call 2N waits for the compilation if it is not done); a
+new shape counts from 0; with N = 0 the first call compiles, in the calling thread. So two runs
+of the same calls compute the same bits, however fast each machine is. The compiled graph reads
+the params as inputs, so writes into `net.params` take effect, and returns every blob the segment
+computes, so `net.blobs` reads as after an eager forward. `CAFFE_COMPILE=0` turns it off (the test
+suite does, not to pay compile time), as does the reference switch (caffe.accel); a layer with
+`engine: CAFFE` runs eagerly between segments; a segment whose compilation fails logs a warning
+and stays eager. Within a segment, a Convolution with the BatchNorm / Scale / ReLU layers right
+after it in place on its top runs as one oneDNN convolution (`_ConvChain`), eagerly as compiled:
+one pass over the blob instead of one per layer.
 """
 import os
 import threading
-import time
 
 import torch
 
-from . import glog, onednn
+from . import active, onednn
+from .. import glog
 
 # built-in layer types whose forward is a pure tensor function (in inference mode, see _compilable)
 COMPILABLE = frozenset((
@@ -31,19 +33,16 @@ COMPILABLE = frozenset((
     "Reshape", "Crop", "Tile"))
 
 
-def enabled():
-    return os.environ.get("CAFFE_COMPILE", "1") != "0"
-
-
 def compile_after():
-    """Seconds of eager runs at one shape before that shape is compiled."""
-    return float(os.environ.get("CAFFE_COMPILE_AFTER", "20"))
+    """N: eager calls at one shape before that shape's compilation starts (compiled from call 2N)."""
+    return int(os.environ.get("CAFFE_COMPILE_AFTER", "100"))
 
 
 def _compilable(layer):
     """A built-in layer of a COMPILABLE type in inference mode (BatchNorm on its stored
-    statistics, Dropout the identity)."""
-    if layer.type_name not in COMPILABLE or not type(layer).__module__.startswith("caffe.layer_modules"):
+    statistics, Dropout the identity), without `engine: CAFFE`."""
+    if (layer.type_name not in COMPILABLE or not type(layer).__module__.startswith("caffe.layer_modules")
+            or not active("compiled_forward", layer)):
         return False
     if layer.type_name == "BatchNorm":
         return layer.use_global_stats
@@ -111,13 +110,13 @@ def _conv_chain(module, i, end):
     conv, wiring = module.layers[i], module.wiring[i]
     if (conv.type_name != "Convolution" or len(wiring.bottoms) != 1 or conv.blobs[0].dim() != 4
             or conv.blobs[0].device.type != "cpu" or conv.blobs[0].dtype != torch.float32
-            or not onednn.AVAILABLE):
+            or not active("conv_chains", conv)):
         return None
     top, channels = wiring.tops[0], conv.blobs[0].shape[0]
     affine, relu, last = [], False, i
     while last < end and not relu:
         layer, w = module.layers[last + 1], module.wiring[last + 1]
-        if w.is_input or w.bottoms != [top] or w.tops != [top]:
+        if w.is_input or w.bottoms != [top] or w.tops != [top] or not active("conv_chains", layer):
             break
         if layer.type_name == "ReLU" and not layer.negative_slope:
             relu = True
@@ -151,13 +150,10 @@ def _steps(module, start, end):
 class CompiledForward:
     """The fast path of one NetModule's no-grad forward over a range of layers."""
 
-    compilable = staticmethod(_compilable)  # which layers a segment holds (the training path's differ)
-    segment = _Segment
-
     def __init__(self, module):
         self.module = module
         self._parts = {}  # (start, end) -> [(first, last, _Segment or None to run eagerly)]
-        self._eager_s = {}  # (first, last, input shapes) -> seconds of eager runs so far
+        self._calls = {}  # (first, last, input shapes) -> calls so far
         self._compiled = {}  # (first, last) -> the compiled segment, or None after a failure
         self._builds = {}  # (first, last, input shapes) -> its compilation's thread, then True / False
 
@@ -165,14 +161,14 @@ class CompiledForward:
         """Maximal runs of compilable layers (Input layers join any run) and the runs between."""
         if (start, end) not in self._parts:
             wiring, layers = self.module.wiring, self.module.layers
-            kinds = [None if wiring[i].is_input else self.compilable(layers[i]) for i in range(start, end + 1)]
+            kinds = [None if wiring[i].is_input else _compilable(layers[i]) for i in range(start, end + 1)]
             parts, first = [], start
             for i in range(start, end + 1):
                 kind = kinds[i - start]
                 if kind is not None:
                     later = [k for k in kinds[i - start + 1:] if k is not None]
                     if not later or later[0] != kind:
-                        parts.append((first, i, self.segment(self.module, first, i) if kind else None))
+                        parts.append((first, i, _Segment(self.module, first, i) if kind else None))
                         first = i + 1
             if first <= end:  # only Input layers left
                 parts.append((first, end, None))
@@ -187,26 +183,23 @@ class CompiledForward:
                 continue
             tensors = [env[name] for name in segment.inputs]
             key = (first, last, tuple(tuple(t.shape) for t in tensors))
-            tops = self._compiled_run(first, last, segment, tensors) if self._ready(key, segment, tensors) else None
+            call = self._calls[key] = self._calls.get(key, -1) + 1
+            tops = self._compiled_run(first, last, segment, tensors) if self._ready(key, call, segment, tensors) else None
             if tops is None:
-                began = time.perf_counter()
                 tops = segment(*tensors)
-                self._eager_s[key] = self._eager_s.get(key, 0.0) + time.perf_counter() - began
             env.update(zip(segment.outputs, tops))
         return env
 
-    def _ready(self, key, segment, tensors):
-        """Whether the segment runs compiled at these shapes; starts its compilation once the
-        shapes have spent their eager budget (a budget of 0: compiled here and now)."""
-        if self._compiled.get(key[:2], True) is None:  # its compilation failed
+    def _ready(self, key, call, segment, tensors):
+        """Whether the segment's call number `call` at these shapes runs compiled: call N starts
+        the compilation in a background thread, call 2N waits for it (N = 0: compiled here, now)."""
+        after = compile_after()
+        if call < after or self._compiled.get(key[:2], True) is None:  # too early, or its compilation failed
             return False
         state = self._builds.get(key)
         if state is None:
-            budget = compile_after()
-            if self._eager_s.get(key, 0.0) < budget:
-                return False
             self._compiler(key[0], key[1], segment)
-            if budget <= 0:
+            if after <= 0:
                 return True
             examples = [t.detach().clone() for t in tensors]  # the caller may overwrite its inputs meanwhile
             # not a daemon: a process ending meanwhile waits for it (the compiler cannot be stopped
@@ -214,7 +207,11 @@ class CompiledForward:
             state = self._builds[key] = threading.Thread(target=self._build, args=(key, segment, examples),
                                                          name=f"caffe-compile-{key[0]}-{key[1]}")
             state.start()
-        return state is True
+        if call < 2 * after:
+            return False
+        if isinstance(state, threading.Thread):
+            state.join()
+        return self._builds[key] is True
 
     def _build(self, key, segment, examples):
         """Compile the segment at the examples' shapes (a background thread: the eager runs go on)."""
