@@ -67,20 +67,23 @@ class Cascade:
         self.refiners = [StageNet(refine, w, batch * desc.num_joints) for w in refine_weights]
 
     def predict(self, images) -> list[np.ndarray]:
-        """uint8 BGR images (H, W, 3), any sizes -> joints (N, J, 2) after each stage."""
-        sizes = np.array([im.shape[1::-1] for im in images], float)
-        records = np.stack([preprocess.net_image(im, self.stage1.size) for im in images])
-        joints = stages.stage1_joints(self.stage1.run(records), sizes[:, None, :], self.units)
+        """uint8 BGR images (H, W, 3), any sizes -> joints (N, J, 2) after each stage, in each
+        image's own pixels. The stages see each image letterboxed into the description's frame
+        (`preprocess.letterbox`), as their training data was made, and work in that frame."""
+        framed, frames = zip(*(preprocess.letterbox(im, self.desc.size) for im in images))
+        records = np.stack([preprocess.net_image(im, self.stage1.size) for im in framed])
+        joints = stages.stage1_joints(self.stage1.run(records), self.desc.size, self.units)
         result = [joints]
         for refiner in self.refiners:
-            joints = self.refine(refiner, images, joints, sizes)
+            joints = self.refine(refiner, framed, joints)
             result.append(joints)
-        return result
+        return [np.stack([f.from_frame(j) for f, j in zip(frames, stage)]) for stage in result]
 
-    def refine(self, refiner: StageNet, images, joints, sizes) -> np.ndarray:
-        """One refinement stage: crops of side alpha x diameter (measured on the current estimate)."""
+    def refine(self, refiner: StageNet, images, joints) -> np.ndarray:
+        """One refinement stage on images in the frame: crops of side alpha x diameter (measured on
+        the current estimate)."""
         crop_px = refiner.size[0]
-        side = np.array([stages.crop_side(j, s, self.desc) for j, s in zip(joints, sizes)])
+        side = stages.crop_side(joints, self.desc.size, self.desc)
         crops = np.stack([preprocess.crop(im, c, sd, crop_px).transpose(2, 0, 1)
                           for im, js, sd in zip(images, joints, side) for c in js])
         delta = refiner.run(crops).reshape(joints.shape)

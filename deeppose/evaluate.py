@@ -17,7 +17,7 @@ from .cli import command
 from .dataset import DatasetDescription, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .options import positive_int
-from .pipeline import image_path
+from .pipeline import frames_of, image_path, in_frame
 
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 
@@ -37,11 +37,11 @@ def mean_pose(desc: DatasetDescription) -> np.ndarray:
     return targets.mean(axis=0).reshape(desc.num_joints, 2)
 
 
-def mean_pose_baseline(desc: DatasetDescription, count: int) -> np.ndarray:
-    """The mean-pose baseline's prediction for `count` test images (N, J, 2): `mean_pose` about
-    the image centre, the same for every image."""
+def mean_pose_baseline(desc: DatasetDescription, images) -> np.ndarray:
+    """The mean-pose baseline's prediction for test images (N, J, 2): `mean_pose` about the frame's
+    centre, the same for every image, in each image's own pixels (`pipeline.frames_of`)."""
     pose = stages.stage1_joints(mean_pose(desc), desc.size, stages.target_units(desc))
-    return np.broadcast_to(pose, (count, desc.num_joints, 2))
+    return np.stack([frame.from_frame(pose) for _, frame in frames_of(images, desc)])
 
 
 def scores(pred, truth, desc: DatasetDescription) -> dict:
@@ -61,8 +61,9 @@ def scores(pred, truth, desc: DatasetDescription) -> dict:
     }
 
 
-def image_errors(pred, truth, desc: DatasetDescription) -> np.ndarray:
-    """Each image's mean joint error in torso diameters (N,)."""
+def image_errors(pred, truth, desc: DatasetDescription, images) -> np.ndarray:
+    """Each image's mean joint error in torso diameters (N,), the diameters' floor measured in the frame."""
+    _, pred, truth = in_frame(desc, images, pred, truth)
     diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
     return np.linalg.norm(pred - truth, axis=-1).mean(axis=1) / diam
 
@@ -72,7 +73,7 @@ def write_results_sheet(path, desc: DatasetDescription, names, truth, preds, per
     (`image_errors`), `per_row` of each, drawn once per stage with the truth and that stage's error."""
     from . import draw, preprocess
 
-    errors = [image_errors(p, truth, desc) for p in preds]
+    errors = [image_errors(p, truth, desc, [image_path(n, desc) for n in names]) for p in preds]
     order = np.argsort(errors[-1], kind="stable")
     mid = max(0, len(order) // 2 - per_row // 2)
     picks = {"best": order[:per_row], "median": order[mid:mid + per_row], "worst": order[::-1][:per_row]}
@@ -85,19 +86,20 @@ def write_results_sheet(path, desc: DatasetDescription, names, truth, preds, per
 
 
 def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch: int = 32, sheet=None) -> dict:
-    """Scores of the baseline and of every stage on the whole test set (and the results sheet, a
-    PNG, at `sheet`)."""
+    """Scores of the baseline and of every stage on the whole test set, in each image's own pixels
+    (and the results sheet, a PNG, at `sheet`)."""
     items = read_split(desc, "test")
     if not items:
         raise ValueError(f"{desc.root}: the test set is empty")
     truth = np.stack([j for _, j in items])
     start = time.time()
     cascade = Cascade(desc, stage1_weights, refine_weights, batch)
-    preds = cascade.predict_files([str(image_path(n, desc)) for n, _ in items])
+    images = [str(image_path(n, desc)) for n, _ in items]
+    preds = cascade.predict_files(images)
     seconds = time.time() - start
     if sheet:
         write_results_sheet(sheet, desc, [n for n, _ in items], truth, preds)
-    results = {"mean pose": scores(mean_pose_baseline(desc, len(truth)), truth, desc)}
+    results = {"mean pose": scores(mean_pose_baseline(desc, images), truth, desc)}
     for s, pred in enumerate(preds, 1):
         results[f"stage {s}"] = scores(pred, truth, desc)
     return {"images": len(items), "seconds": seconds, "models": [str(stage1_weights), *map(str, refine_weights)],

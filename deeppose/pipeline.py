@@ -32,7 +32,9 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
     """Write stage1/{train,val,test}.txt: training images and their mirrors (minus a held-out
     validation part, unmirrored, whose stage-1 errors the refiner's simulation is fitted on) and the
     test images, each line ``<image> <offsets of the joints from the image centre>`` in `units`
-    (recorded beside the lists, `stages.target_units`); the split and the lists' order come from `seed`."""
+    (recorded beside the lists, `stages.target_units`), in the description's frame (an image of
+    another size listed as its letterboxed copy, `stages.frames`); the split and the lists' order
+    come from `seed`."""
     rng = np.random.default_rng(seed)
     paths = annotation_paths(desc.root, desc)
     train, test = read_split(desc, "train"), read_split(desc, "test")
@@ -42,19 +44,35 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
     order = rng.permutation(len(train))
     n_val = int(round(val_fraction * len(train)))
     val_items, train_items = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
+    record = {}
+
+    def framed(name, joints):
+        """The image the lists name for a dataset image (itself, or its letterboxed copy) and its
+        joints there; read as the LMDB tool will read it."""
+        path = image_path(name, desc)
+        image, frame = preprocess.letterbox(stages.read_training_image(path, desc), desc.size)
+        if frame.identity:
+            return path, joints
+        copy = stages.framed_path(name, desc)
+        stages.write_image(copy, image)
+        record[str(copy)] = (path, frame)
+        return copy, frame.to_frame(joints)
+
     def targets(joints):
         return stages.stage1_targets(joints, desc.size, units)
 
     rows = {"train": [], "val": [], "test": []}
     for name, joints in train_items:
-        path = image_path(name, desc)
+        path, joints = framed(name, joints)
         mirrored, mjoints = stages.mirror_sample(path, joints, desc)
         rows["train"] += [(path, targets(joints)), (mirrored, targets(mjoints))]
-    rows["val"] = [(image_path(n, desc), targets(j)) for n, j in val_items]
-    for name, _ in val_items + test:  # listed as they are: the LMDB tool must be able to read them
-        stages.read_training_image(image_path(name, desc), desc)
-    rows["test"] = [(image_path(n, desc), targets(j)) for n, j in test]
+    for split, items in (("val", val_items), ("test", test)):
+        rows[split] = [(path, targets(joints)) for path, joints in (framed(n, j) for n, j in items)]
     log(f"stage-1 targets in {units} -> {stages.write_target_units(desc, units)}")
+    if record:
+        log(f"{len(record)} images not of the description's size {desc.width}x{desc.height}: letterboxed "
+            f"into it -> {stages.framed_path('', desc).parent}")
+    stages.write_frames(desc, record)
     lists = {}
     for split, items in rows.items():
         items = [items[i] for i in rng.permutation(len(items))]
@@ -64,23 +82,44 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
 
 
 def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
-    """A stage-1 list's images and absolute joints (N, J, 2)."""
+    """A stage-1 list's images and absolute joints (N, J, 2) in the frame."""
     names, targets = stages.read_list(path)
     return names, stages.stage1_joints(targets, desc.size, stages.target_units(desc))
+
+
+def frames_of(images, desc: DatasetDescription) -> list[tuple[str, preprocess.Frame]]:
+    """For dataset images (paths as the stage-1 lists' record names them): the image each is
+    listed as (its letterboxed copy, or itself) and its frame."""
+    by_image = {image: (copy, frame) for copy, (image, frame) in stages.frames(desc).items()}
+    return [by_image.get(str(image), (str(image), preprocess.Frame())) for image in images]
+
+
+def in_frame(desc: DatasetDescription, images, *joints):
+    """Dataset images and joints (N, J, 2) in their own pixels -> the listed images and the joints
+    in the frame."""
+    framed = frames_of(images, desc)
+    return [c for c, _ in framed], *(np.stack([f.to_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
+
+
+def in_images(desc: DatasetDescription, listed, *joints):
+    """Inverse of `in_frame`: the images of stage-1 list entries and the joints in their own pixels."""
+    record = stages.frames(desc)
+    framed = [record.get(str(n), (str(n), preprocess.Frame())) for n in listed]
+    return [i for i, _ in framed], *(np.stack([f.from_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
 
 
 # -- predictions of stages 1..s ----------------------------------------------------------------
 def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: int = 32, files=None) -> list[Path]:
     """The cascade's predictions (`models`: stage-1 weights, then refiners') on stage-1 list
-    splits, as `stages.output_path(len(models), split)`; `files`: the (stage-1, refiner) ModelFiles
-    (default: `nets.stage_nets(desc)`)."""
+    splits, as `stages.output_path(len(models), split)`, of the dataset images in their own pixels
+    (`in_images`); `files`: the (stage-1, refiner) ModelFiles (default: `nets.stage_nets(desc)`)."""
     from .cascade import Cascade  # torch: loaded by the steps that run a net
 
     stage1, refine = files or nets.stage_nets(desc)
     cascade = Cascade(desc, models[0], models[1:], batch=batch, stage1=stage1, refine=refine)
     paths = []
     for split in splits:
-        names, truth = read_stage1_list(stages.list_path(1, split, desc), desc)
+        names, truth = in_images(desc, *read_stage1_list(stages.list_path(1, split, desc), desc))
         pred = cascade.predict_files(names)[-1]
         paths.append(write_outputs(stages.output_path(len(models), split, desc), names, truth, pred))
         err = np.linalg.norm(pred - truth, axis=-1).mean()
@@ -130,13 +169,14 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
     predictions, `displacements="simulated"`) or on the stage s-1 prediction on that training image
     (`"predictions"`, the seed's way); side alpha x the true torso diameter. Validation crops: every joint
     of the held-out images around the real stage s-1 predictions, side measured on the prediction
-    (as at deployment). The joints chosen, the simulated displacements and the lists' order come
+    (as at deployment). Crops are cut from the images as listed at stage 1 (in the frame, `in_frame`),
+    as the cascade cuts them. The joints chosen, the simulated displacements and the lists' order come
     from (`seed`, `stage`)."""
     if stage < 2:
         raise ValueError(f"refiner stages are 2 and above, got {stage}")
     rng = np.random.default_rng([seed, stage])
     sdir = stages.stage_dir(stage, desc)
-    val_names, val_truth, val_pred = read_outputs(stages.output_path(stage - 1, "val", desc), desc)
+    val_names, val_truth, val_pred = in_frame(desc, *read_outputs(stages.output_path(stage - 1, "val", desc), desc))
     model = stages.DisplacementModel.fit(val_pred, val_truth,
                                          stages.floored_diameter(torso_diameter(val_truth, desc), desc.size))
     sdir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +187,7 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
         idx = stages.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = stages.simulated_centres(rng, truth, idx, model, diam)
     elif displacements == "predictions":
-        names, truth, pred = read_outputs(stages.output_path(stage - 1, "train", desc), desc)
+        names, truth, pred = in_frame(desc, *read_outputs(stages.output_path(stage - 1, "train", desc), desc))
         diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
         idx = stages.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = np.take_along_axis(pred, idx[..., None], axis=1)

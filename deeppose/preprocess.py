@@ -8,11 +8,19 @@ built from the training prototxt), so a deployed net sees exactly what the train
 seed subtracted a per-channel mean and scaled by 1/255 at deploy time but a per-pixel mean and
 1/256 in training.)
 
+Images of any size are first brought to the dataset description's frame (its `size`) by
+`letterbox`, for the training data (stages, pipeline) and at deployment (cascade) alike: scaled
+with the aspect ratio kept and centred, zeros where the image does not fill it; its `Frame` maps
+joints between the image's own pixels and the frame. An image of the description's size is its own
+frame (identity: the image itself, scale 1, offset 0).
+
 Stage s >= 2 crops are made by `crop` at the refiner's input size and stored as PNG (lossless),
 so the LMDB tool's resize to the same size is the identity and deployment crops identically.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -52,18 +60,64 @@ def net_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1))
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Where an image lies in the description's frame: frame point = scale x image point + offset
+    (continuous pixel coordinates, x, y)."""
+
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    @classmethod
+    def fit(cls, size, frame_size) -> "Frame":
+        """The letterbox of an image of size (cols, rows) in frame_size: one scale factor
+        min(W / w, H / h), centred; the identity for an image of the frame's size."""
+        (w, h), (fw, fh) = size, frame_size
+        if (w, h) == (fw, fh):
+            return cls()
+        scale = min(fw / w, fh / h)
+        return cls(scale, ((fw - scale * w) / 2, (fh - scale * h) / 2))
+
+    @property
+    def identity(self) -> bool:
+        return self == Frame()
+
+    def to_frame(self, points) -> np.ndarray:
+        """Points (..., 2) in the image's pixels -> in the frame."""
+        points = np.asarray(points, float)
+        return points if self.identity else points * self.scale + self.offset
+
+    def from_frame(self, points) -> np.ndarray:
+        """Points (..., 2) in the frame -> in the image's pixels."""
+        points = np.asarray(points, float)
+        return points if self.identity else (points - self.offset) / self.scale
+
+
+def _warp(image: np.ndarray, x0: float, y0: float, step: float, size) -> np.ndarray:
+    """The image resampled onto a grid of size (cols, rows) whose pixel u covers the source's
+    [x0 + u * step, x0 + (u + 1) * step) (and alike in y); zero outside the source."""
+    # destination pixel u (centre u + 0.5) -> source pixel index x0 + (u + 0.5) * step - 0.5
+    m = np.array([[step, 0, x0 + 0.5 * step - 0.5], [0, step, y0 + 0.5 * step - 0.5]])
+    return cv2.warpAffine(image, m, tuple(size), flags=INTERPOLATION | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def letterbox(image: np.ndarray, size) -> tuple[np.ndarray, Frame]:
+    """An image (H, W[, C]) brought to the frame of size (cols, rows) (`Frame.fit`; zero padding)
+    and its frame; an image of that size is returned as it is."""
+    frame = Frame.fit(image.shape[1::-1], size)
+    if frame.identity:
+        return image, frame
+    return _warp(image, -frame.offset[0] / frame.scale, -frame.offset[1] / frame.scale, 1 / frame.scale, size), frame
+
+
 def crop(image: np.ndarray, centre, side: float, crop_px: int) -> np.ndarray:
     """The square of `side` pixels centred on `centre` (continuous x, y) resampled to crop_px x
     crop_px, uint8 BGR (crop_px, crop_px, 3); the part outside the image is zero (padding, never
     an error)."""
     if not side > 0:
         raise ValueError(f"crop side must be positive, got {side}")
-    s = side / crop_px
-    x0, y0 = centre[0] - side / 2, centre[1] - side / 2
-    # destination pixel u (centre u + 0.5) -> source pixel index x0 + (u + 0.5) * s - 0.5
-    m = np.array([[s, 0, x0 + 0.5 * s - 0.5], [0, s, y0 + 0.5 * s - 0.5]])
-    return cv2.warpAffine(image, m, (crop_px, crop_px), flags=INTERPOLATION | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return _warp(image, centre[0] - side / 2, centre[1] - side / 2, side / crop_px, (crop_px, crop_px))
 
 
 def input_transformer(train_prototxt):

@@ -2,7 +2,10 @@
 
 Stage 1 regresses every joint from the whole image: the target of a joint is its offset from the
 image centre. The training set is doubled by horizontal mirrors (left/right joints swapped by the
-dataset description).
+dataset description). Every stage works in the description's frame (its size): an image of another
+size is listed as its letterboxed copy (`preprocess.letterbox`, written under <root>/stage1/framed/,
+its mirror beside it), joints mapped into the copy; the frames record (`frames`) maps the copies
+back to their images.
 
 Stage s >= 2 refines one joint from a crop of side ``alpha x torso diameter`` centred on the
 stage s-1 estimate; the target is the true joint's offset from the crop centre.
@@ -29,11 +32,13 @@ import numpy as np
 from caffe.atomic_file import atomic_write
 
 from .dataset import DatasetDescription, flip_joints, torso_diameter
+from .preprocess import Frame
 
 MIRROR_SUFFIX = "m"  # <name>m.png: the mirrored copy written next to a training image
 MIN_DIAMETER_FRACTION = 1 / 16  # torso diameter floor, as a fraction of the image's longer side
 TARGET_UNITS = ("box", "pixels")  # see the module's docstring; lists made without a record are "pixels"
 UNITS_FILE = "targets.json"  # the record of the units, in the stage-1 directory
+FRAMES_FILE = "frames.json"  # the record of the letterboxed copies, in the stage-1 directory
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
@@ -72,14 +77,11 @@ def mirror_path(path) -> Path:
 
 
 def read_training_image(path, desc: DatasetDescription) -> np.ndarray:
-    """A dataset image as stored; an error naming it if it is not of the description's size or
-    bit depth (the LMDB tool would read a 16-bit image as value/256)."""
+    """A dataset image as stored; an error naming it if it is not of the description's bit depth
+    (the LMDB tool would read a 16-bit image as value/256)."""
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise OSError(f"cannot read image {path}")
-    if image.shape[1::-1] != tuple(desc.size):
-        raise ValueError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels; the {desc.name} description's "
-                         f"images are {desc.width}x{desc.height} (its size), which the stage-1 targets are measured in")
     bits = 8 * image.dtype.itemsize
     if bits != desc.image_bits:
         raise ValueError(f"{path}: a {bits}-bit image; the {desc.name} description says "
@@ -88,22 +90,35 @@ def read_training_image(path, desc: DatasetDescription) -> np.ndarray:
     return image
 
 
+def write_image(path, image: np.ndarray) -> None:
+    """Write an image (format by its suffix) atomically; a file already holding exactly these
+    bytes is kept."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    encoded = encoded.tobytes()
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        current = None
+    if current != encoded:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, encoded)
+
+
+def framed_path(name: str, desc: DatasetDescription) -> Path:
+    """Where the letterboxed copy of the dataset image `name` is written (PNG)."""
+    return stage_dir(1, desc) / "framed" / Path(name).with_suffix(".png")
+
+
 def mirror_sample(path, joints, desc: DatasetDescription) -> tuple[Path, np.ndarray]:
     """Write the horizontal mirror of an image next to it and return its path and joints. A
     mirror already there is kept only if it holds exactly these bytes (so it always matches the
     current image); otherwise it is replaced atomically."""
     mirror = mirror_path(path)
     image = read_training_image(path, desc)
-    ok, encoded = cv2.imencode(mirror.suffix, cv2.flip(image, 1))
-    if not ok:
-        raise OSError(f"cannot encode {mirror}")
-    encoded = encoded.tobytes()
-    try:
-        current = mirror.read_bytes()
-    except FileNotFoundError:
-        current = None
-    if current != encoded:
-        atomic_write(mirror, encoded)
+    write_image(mirror, cv2.flip(image, 1))
     return mirror, flip_joints(joints, image.shape[1], desc)
 
 
@@ -220,6 +235,30 @@ def target_units(desc: DatasetDescription) -> str:
     if units not in TARGET_UNITS:
         raise ValueError(f"{path}: units {units!r}, not one of {', '.join(TARGET_UNITS)}")
     return units
+
+
+def write_frames(desc: DatasetDescription, record: dict) -> Path:
+    """Record the letterboxed copies the stage-1 lists name ({copy: (image, Frame)}) beside them
+    (written atomically)."""
+    path = stage_dir(1, desc) / FRAMES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({copy: {"image": str(image), "scale": f.scale, "offset": list(f.offset)}
+                                   for copy, (image, f) in record.items()}, indent=1) + "\n")
+    return path
+
+
+def frames(desc: DatasetDescription) -> dict:
+    """{letterboxed copy: (its image, Frame)} of the stage-1 lists; every other image they name
+    is its own frame. Empty where there is no record (lists made before it)."""
+    path = stage_dir(1, desc) / FRAMES_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return {copy: (r["image"], Frame(float(r["scale"]), tuple(map(float, r["offset"]))))
+                for copy, r in record.items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a record of frames ({e}); remake the stage-1 lists") from None
 
 
 def crops_dir(stage: int, split: str, desc: DatasetDescription) -> Path:

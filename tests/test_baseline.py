@@ -36,7 +36,7 @@ def two(tmp_path, monkeypatch):
 def test_mean_pose_is_the_stage1_training_lists(two):
     desc, targets = two
     assert np.allclose(mean_pose(desc), targets.mean(axis=0).reshape(2, 2), atol=1e-6)
-    pred = mean_pose_baseline(desc, 3)
+    pred = mean_pose_baseline(desc, ["i/0.png", "i/1.png", "i/2.png"])
     assert pred.shape == (3, 2, 2) and np.allclose(pred[2], mean_pose(desc) + np.array(desc.size) / 2)
 
 
@@ -48,8 +48,10 @@ def test_the_tool_prints_the_reports_numbers(two, capsys):
     tool.main(["--dataset", "two.py"])
     out = capsys.readouterr().out
     from deeppose.dataset import read_split
-    truth = np.stack([j for _, j in read_split(desc, "test")])
-    s = scores(mean_pose_baseline(desc, len(truth)), truth, desc)
+    from deeppose.pipeline import image_path
+    items = read_split(desc, "test")
+    truth = np.stack([j for _, j in items])
+    s = scores(mean_pose_baseline(desc, [image_path(n, desc) for n, _ in items]), truth, desc)
     assert f"Loss {s['loss']:.2f}  PCP {s['pcp']:.3f}" in out
     assert "PDJ " + "  ".join(f"{f}:{r:.3f}" for f, r in s["pdj"].items()) in out
 

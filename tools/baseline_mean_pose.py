@@ -11,6 +11,7 @@ from deeppose import datasets
 from deeppose.cli import command
 from deeppose.dataset import read_split
 from deeppose.evaluate import REPORT_FRACTION, mean_pose_baseline, scores
+from deeppose.pipeline import image_path
 
 
 @command
@@ -20,8 +21,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     desc = datasets.selected(args.dataset)
 
-    truth = np.stack([j for _, j in read_split(desc, "test")])
-    s = scores(mean_pose_baseline(desc, len(truth)), truth, desc)
+    items = read_split(desc, "test")
+    truth = np.stack([j for _, j in items])
+    s = scores(mean_pose_baseline(desc, [image_path(n, desc) for n, _ in items]), truth, desc)
     key = f"{REPORT_FRACTION:.2f}"
     print(f"mean training pose of {desc.name}, tested on {len(truth)} images")
     print(f"Loss {s['loss']:.2f}  PCP {s['pcp']:.3f}")

@@ -3,7 +3,9 @@
 
 --stage 1: mirror the training images (<name>m.png next to each), hold out a validation part,
            write <root>/stage1/{train,val,test}.txt (joint offsets from the image centre, in the
-           --targets units recorded in <root>/stage1/targets.json, which the later stages follow).
+           --targets units recorded in <root>/stage1/targets.json, which the later stages follow);
+           an image not of the description's size is listed as its letterboxed copy in
+           <root>/stage1/framed/ (recorded in <root>/stage1/frames.json).
 --stage S >= 2: crops around stage S-1 estimates and their targets: <root>/stageS/train.txt
            (training images) and val.txt (the held-out images, around the real predictions)
            (needs <root>/stage<S-1>/output_val.txt from models/deeppose*/pyoutput.py;
