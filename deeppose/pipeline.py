@@ -71,7 +71,7 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
     log(f"stage-1 targets in {units} -> {stages.write_target_units(desc, units)}")
     if record:
         log(f"{len(record)} images not of the description's size {desc.width}x{desc.height}: letterboxed "
-            f"into it -> {stages.framed_path('', desc).parent}")
+            f"into it -> {stages.stage_dir(1, desc) / stages.FRAMED_DIR}")
     stages.write_frames(desc, record)
     lists = {}
     for split, items in rows.items():

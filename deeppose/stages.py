@@ -39,6 +39,7 @@ MIN_DIAMETER_FRACTION = 1 / 16  # torso diameter floor, as a fraction of the ima
 TARGET_UNITS = ("box", "pixels")  # see the module's docstring; lists made without a record are "pixels"
 UNITS_FILE = "targets.json"  # the record of the units, in the stage-1 directory
 FRAMES_FILE = "frames.json"  # the record of the letterboxed copies, in the stage-1 directory
+FRAMED_DIR = "framed"  # the letterboxed copies, in the stage-1 directory
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def write_image(path, image: np.ndarray) -> None:
 
 def framed_path(name: str, desc: DatasetDescription) -> Path:
     """Where the letterboxed copy of the dataset image `name` is written (PNG)."""
-    return stage_dir(1, desc) / "framed" / Path(name).with_suffix(".png")
+    return stage_dir(1, desc) / FRAMED_DIR / Path(name).with_suffix(".png")
 
 
 def mirror_sample(path, joints, desc: DatasetDescription) -> tuple[Path, np.ndarray]:

@@ -92,6 +92,104 @@ def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
     for n, j in zip(names, joints):
         expected = flip_joints(truth[n.replace("m.png", ".png")], K2HPD.width, K2HPD) if n.endswith("m.png") else truth[n]
         assert np.allclose(j, expected, atol=1e-3)  # annotations carry 3 decimals
+    assert stages.frames(K2HPD) == {}  # images of the description's size are listed as they are
+    assert not (stages.stage_dir(1, K2HPD) / stages.FRAMED_DIR).exists()
+
+
+# -- images of any size: the description's frame --------------------------------------------------
+FRAME = (320, 240)
+
+
+@pytest.mark.parametrize("size", [(160, 40), (100, 400), (33, 17), (320, 200)])
+def test_letterbox_keeps_the_aspect_ratio_centred_and_padded(size):
+    w, h = size
+    framed, frame = preprocess.letterbox(np.full((h, w, 3), 200, np.uint8), FRAME)
+    assert framed.shape == (240, 320, 3)
+    assert frame.scale == pytest.approx(min(320 / w, 240 / h))  # one scale factor
+    (x0, y0), (x1, y1) = frame.to_frame([[0, 0], [w, h]])
+    assert np.allclose([x0 + x1, y0 + y1], FRAME)  # centred
+    assert np.isclose((x1 - x0) / (y1 - y0), w / h) and np.isclose(max((x1 - x0) / 320, (y1 - y0) / 240), 1)
+    ys, xs = np.mgrid[0:240, 0:320] + 0.5
+    m = 1 + frame.scale / 2  # bilinear interpolation blends the image's border pixels with the padding
+    inside = (xs > x0 + m) & (xs < x1 - m) & (ys > y0 + m) & (ys < y1 - m)
+    outside = (xs < x0 - m) | (xs > x1 + m) | (ys < y0 - m) | (ys > y1 + m)
+    assert (framed[inside] == 200).all() and (framed[outside] == 0).all()  # zero padding
+
+
+def test_letterbox_moves_the_joints_with_the_image():
+    image = np.zeros((150, 90), np.uint8)  # grey, as training images are read
+    image[100:106, 30:36] = 255  # a block centred on (33, 103)
+    framed, frame = preprocess.letterbox(image, FRAME)
+    ys, xs = np.mgrid[0:240, 0:320] + 0.5
+    weight = framed.astype(float) / framed.sum()
+    assert np.allclose([(xs * weight).sum(), (ys * weight).sum()], frame.to_frame([33, 103]), atol=0.05)
+    joints = RNG.uniform(0, 150, (3, K2HPD.num_joints, 2))
+    assert np.allclose(frame.from_frame(frame.to_frame(joints)), joints)
+
+
+def test_an_image_of_the_frames_size_is_its_own_frame():
+    image = RNG.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    framed, frame = preprocess.letterbox(image, FRAME)
+    assert framed is image and frame.identity and frame == preprocess.Frame()
+    joints = np.array([[-0.0, 1.5], [2.25, -3.0]])
+    assert np.array_equal(frame.to_frame(joints), joints) and np.array_equal(frame.from_frame(joints), joints)
+    assert np.signbit(frame.to_frame(joints)[0, 0])  # the very same numbers
+
+
+SIZES = [(256, 212), (128, 53), (300, 424)]  # K2HPD's own, a wide one, a tall one
+
+
+@pytest.fixture
+def mixed_sizes(tmp_path, monkeypatch):
+    """K2HPD's layout with 10 training and 3 test images of the sizes SIZES in turn, random joints
+    in each image's own pixels."""
+    monkeypatch.chdir(tmp_path)
+    from deeppose.dataset import read_split, write_annotations
+    (tmp_path / K2HPD.root / K2HPD.image_dir).mkdir(parents=True)
+    items = []
+    for i in range(13):
+        w, h = SIZES[i % 3]
+        name = K2HPD.image_name(i)
+        cv2.imwrite(str(tmp_path / K2HPD.root / K2HPD.image_dir / name), RNG.integers(0, 255, (h, w), dtype=np.uint8))
+        items.append((name, RNG.uniform(0, (w, h), (K2HPD.num_joints, 2))))
+    write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items[:10])
+    write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[10:])
+    return {str(pipeline.image_path(n, K2HPD)): j for split in ("train", "test") for n, j in read_split(K2HPD, split)}
+
+
+def test_stage1_lists_letterbox_images_of_other_sizes(mixed_sizes):
+    truth = mixed_sizes
+    lists = pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0.2)
+    record = stages.frames(K2HPD)
+    assert sorted(image for image, _ in record.values()) == sorted(n for n in truth if cv2.imread(n).shape[:2] != (212, 256))
+    for copy, (image, frame) in record.items():
+        assert Path(copy).parent == stages.stage_dir(1, K2HPD) / stages.FRAMED_DIR
+        assert frame == preprocess.Frame.fit(cv2.imread(image).shape[1::-1], K2HPD.size)
+        assert np.array_equal(cv2.imread(copy, cv2.IMREAD_UNCHANGED),
+                              preprocess.letterbox(cv2.imread(image, cv2.IMREAD_UNCHANGED), K2HPD.size)[0])
+    for split in stages.STAGE1_SPLITS:
+        names, joints = pipeline.read_stage1_list(lists[split], K2HPD)
+        assert all(cv2.imread(n).shape[:2] == (212, 256) for n in names)  # every listed image is in the frame
+        images, own = pipeline.in_images(K2HPD, names, joints)
+        for listed, image, j, o in zip(names, images, joints, own):
+            if listed.endswith("m.png"):  # a mirror, made in the frame from the listed image
+                original = listed[:-len("m.png")] + ".png"
+                assert image == listed
+                assert np.array_equal(cv2.imread(listed), cv2.flip(cv2.imread(original), 1))
+                unmirrored = flip_joints(j, K2HPD.width, K2HPD)
+                assert np.allclose(pipeline.in_images(K2HPD, [original], unmirrored[None])[1][0],
+                                   truth[pipeline.in_images(K2HPD, [original])[0][0]], atol=1e-5)
+            else:
+                assert np.allclose(o, truth[image], atol=1e-5)  # back in the image's own pixels
+        back = pipeline.in_frame(K2HPD, images, own)
+        assert back[0] == names and np.allclose(back[1], joints)
+
+
+def test_a_damaged_frames_record_is_named(mixed_sizes):
+    pipeline.make_stage1_lists(K2HPD, 1)
+    (stages.stage_dir(1, K2HPD) / "frames.json").write_text('{"x": {"scale": 1}}')
+    with pytest.raises(ValueError, match=r"stage1/frames.json: not a record of frames"):
+        stages.frames(K2HPD)
 
 
 # -- crops and stage s >= 2 targets -----------------------------------------------------------------
@@ -301,6 +399,20 @@ def test_cascade_batches_equal_single_images(stage_nets):
     crop = preprocess.crop(images[0], together[0][0, 0], side[0], crop_px).transpose(2, 0, 1)
     delta = cascade.refiners[0].run(crop[None])[0]
     assert np.allclose(together[1][0, 0], together[0][0, 0] + delta * side[0] / crop_px, atol=1e-3)
+
+
+def test_cascade_letterboxes_an_image_of_another_size_and_maps_back(stage_nets):
+    from deeppose.cascade import Cascade
+    s1, s2 = stage_nets
+    cascade = Cascade(K2HPD, "s1.caffemodel", ["s2.caffemodel"], batch=2, stage1=s1, refine=s2)
+    images = [RNG.integers(0, 255, (h, w, 3), dtype=np.uint8) for w, h in SIZES]
+    framed = [preprocess.letterbox(im, K2HPD.size) for im in images]
+    preds = cascade.predict(images)
+    in_frame = cascade.predict([im for im, _ in framed])  # the letterboxed images are their own frame
+    for stage, framed_stage in zip(preds, in_frame):
+        for p, q, (_, frame) in zip(stage, framed_stage, framed):
+            assert np.allclose(p, frame.from_frame(q), atol=1e-4)
+    assert np.array_equal(preds[0][0], in_frame[0][0])  # K2HPD's size: the same numbers
 
 
 def test_report_structure():
