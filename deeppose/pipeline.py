@@ -54,6 +54,9 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
         if frame.identity:
             return path, joints
         copy = stages.framed_path(name, desc)
+        other = record.get(str(copy), (path,))[0]
+        if other != path:
+            raise ValueError(f"{other} and {path} would both be letterboxed into {copy}: rename one")
         stages.write_image(copy, image)
         record[str(copy)] = (path, frame)
         return copy, frame.to_frame(joints)

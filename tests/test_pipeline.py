@@ -185,6 +185,16 @@ def test_stage1_lists_letterbox_images_of_other_sizes(mixed_sizes):
         assert back[0] == names and np.allclose(back[1], joints)
 
 
+def test_two_images_of_one_letterboxed_name_are_refused(mixed_sizes):
+    wide = Path(pipeline.image_path(K2HPD.image_name(1), K2HPD))
+    cv2.imwrite(str(wide.with_suffix(".jpg")), cv2.imread(str(wide)))
+    annotations = Path(K2HPD.root) / K2HPD.train_annotations
+    annotations.write_text(annotations.read_text() + wide.with_suffix(".jpg").name + " " + ",".join(["1"] * 30) + "\n")
+    with pytest.raises(ValueError, match=r"00000001\.(png|jpg) and \S+/00000001\.(png|jpg) would both be letterboxed "
+                                         r"into data/K2HPD/stage1/framed/00000001\.png: rename one"):
+        pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0)
+
+
 def test_a_damaged_frames_record_is_named(mixed_sizes):
     pipeline.make_stage1_lists(K2HPD, 1)
     (stages.stage_dir(1, K2HPD) / "frames.json").write_text('{"x": {"scale": 1}}')

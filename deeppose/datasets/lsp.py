@@ -59,7 +59,7 @@ def read_lsp(desc: DatasetDescription, split: str) -> list[tuple[str, np.ndarray
 
 DATASET = DatasetDescription(
     name="LSP",
-    size=(150, 150),  # not one size: see the README (the stage-1 step needs images of this size)
+    size=(150, 150),  # the frame its images, of many sizes, are letterboxed into (see the README)
     joint_names=(
         "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
         "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
