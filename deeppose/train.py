@@ -44,7 +44,6 @@ CPU_SOLVER = {
 }
 DISPLACEMENTS = ("simulated", "predictions")
 CPU_SOLVERS = ("tuned", "seed")
-TARGETS = ("auto",) + stages.TARGET_UNITS
 
 
 def log(message: str) -> None:
@@ -80,16 +79,17 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument(f"--batch{k}", type=positive_int, default=env_default(f"DEEPPOSE_BATCH{k}", str(batch)),
                        help=f"cpu: stage {k}'s TRAIN batch size (default %(default)s) [DEEPPOSE_BATCH{k}]")
         s.add_argument(f"--lr{k}", type=positive_float, default=env_default(f"DEEPPOSE_LR{k}"),
-                       help=f"cpu: stage {k}'s base_lr (default: the committed solver's) [DEEPPOSE_LR{k}]")
+                       help=f"cpu: stage {k}'s base_lr (default: CPU_SOLVER's with --cpu-solver tuned, else the "
+                            f"committed solver's) [DEEPPOSE_LR{k}]")
     s.add_argument("--cpu-solver", type=one_of(*CPU_SOLVERS), default=env_default("DEEPPOSE_CPU_SOLVER", "tuned"),
                    metavar="{" + ",".join(CPU_SOLVERS) + "}",
                    help="cpu: the solver's rules: tuned (default: CPU_SOLVER in deeppose/train.py, see "
                         "docs/cpu_schedule.md) or seed (the committed solver's type, rates and decay) [DEEPPOSE_CPU_SOLVER]")
-    s.add_argument("--targets", type=one_of(*TARGETS), default=env_default("DEEPPOSE_TARGETS", "auto"),
-                   metavar="{" + ",".join(TARGETS) + "}",
-                   help="the stages' target units: box (the paper's: offsets / the image's size at stage 1, / the "
-                        "crop side at a refiner), pixels (the seed's raw pixel offsets); auto (default): box with "
-                        "the cpu schedule, pixels with the full one [DEEPPOSE_TARGETS]")
+    s.add_argument("--targets", type=one_of(*stages.TARGET_UNITS), default=env_default("DEEPPOSE_TARGETS", "pixels"),
+                   metavar="{" + ",".join(stages.TARGET_UNITS) + "}",
+                   help="the stages' target units: pixels (default, the seed's offsets in pixels) or box (the paper's "
+                        "normalisation: offsets / the image's size at stage 1, / the crop side at a refiner; measured "
+                        "worse on the CPU schedule, docs/cpu_schedule.md) [DEEPPOSE_TARGETS]")
     s.add_argument("--test-iter", type=positive_int, default=env_default("DEEPPOSE_TEST_ITER", "20"),
                    help="cpu: test_iter of the test at the end of training (default %(default)s) [DEEPPOSE_TEST_ITER]")
     s.add_argument("--gpus", type=device_ids, default=env_default("DEEPPOSE_GPUS", "all"),
@@ -160,7 +160,7 @@ class Run:
         self.gpu_count = torch.cuda.device_count()  # the one GPU probe
         self.schedule = args.schedule if args.schedule != "auto" else ("full" if self.gpu_count else "cpu")
         self.gpus = self._gpus() if self.schedule == "full" and self.gpu_count else []
-        self.units = args.targets if args.targets != "auto" else ("box" if self.schedule == "cpu" else "pixels")
+        self.units = args.targets
         stage1, refine = nets.stage_nets(self.desc)
         self.stages = [self._stage(1, stage1, args.iter1, args.batch1, args.lr1),
                        self._stage(2, refine, args.iter2, args.batch2, args.lr2)]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from deeppose.datasets import K2HPD
@@ -21,6 +22,7 @@ from deeppose.metrics import PDJ_FRACTIONS
 pytestmark = pytest.mark.slow  # every test reads the run of the whole pipeline (minutes)
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["deeppose_train.sh", "globalvar.py", "data/K2HPD/get_stage.py", "tools/make_synthetic_k2hpd.py",
+         "tools/pdj_vs_iterations.py",
          *(str(p.relative_to(ROOT)) for d in ("models/deeppose", "models/deeppose_refine")
            for p in (ROOT / d).iterdir() if p.suffix in (".py", ".prototxt"))]
 TINY = {"DEEPPOSE_SCHEDULE": "cpu", "DEEPPOSE_SYNTH_TRAIN": "16", "DEEPPOSE_SYNTH_TEST": "8",
@@ -65,6 +67,9 @@ def test_pipeline_makes_every_file(trained):
         assert (repo / m / f"{tested}_data_lmdb" / "data.mdb").exists()
         assert (repo / m / "train_mean.binaryproto").exists()
         assert (repo / m / "pdj_curve.png").exists()
+        sheet = cv2.imread(str(repo / m / "results_sheet.png"))  # best, median, worst: 4 images a row
+        stages = 1 if m == "models/deeppose" else 2
+        assert sheet.shape[0] > 3 * 220 and sheet.shape[1] > 4 * stages * 220
     assert (repo / "models/deeppose/snapshot/deeppose_iter_2.caffemodel").exists()
     assert (repo / "models/deeppose_refine/snapshot/deeppose_refine_iter_2.caffemodel").exists()
     assert (repo / "models/deeppose/deeppose.log").read_text().count("Iteration") > 0
@@ -157,3 +162,17 @@ def test_ctrl_c_snapshots_and_the_next_run_resumes(trained, tmp_path):
     out = run(["bash", "deeppose_train.sh"], repo, {"DEEPPOSE_ITER1": str(stopped + 2)})
     assert f"resuming from {state}" in out
     assert (repo / f"models/deeppose/snapshot/deeppose_iter_{stopped + 2}.caffemodel").exists()
+
+
+def test_what_more_time_buys(trained):
+    """tools/pdj_vs_iterations.py continues both stages from the run's final snapshots; its first
+    point is the run itself."""
+    repo, _ = trained
+    run([sys.executable, "tools/pdj_vs_iterations.py", "--factor", "2", "--out", "more.png", "--json", "more.json"], repo)
+    points = json.loads((repo / "more.json").read_text())
+    assert [(p["factor"], p["iter1"], p["iter2"]) for p in points] == [(1, 2, 2), (2, 4, 4)]
+    report = json.loads((repo / "models/deeppose_refine/accuracy.json").read_text())["stages"]
+    assert points[0]["stage 1"] == report["stage 1"]["pdj"]["0.20"] and points[0]["cascade"] == report["stage 2"]["pdj"]["0.20"]
+    assert (repo / "models/deeppose/more_time/deeppose_iter_4.caffemodel").exists()
+    assert (repo / "models/deeppose_refine/more_time/deeppose_refine_iter_4.caffemodel").exists()
+    assert cv2.imread(str(repo / "more.png")).shape == (440, 640, 3)

@@ -34,7 +34,7 @@ def refused(capsys, main, argv):
     ("--synth-seed", "-1", "an integer >= 0"), ("--per-image", "0", "a positive integer"),
     ("--seed", "-1", "an integer >= 0"), ("--schedule", "gpu", "one of auto, full, cpu"),
     ("--displacements", "random", "one of simulated, predictions"), ("--from", "train3", "one of data, "),
-    ("--cpu-solver", "fast", "one of tuned, seed"), ("--targets", "inches", "one of auto, box, pixels"),
+    ("--cpu-solver", "fast", "one of tuned, seed"), ("--targets", "inches", "one of box, pixels"),
 ])
 def test_driver_names_a_bad_option(capsys, option, value, must):
     message = refused(capsys, train.main, [option, value])
