@@ -14,12 +14,14 @@
 #
 # Schedule (--schedule / DEEPPOSE_SCHEDULE=auto|full|cpu, default auto): with a GPU the committed
 # solvers' schedule runs (the seed's: 120000 iterations, snapshot every 20000). Without a GPU the
-# default is the short CPU schedule (~20 minutes on 2 cores). Either way the run trains with a
+# default is the short CPU schedule (Adam, base_lr 1e-4: docs/cpu_schedule.md). Either way the run trains with a
 # run-local solver derived from the committed one (models/<net>/run/, git-ignored: random_seed,
 # and for the CPU schedule these overrides; options, or the environment variables as defaults):
-#   --iter1/DEEPPOSE_ITER1=700  --iter2/DEEPPOSE_ITER2=300    max_iter (snapshot: at the end)
+#   --iter1/DEEPPOSE_ITER1=600  --iter2/DEEPPOSE_ITER2=300    max_iter (snapshot: at the end)
 #   --batch1/DEEPPOSE_BATCH1=32 --batch2/DEEPPOSE_BATCH2=32   TRAIN batch sizes (committed: 32 / 64)
-#   --lr1/DEEPPOSE_LR1, --lr2/DEEPPOSE_LR2                    base_lr (default: the committed 1e-4)
+#   --lr1/DEEPPOSE_LR1, --lr2/DEEPPOSE_LR2                    base_lr (default: the CPU schedule's 1e-4)
+#   --cpu-solver/DEEPPOSE_CPU_SOLVER=tuned|seed               seed: the committed solver's rules, short lengths
+#   --targets/DEEPPOSE_TARGETS=pixels|box                     target units (box: the paper's normalisation)
 #   --test-iter/DEEPPOSE_TEST_ITER=20                         test_iter of the test at the end
 # GPUs: the full schedule trains on every GPU the machine has; --gpus/DEEPPOSE_GPUS=0,1 picks some
 # (one worker per GPU, as caffe train -gpu; effective batch = batch x GPUs, base_lr as written).

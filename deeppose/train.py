@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
                    help="full: the committed solvers' schedule (120000 iterations; solver_mode CPU without a "
                         "GPU); cpu: the short CPU schedule below; auto (default): full with a GPU, else cpu "
                         "[DEEPPOSE_SCHEDULE]")
-    for k, it, batch in ((1, 700, 32), (2, 300, 32)):
+    for k, it, batch in ((1, 600, 32), (2, 300, 32)):
         s.add_argument(f"--iter{k}", type=positive_int, default=env_default(f"DEEPPOSE_ITER{k}", str(it)),
                        help=f"cpu: stage {k}'s max_iter, snapshot at the end (default %(default)s) [DEEPPOSE_ITER{k}]")
         s.add_argument(f"--batch{k}", type=positive_int, default=env_default(f"DEEPPOSE_BATCH{k}", str(batch)),
