@@ -234,7 +234,7 @@ def _set_field(param, key, value, src) -> str:
                 raise ValueError(f"{src}: {key} has no value {value!r} ({', '.join(field.enum_type.values_by_name)})")
             value = field.enum_type.values_by_name[value].number
     else:
-        before = repr(current)
+        before = f"{current:.7g}" if isinstance(current, float) else repr(current)  # float32 fields: 7 digits
     setattr(param, key, value)
     return before
 
