@@ -4,7 +4,8 @@ iterations, from the run's own length up to FACTOR times it (run from the reposi
 `./deeppose_train.sh` has finished, with the same options).
 
 Both stages continue from the run's final .solverstate (exact resume) to FACTOR x their max_iter
-with a snapshot at every multiple of it, into models/<net>/more_time/; point k pairs stage 1 after
+with a snapshot at every multiple of it, into models/<net>/more_time/ (an interrupted run of this
+command resumes from the newest of them); point k pairs stage 1 after
 k x iter1 iterations with the refiner after k x iter2, tested on the whole test set. The refiner
 keeps the run's stage-2 training crops (simulated from the first stage-1 model's errors), so a
 longer run that also remade them could do a little better. Point 1 is the run itself. Writes the
@@ -43,7 +44,7 @@ def continue_training(stage: train.Stage, factor: int) -> list[Path]:
     if not all(w.exists() for w in weights):
         caffe.set_mode_cpu()
         s = caffe.get_solver(str(solver))
-        s.solve(str(state))
+        s.solve(str(pipeline.latest_state(solver) or state))  # an interrupted continuation resumes
     return weights
 
 
