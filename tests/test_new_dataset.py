@@ -153,8 +153,8 @@ def test_a_dataset_of_mixed_image_sizes_is_scored_in_each_images_own_pixels(tmp_
     assert report["stage 2"]["pcp"] == pytest.approx(ours["pcp"], abs=0.02)
     # the mean pose (of the stage-1 training list, about the frame's centre) is put into each test image's pixels
     targets = np.array([line.split()[1:] for line in (root / "stage1/train.txt").read_text().splitlines()], float)
-    assert json.loads((root / "stage1/targets.json").read_text()) == {"units": "box"}  # the driver's default
-    pose = targets.mean(axis=0).reshape(14, 2) * np.array([320, 240]) + np.array([160, 120])
+    assert json.loads((root / "stage1/targets.json").read_text()) == {"units": "pixels"}  # the driver's default
+    pose = targets.mean(axis=0).reshape(14, 2) + np.array([160, 120])  # pixel offsets from the frame's centre
     by_image = {r["image"]: r for r in frames.values()}
     test_images = list(truth)[16:]
     baseline = [(pose - by_image[n]["offset"]) / by_image[n]["scale"] if n in by_image else pose for n in test_images]
