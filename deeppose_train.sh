@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole DeepPose pipeline, run from the repository root (the seed's command):
 #   ./deeppose_train.sh [--from STEP] [--dataset NAME|path/to/description.py] [--seed N] [schedule options]
-# It is `python -m deeppose train` (deeppose/train.py; --help lists every option). The dataset is
+# It is `python -m deeppose train` (deeppose/driver.py; --help lists every option). The dataset is
 # the one globalvar.py names (K2HPD) unless --dataset overrides it.
 # Steps: data stage1 lmdb1 train1 accuracy1 output1 stage2 lmdb2 train2 accuracy2.
 # A step whose outputs exist is skipped (outputs are written atomically; an accuracy report counts

@@ -1,9 +1,9 @@
-"""`python -m deeppose train [options]`: the DeepPose pipeline (deeppose/train.py; --help lists the options)."""
+"""`python -m deeppose train [options]`: the DeepPose pipeline (deeppose/driver.py; --help lists the options)."""
 import sys
 
-from . import train
+from . import driver
 
-COMMANDS = {"train": train.main}
+COMMANDS = {"train": driver.main}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

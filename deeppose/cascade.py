@@ -11,7 +11,7 @@ import torch
 import caffe
 from caffe.caffemodel import read_weights
 
-from . import nets, preprocess, stages
+from . import nets, preprocess, stage_data
 from .nets import ModelFiles
 from .dataset import DatasetDescription
 
@@ -62,7 +62,7 @@ class Cascade:
         if refine_weights:
             nets.check_refiner(desc, refine)
         self.desc = desc
-        self.units = stages.target_units(desc)  # of the stage lists the models were trained on
+        self.units = stage_data.target_units(desc)  # of the stage lists the models were trained on
         self.stage1 = StageNet(stage1, stage1_weights, batch)
         self.refiners = [StageNet(refine, w, batch * desc.num_joints) for w in refine_weights]
 
@@ -72,7 +72,7 @@ class Cascade:
         (`preprocess.letterbox`), as their training data was made, and work in that frame."""
         framed, frames = zip(*(preprocess.letterbox(im, self.desc.size) for im in images))
         records = np.stack([preprocess.net_image(im, self.stage1.size) for im in framed])
-        joints = stages.stage1_joints(self.stage1.run(records), self.desc.size, self.units)
+        joints = stage_data.stage1_joints(self.stage1.run(records), self.desc.size, self.units)
         result = [joints]
         for refiner in self.refiners:
             joints = self.refine(refiner, framed, joints)
@@ -83,11 +83,11 @@ class Cascade:
         """One refinement stage on images in the frame: crops of side alpha x diameter (measured on
         the current estimate)."""
         crop_px = refiner.size[0]
-        side = stages.crop_side(joints, self.desc.size, self.desc)
+        side = stage_data.crop_side(joints, self.desc.size, self.desc)
         crops = np.stack([preprocess.crop(im, c, sd, crop_px).transpose(2, 0, 1)
                           for im, js, sd in zip(images, joints, side) for c in js])
         delta = refiner.run(crops).reshape(joints.shape)
-        return stages.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), crop_px,
+        return stage_data.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), crop_px,
                                        self.units)
 
     def predict_files(self, paths, batch_images: int = 256) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from caffe.filelock import LockedError
 
-from . import datasets, pipeline, preprocess, stages
+from . import datasets, preprocess, steps
 from .draw import draw_skeleton, save_png
 from .options import one_of, positive_int
 
@@ -86,4 +86,4 @@ def output_main(argv) -> None:
     p.add_argument("--batch", type=positive_int, default=32, help="images per forward pass (default %(default)s)")
     datasets.add_argument(p)
     args = p.parse_args(argv)
-    pipeline.write_predictions(datasets.selected(args.dataset), args.models, args.split or ["val"], args.batch)
+    steps.write_predictions(datasets.selected(args.dataset), args.models, args.split or ["val"], args.batch)

@@ -11,13 +11,13 @@ import numpy as np
 from caffe.plot import line_chart
 from caffe.atomic_file import atomic_write
 
-from . import datasets, stages
+from . import datasets, stage_data
 from .cascade import Cascade
 from .cli import command
 from .dataset import DatasetDescription, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .options import positive_int
-from .pipeline import frames_of, image_path, in_frame
+from .steps import frames_of, image_path, in_frame
 
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 
@@ -26,11 +26,11 @@ def mean_pose(desc: DatasetDescription) -> np.ndarray:
     """The mean-pose baseline's pose: the mean stage-1 target (offsets from the image centre,
     (J, 2)) of the training set as stage 1's Data layer sees it, i.e. of the stage-1 training list
     (the training images and their mirrors, without the held-out validation images)."""
-    path = stages.list_path(1, "train", desc)
+    path = stage_data.list_path(1, "train", desc)
     if not path.exists():
         raise ValueError(f"{path}: no stage-1 training list, of which the mean pose is the mean: "
                          "make it first (the pipeline's stage1 step, get_stage.py --stage 1)")
-    _, targets = stages.read_list(path)
+    _, targets = stage_data.read_list(path)
     if targets.shape[1:] != (2 * desc.num_joints,):
         raise ValueError(f"{path}: {targets.shape[1:]} values a line; the {desc.name} description's "
                          f"stage-1 targets are {2 * desc.num_joints} (x, y of {desc.num_joints} joints)")
@@ -39,8 +39,8 @@ def mean_pose(desc: DatasetDescription) -> np.ndarray:
 
 def mean_pose_baseline(desc: DatasetDescription, images) -> np.ndarray:
     """The mean-pose baseline's prediction for test images (N, J, 2): `mean_pose` about the frame's
-    centre, the same for every image, in each image's own pixels (`pipeline.frames_of`)."""
-    pose = stages.stage1_joints(mean_pose(desc), desc.size, stages.target_units(desc))
+    centre, the same for every image, in each image's own pixels (`steps.frames_of`)."""
+    pose = stage_data.stage1_joints(mean_pose(desc), desc.size, stage_data.target_units(desc))
     return np.stack([frame.from_frame(pose) for _, frame in frames_of(images, desc)])
 
 
@@ -64,7 +64,7 @@ def scores(pred, truth, desc: DatasetDescription) -> dict:
 def image_errors(pred, truth, desc: DatasetDescription, images) -> np.ndarray:
     """Each image's mean joint error in torso diameters (N,), the diameters' floor measured in the frame."""
     _, pred, truth = in_frame(desc, images, pred, truth)
-    diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
+    diam = stage_data.floored_diameter(torso_diameter(truth, desc), desc.size)
     return np.linalg.norm(pred - truth, axis=-1).mean(axis=1) / diam
 
 

@@ -235,7 +235,7 @@ def test_pyaccuracy_refuses_an_unrelated_nets_weights_and_keeps_the_last_report(
 
 def test_an_incomplete_accuracy_report_does_not_count_as_done(tmp_path):
     """The driver's check (its use is tested in test_e2e.py): emptied, cut or foreign JSON."""
-    from deeppose.pipeline import read_report
+    from deeppose.steps import read_report
     report = tmp_path / "accuracy.json"
     for content in ["", '{"images": 2, "stag', '{"images": 2}', "[]"]:
         report.write_text(content)

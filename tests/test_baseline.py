@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from deeppose import stages
+from deeppose import stage_data
 from deeppose.dataset import DatasetDescription, write_annotations
 from deeppose.evaluate import mean_pose, mean_pose_baseline, scores
 
@@ -28,7 +28,7 @@ def two(tmp_path, monkeypatch):
     desc: DatasetDescription = namespace["DATASET"]
     rng = np.random.default_rng(0)
     targets = rng.uniform(-10, 10, (6, 4))
-    stages.write_list(stages.list_path(1, "train", desc), [(f"i/{k}.png", t) for k, t in enumerate(targets)])
+    stage_data.write_list(stage_data.list_path(1, "train", desc), [(f"i/{k}.png", t) for k, t in enumerate(targets)])
     write_annotations(tmp_path / "d/te.txt", [(f"{k}.png", rng.uniform(0, 24, (2, 2))) for k in range(3)])
     return desc, targets
 
@@ -48,7 +48,7 @@ def test_the_tool_prints_the_reports_numbers(two, capsys):
     tool.main(["--dataset", "two.py"])
     out = capsys.readouterr().out
     from deeppose.dataset import read_split
-    from deeppose.pipeline import image_path
+    from deeppose.steps import image_path
     items = read_split(desc, "test")
     truth = np.stack([j for _, j in items])
     s = scores(mean_pose_baseline(desc, [image_path(n, desc) for n, _ in items]), truth, desc)
@@ -58,6 +58,6 @@ def test_the_tool_prints_the_reports_numbers(two, capsys):
 
 def test_without_the_training_list_the_error_names_it(two):
     desc, _ = two
-    os.remove(stages.list_path(1, "train", desc))
+    os.remove(stage_data.list_path(1, "train", desc))
     with pytest.raises(ValueError, match=r"d/stage1/train.txt: no stage-1 training list"):
         mean_pose(desc)

@@ -132,7 +132,7 @@ def test_tools_take_the_dataset(tmp_path):
     from pathlib import Path
 
     from deeppose.dataset import write_annotations
-    from deeppose.stages import write_list
+    from deeppose.stage_data import write_list
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "two.py").write_text(
         "from deeppose.dataset import DatasetDescription\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deeppose import cli, evaluate, train
+from deeppose import cli, driver, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def refused(capsys, main, argv):
     ("--cpu-solver", "fast", "one of tuned, seed"), ("--targets", "inches", "one of box, pixels"),
 ])
 def test_driver_names_a_bad_option(capsys, option, value, must):
-    message = refused(capsys, train.main, [option, value])
+    message = refused(capsys, driver.main, [option, value])
     assert message.startswith(f"python -m deeppose train: error: argument {option}: must be {must}")
     assert message.endswith(f", got {value}")
 
@@ -54,14 +54,14 @@ ENV_CASES = [
 @pytest.mark.parametrize("variable, value", ENV_CASES)
 def test_driver_names_a_bad_environment_default(capsys, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
-    message = refused(capsys, train.main, [])
+    message = refused(capsys, driver.main, [])
     assert f"the environment variable {variable} (its default) must be " in message
     assert message.endswith(f", got {value or repr(value)}")
 
 
 def test_every_environment_default_is_checked():
     """Each DEEPPOSE_* variable the help names is one of the cases above."""
-    named = {word.strip("[]") for word in train.parser().format_help().split() if word.startswith("[DEEPPOSE_")}
+    named = {word.strip("[]") for word in driver.parser().format_help().split() if word.startswith("[DEEPPOSE_")}
     assert named == {variable for variable, _ in ENV_CASES}
 
 
@@ -136,7 +136,7 @@ def test_a_broken_description_file_is_named_with_its_line(tmp_path, monkeypatch,
     (tmp_path / name).write_text(text)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
-        train.main(["--dataset", name])
+        driver.main(["--dataset", name])
     first, second = str(e.value.code).split("\n")
     assert first.startswith(f"error: the dataset description {name}:{line}: {message}")
     assert second.strip().startswith(source)
@@ -146,7 +146,7 @@ def test_a_description_without_dataset_is_named(tmp_path, monkeypatch):
     (tmp_path / "empty.py").write_text("JOINTS = 14\n")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
-        train.main(["--dataset", "empty.py"])
+        driver.main(["--dataset", "empty.py"])
     assert e.value.code == ("error: the dataset description empty.py: defines no DATASET "
                             "(a DatasetDescription or a dataset name)")
 

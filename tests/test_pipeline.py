@@ -10,7 +10,7 @@ from caffe import protoio
 from caffe.proto import caffe_pb2
 from pathlib import Path
 
-from deeppose import nets, pipeline, preprocess, stages
+from deeppose import nets, preprocess, stage_data, steps
 from deeppose.datasets import K2HPD
 from deeppose.dataset import flip_joints, torso_diameter
 from deeppose.metrics import PDJ_FRACTIONS
@@ -25,32 +25,32 @@ def random_joints(n=4):
 # -- stage 1 ------------------------------------------------------------------------------------
 def test_stage1_targets_round_trip():
     joints = random_joints()
-    t = stages.stage1_targets(joints, K2HPD.size)
+    t = stage_data.stage1_targets(joints, K2HPD.size)
     assert np.allclose(t + np.array(K2HPD.size) / 2, joints)
-    assert np.allclose(stages.stage1_joints(t.reshape(len(t), -1), K2HPD.size), joints)
+    assert np.allclose(stage_data.stage1_joints(t.reshape(len(t), -1), K2HPD.size), joints)
 
 
 def test_box_targets_are_the_papers_normalisation():
     joints = random_joints()
-    t = stages.stage1_targets(joints, K2HPD.size, "box")
+    t = stage_data.stage1_targets(joints, K2HPD.size, "box")
     assert np.allclose(t, (joints - np.array(K2HPD.size) / 2) / np.array(K2HPD.size))
     assert np.abs(t).max() <= 0.5  # the image border is +-0.5
-    assert np.allclose(stages.stage1_joints(t.reshape(len(t), -1), K2HPD.size, "box"), joints)
+    assert np.allclose(stage_data.stage1_joints(t.reshape(len(t), -1), K2HPD.size, "box"), joints)
     with pytest.raises(ValueError, match="target units must be one of box, pixels, not 'inches'"):
-        stages.stage1_targets(joints, K2HPD.size, "inches")
+        stage_data.stage1_targets(joints, K2HPD.size, "inches")
 
 
 def test_target_units_are_recorded_with_the_stage1_lists(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert stages.target_units(K2HPD) == "pixels"  # lists made before the record: the seed's units
-    path = stages.write_target_units(K2HPD, "box")
-    assert path == Path(K2HPD.root) / "stage1" / "targets.json" and stages.target_units(K2HPD) == "box"
+    assert stage_data.target_units(K2HPD) == "pixels"  # lists made before the record: the seed's units
+    path = stage_data.write_target_units(K2HPD, "box")
+    assert path == Path(K2HPD.root) / "stage1" / "targets.json" and stage_data.target_units(K2HPD) == "box"
     path.write_text("{")
     with pytest.raises(ValueError, match="targets.json: not a record of target units"):
-        stages.target_units(K2HPD)
+        stage_data.target_units(K2HPD)
     path.write_text('{"units": "feet"}')
     with pytest.raises(ValueError, match="targets.json: units 'feet'"):
-        stages.target_units(K2HPD)
+        stage_data.target_units(K2HPD)
 
 
 def test_mirrored_sample_swaps_left_and_right(tmp_path):
@@ -59,7 +59,7 @@ def test_mirrored_sample_swaps_left_and_right(tmp_path):
     path = tmp_path / "00000001.png"
     cv2.imwrite(str(path), image)
     joints = random_joints(1)[0]
-    out, mjoints = stages.mirror_sample(path, joints, K2HPD)
+    out, mjoints = stage_data.mirror_sample(path, joints, K2HPD)
     assert out.name == "00000001m.png"
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[:, -10:].min() == 255
     r, l = K2HPD.flip_pairs[0]
@@ -79,21 +79,21 @@ def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
         items.append((name, random_joints(1)[0]))
     write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items)
     write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[:3])
-    lists = pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0.2, units="box")
-    assert stages.target_units(K2HPD) == "box"
-    train, targets = stages.read_list(lists["train"])
+    lists = steps.make_stage1_lists(K2HPD, 1, val_fraction=0.2, units="box")
+    assert stage_data.target_units(K2HPD) == "box"
+    train, targets = stage_data.read_list(lists["train"])
     assert np.abs(targets).max() <= 0.5
-    val, _ = stages.read_list(lists["val"])
-    assert len(train) == 16 and len(val) == 2 and len(stages.read_list(lists["test"])[0]) == 3
+    val, _ = stage_data.read_list(lists["val"])
+    assert len(train) == 16 and len(val) == 2 and len(stage_data.read_list(lists["test"])[0]) == 3
     assert sum(n.endswith("m.png") for n in train) == 8
     assert not {n.replace("m.png", ".png") for n in train} & set(val)
-    names, joints = pipeline.read_stage1_list(lists["train"], K2HPD)
-    truth = dict((str(pipeline.image_path(n, K2HPD)), j) for n, j in items)
+    names, joints = steps.read_stage1_list(lists["train"], K2HPD)
+    truth = dict((str(steps.image_path(n, K2HPD)), j) for n, j in items)
     for n, j in zip(names, joints):
         expected = flip_joints(truth[n.replace("m.png", ".png")], K2HPD.width, K2HPD) if n.endswith("m.png") else truth[n]
         assert np.allclose(j, expected, atol=1e-3)  # annotations carry 3 decimals
-    assert stages.frames(K2HPD) == {}  # images of the description's size are listed as they are
-    assert not (stages.stage_dir(1, K2HPD) / stages.FRAMED_DIR).exists()
+    assert stage_data.frames(K2HPD) == {}  # images of the description's size are listed as they are
+    assert not (stage_data.stage_dir(1, K2HPD) / stage_data.FRAMED_DIR).exists()
 
 
 # -- images of any size: the description's frame --------------------------------------------------
@@ -154,52 +154,52 @@ def mixed_sizes(tmp_path, monkeypatch):
         items.append((name, RNG.uniform(0, (w, h), (K2HPD.num_joints, 2))))
     write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items[:10])
     write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[10:])
-    return {str(pipeline.image_path(n, K2HPD)): j for split in ("train", "test") for n, j in read_split(K2HPD, split)}
+    return {str(steps.image_path(n, K2HPD)): j for split in ("train", "test") for n, j in read_split(K2HPD, split)}
 
 
 def test_stage1_lists_letterbox_images_of_other_sizes(mixed_sizes):
     truth = mixed_sizes
-    lists = pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0.2)
-    record = stages.frames(K2HPD)
+    lists = steps.make_stage1_lists(K2HPD, 1, val_fraction=0.2)
+    record = stage_data.frames(K2HPD)
     assert sorted(image for image, _ in record.values()) == sorted(n for n in truth if cv2.imread(n).shape[:2] != (212, 256))
     for copy, (image, frame) in record.items():
-        assert Path(copy).parent == stages.stage_dir(1, K2HPD) / stages.FRAMED_DIR
+        assert Path(copy).parent == stage_data.stage_dir(1, K2HPD) / stage_data.FRAMED_DIR
         assert frame == preprocess.Frame.fit(cv2.imread(image).shape[1::-1], K2HPD.size)
         assert np.array_equal(cv2.imread(copy, cv2.IMREAD_UNCHANGED),
                               preprocess.letterbox(cv2.imread(image, cv2.IMREAD_UNCHANGED), K2HPD.size)[0])
-    for split in stages.STAGE1_SPLITS:
-        names, joints = pipeline.read_stage1_list(lists[split], K2HPD)
+    for split in stage_data.STAGE1_SPLITS:
+        names, joints = steps.read_stage1_list(lists[split], K2HPD)
         assert all(cv2.imread(n).shape[:2] == (212, 256) for n in names)  # every listed image is in the frame
-        images, own = pipeline.in_images(K2HPD, names, joints)
+        images, own = steps.in_images(K2HPD, names, joints)
         for listed, image, j, o in zip(names, images, joints, own):
             if listed.endswith("m.png"):  # a mirror, made in the frame from the listed image
                 original = listed[:-len("m.png")] + ".png"
                 assert image == listed
                 assert np.array_equal(cv2.imread(listed), cv2.flip(cv2.imread(original), 1))
                 unmirrored = flip_joints(j, K2HPD.width, K2HPD)
-                assert np.allclose(pipeline.in_images(K2HPD, [original], unmirrored[None])[1][0],
-                                   truth[pipeline.in_images(K2HPD, [original])[0][0]], atol=1e-5)
+                assert np.allclose(steps.in_images(K2HPD, [original], unmirrored[None])[1][0],
+                                   truth[steps.in_images(K2HPD, [original])[0][0]], atol=1e-5)
             else:
                 assert np.allclose(o, truth[image], atol=1e-5)  # back in the image's own pixels
-        back = pipeline.in_frame(K2HPD, images, own)
+        back = steps.in_frame(K2HPD, images, own)
         assert back[0] == names and np.allclose(back[1], joints)
 
 
 def test_two_images_of_one_letterboxed_name_are_refused(mixed_sizes):
-    wide = Path(pipeline.image_path(K2HPD.image_name(1), K2HPD))
+    wide = Path(steps.image_path(K2HPD.image_name(1), K2HPD))
     cv2.imwrite(str(wide.with_suffix(".jpg")), cv2.imread(str(wide)))
     annotations = Path(K2HPD.root) / K2HPD.train_annotations
     annotations.write_text(annotations.read_text() + wide.with_suffix(".jpg").name + " " + ",".join(["1"] * 30) + "\n")
     with pytest.raises(ValueError, match=r"00000001\.(png|jpg) and \S+/00000001\.(png|jpg) would both be letterboxed "
                                          r"into data/K2HPD/stage1/framed/00000001\.png: rename one"):
-        pipeline.make_stage1_lists(K2HPD, 1, val_fraction=0)
+        steps.make_stage1_lists(K2HPD, 1, val_fraction=0)
 
 
 def test_a_damaged_frames_record_is_named(mixed_sizes):
-    pipeline.make_stage1_lists(K2HPD, 1)
-    (stages.stage_dir(1, K2HPD) / "frames.json").write_text('{"x": {"scale": 1}}')
+    steps.make_stage1_lists(K2HPD, 1)
+    (stage_data.stage_dir(1, K2HPD) / "frames.json").write_text('{"x": {"scale": 1}}')
     with pytest.raises(ValueError, match=r"stage1/frames.json: not a record of frames"):
-        stages.frames(K2HPD)
+        stage_data.frames(K2HPD)
 
 
 # -- crops and stage s >= 2 targets -----------------------------------------------------------------
@@ -222,14 +222,14 @@ def test_crop_samples_the_right_place():
 def test_refine_targets_round_trip_and_border():
     true = random_joints(3)
     centre = true + RNG.normal(0, 5, true.shape)
-    side = stages.crop_side(true, K2HPD.size, K2HPD)[:, None].repeat(K2HPD.num_joints, 1)
-    t = stages.refine_targets(true, centre, side, 64)
-    assert np.allclose(stages.apply_refinement(centre, t, side, 64), true)
-    edge = stages.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64)
+    side = stage_data.crop_side(true, K2HPD.size, K2HPD)[:, None].repeat(K2HPD.num_joints, 1)
+    t = stage_data.refine_targets(true, centre, side, 64)
+    assert np.allclose(stage_data.apply_refinement(centre, t, side, 64), true)
+    edge = stage_data.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64)
     assert np.allclose(edge, [[32, 0]])  # the crop border is +-out/2
-    t = stages.refine_targets(true, centre, side, 64, "box")
-    assert np.allclose(stages.apply_refinement(centre, t, side, 64, "box"), true)
-    edge = stages.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64, "box")
+    t = stage_data.refine_targets(true, centre, side, 64, "box")
+    assert np.allclose(stage_data.apply_refinement(centre, t, side, 64, "box"), true)
+    edge = stage_data.refine_targets(np.array([[10.0 + 20, 5.0]]), np.array([[10.0, 5.0]]), np.array([40.0]), 64, "box")
     assert np.allclose(edge, [[0.5, 0]])  # in box units the crop border is +-0.5
 
 
@@ -238,8 +238,8 @@ def test_degenerate_torso_diameter_is_floored():
     a, b = K2HPD.torso_joints
     joints[0, b] = joints[0, a]  # torso joints on top of each other
     assert torso_diameter(joints, K2HPD)[0] == 0
-    side = stages.crop_side(joints, K2HPD.size, K2HPD)
-    floor = K2HPD.alpha * stages.MIN_DIAMETER_FRACTION * max(K2HPD.size)
+    side = stage_data.crop_side(joints, K2HPD.size, K2HPD)
+    floor = K2HPD.alpha * stage_data.MIN_DIAMETER_FRACTION * max(K2HPD.size)
     assert side[0] == pytest.approx(floor) and side[1] >= floor
     image = np.zeros((K2HPD.height, K2HPD.width, 3), np.uint8)
     assert preprocess.crop(image, joints[0, a], side[0], 64).shape == (64, 64, 3)
@@ -248,17 +248,17 @@ def test_degenerate_torso_diameter_is_floored():
 def test_simulated_displacements_follow_the_fitted_distribution():
     n = 4000
     true = random_joints(n)
-    diam = stages.floored_diameter(torso_diameter(true, K2HPD), K2HPD.size)
+    diam = stage_data.floored_diameter(torso_diameter(true, K2HPD), K2HPD.size)
     mean = RNG.normal(0, 0.1, (K2HPD.num_joints, 2))
     scale = RNG.uniform(0.05, 0.3, (K2HPD.num_joints, 2))
     pred = true + (mean + scale * RNG.standard_normal((n, K2HPD.num_joints, 2))) * diam[:, None, None]
-    model = stages.DisplacementModel.fit(pred, true, diam)
+    model = stage_data.DisplacementModel.fit(pred, true, diam)
     assert np.allclose(model.mean, mean, atol=0.02)
     assert np.allclose(np.sqrt(np.diagonal(model.cov, axis1=1, axis2=2)), scale, rtol=0.1)
     rng = np.random.default_rng(1)
-    idx = stages.choose_joints(rng, n, 2, K2HPD.num_joints)
+    idx = stage_data.choose_joints(rng, n, 2, K2HPD.num_joints)
     assert all(len(set(row)) == 2 for row in idx[:50])
-    centres = stages.simulated_centres(rng, true, idx, model, diam)
+    centres = stage_data.simulated_centres(rng, true, idx, model, diam)
     picked = np.take_along_axis(true, idx[..., None], axis=1)
     delta = (centres - picked) / diam[:, None, None]
     for j in range(K2HPD.num_joints):
@@ -268,7 +268,7 @@ def test_simulated_displacements_follow_the_fitted_distribution():
 
 
 def test_displacement_model_json_record(tmp_path):
-    model = stages.DisplacementModel(RNG.normal(size=(K2HPD.num_joints, 2)), np.tile(np.eye(2), (K2HPD.num_joints, 1, 1)))
+    model = stage_data.DisplacementModel(RNG.normal(size=(K2HPD.num_joints, 2)), np.tile(np.eye(2), (K2HPD.num_joints, 1, 1)))
     model.to_json(tmp_path / "d.json")
     record = json.loads((tmp_path / "d.json").read_text())
     assert np.allclose(record["mean"], model.mean) and np.allclose(record["cov"], model.cov)
@@ -276,7 +276,7 @@ def test_displacement_model_json_record(tmp_path):
 
 def test_list_files_round_trip(tmp_path):
     rows = [("a/b.png", [1.5, -2.25]), ("c.png", [0, 3])]
-    names, values = stages.read_list(stages.write_list(tmp_path / "l.txt", rows))
+    names, values = stage_data.read_list(stage_data.write_list(tmp_path / "l.txt", rows))
     assert names == ["a/b.png", "c.png"] and np.allclose(values, [[1.5, -2.25], [0, 3]])
 
 
@@ -293,7 +293,7 @@ def test_net_image_resizes_like_convert_imageset(tmp_path):
 # -- solvers ---------------------------------------------------------------------------------------
 def test_derived_solver_overrides_and_keeps_the_rest(tmp_path, capfd):
     src = "models/deeppose/deeppose_solver.prototxt"
-    dst = pipeline.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": 7, "solver_mode": "CPU", "test_iter": [3],
+    dst = steps.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": 7, "solver_mode": "CPU", "test_iter": [3],
                                                                 "random_seed": 5, "type": "Adam"}, train_batch=2)
     logged = capfd.readouterr().err
     for change in ("max_iter 120000 -> 7", "solver_mode GPU -> 'CPU'", "test_iter [100] -> [3]", "type 'SGD' -> 'Adam'"):
@@ -305,26 +305,26 @@ def test_derived_solver_overrides_and_keeps_the_rest(tmp_path, capfd):
     assert p.base_lr == committed.base_lr and p.snapshot_prefix == committed.snapshot_prefix
     batches = {r.phase: l.data_param.batch_size for l in p.net_param.layer if l.type == "Data" for r in l.include}
     assert batches == {caffe_pb2.TRAIN: 2, caffe_pb2.TEST: 1}
-    assert pipeline.final_snapshot(dst).name == "deeppose_iter_7.caffemodel"
-    other = pipeline.derive_solver(src, tmp_path / "n.prototxt", {}, net="models/deeppose/run/x.prototxt")
+    assert steps.final_snapshot(dst).name == "deeppose_iter_7.caffemodel"
+    other = steps.derive_solver(src, tmp_path / "n.prototxt", {}, net="models/deeppose/run/x.prototxt")
     assert protoio.read_prototxt(other, caffe_pb2.SolverParameter).net == "models/deeppose/run/x.prototxt"
-    further = pipeline.derive_solver(dst, tmp_path / "f.prototxt", {"max_iter": 14})  # keeps the inlined net
+    further = steps.derive_solver(dst, tmp_path / "f.prototxt", {"max_iter": 14})  # keeps the inlined net
     assert protoio.read_prototxt(further, caffe_pb2.SolverParameter).net_param == p.net_param
     with pytest.raises(ValueError, match="no field 'max_iters'"):
-        pipeline.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": 7})
+        steps.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": 7})
     with pytest.raises(ValueError, match="solver_mode has no value 'TPU'"):
-        pipeline.derive_solver(src, tmp_path / "x.prototxt", {"solver_mode": "TPU"})
+        steps.derive_solver(src, tmp_path / "x.prototxt", {"solver_mode": "TPU"})
 
 
 def test_an_interrupted_run_resumes_from_its_newest_state(tmp_path):
     prefix = tmp_path / "snap" / "net"
-    solver = pipeline.derive_solver("models/deeppose/deeppose_solver.prototxt", tmp_path / "s.prototxt",
+    solver = steps.derive_solver("models/deeppose/deeppose_solver.prototxt", tmp_path / "s.prototxt",
                                     {"max_iter": 300, "snapshot_prefix": str(prefix)})
-    assert pipeline.latest_state(solver) is None
+    assert steps.latest_state(solver) is None
     prefix.parent.mkdir()
     for n in (100, 200, 300):  # 300 is the finished run's own snapshot, not a resume point
         (prefix.parent / f"net_iter_{n}.solverstate").write_bytes(b"")
-    assert pipeline.latest_state(solver).name == "net_iter_200.solverstate"
+    assert steps.latest_state(solver).name == "net_iter_200.solverstate"
 
 
 def test_committed_schedule_is_the_seeds():
@@ -405,7 +405,7 @@ def test_cascade_batches_equal_single_images(stage_nets):
     assert np.allclose(together[0], raw.reshape(5, -1, 2) + np.array([K2HPD.width, K2HPD.height]) / 2, atol=1e-4)
     # stage 2 moves each joint by output / crop_px x crop side
     crop_px = cascade.refiners[0].size[0]
-    side = stages.crop_side(together[0], K2HPD.size, K2HPD)
+    side = stage_data.crop_side(together[0], K2HPD.size, K2HPD)
     crop = preprocess.crop(images[0], together[0][0, 0], side[0], crop_px).transpose(2, 0, 1)
     delta = cascade.refiners[0].run(crop[None])[0]
     assert np.allclose(together[1][0, 0], together[0][0, 0] + delta * side[0] / crop_px, atol=1e-3)
@@ -449,13 +449,13 @@ def test_driver_derives_the_solvers_of_the_schedule(tmp_path, monkeypatch):
     come from the nets and solvers."""
     import shutil
     import torch
-    from deeppose import train
+    from deeppose import driver
     shutil.copytree("models", tmp_path / "models", ignore=shutil.ignore_patterns("run", "*_lmdb", "snapshot"))
     shutil.copy("globalvar.py", tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setenv("DEEPPOSE_ITER2", "9")
-    run = train.Run(train.parser().parse_args(["--schedule", "cpu", "--iter1", "5", "--batch1", "4", "--seed", "7"]))
+    run = driver.Run(driver.parser().parse_args(["--schedule", "cpu", "--iter1", "5", "--batch1", "4", "--seed", "7"]))
     s1, s2 = run.stages
     p1, p2 = (protoio.read_prototxt(s.solver, caffe_pb2.SolverParameter) for s in run.stages)
     assert (p1.max_iter, p1.snapshot, p1.random_seed, p1.solver_mode) == (5, 5, 7, caffe_pb2.SolverParameter.CPU)
@@ -463,7 +463,7 @@ def test_driver_derives_the_solvers_of_the_schedule(tmp_path, monkeypatch):
     assert [l.data_param.batch_size for l in p1.net_param.layer if l.type == "Data"] == [4, 1]
     assert s1.final == Path("models/deeppose/snapshot/deeppose_iter_5.caffemodel")
     assert s2.data.test_db == "models/deeppose_refine/val_data_lmdb" and s2.log == Path("models/deeppose_refine/deeppose_refine.log")
-    run = train.Run(train.parser().parse_args(["--schedule", "full"]))
+    run = driver.Run(driver.parser().parse_args(["--schedule", "full"]))
     p1 = protoio.read_prototxt(run.stages[0].solver, caffe_pb2.SolverParameter)
     assert (p1.max_iter, p1.random_seed, p1.solver_mode, p1.net) == (120000, 0, caffe_pb2.SolverParameter.CPU,
                                                                      "models/deeppose/deeppose_train_test.prototxt")

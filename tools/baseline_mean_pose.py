@@ -11,7 +11,7 @@ from deeppose import datasets
 from deeppose.cli import command
 from deeppose.dataset import read_split
 from deeppose.evaluate import REPORT_FRACTION, mean_pose_baseline, scores
-from deeppose.pipeline import image_path
+from deeppose.steps import image_path
 
 
 @command

@@ -23,12 +23,12 @@ import caffe
 from caffe.atomic_file import atomic_write
 from caffe.plot import line_chart
 
-from deeppose import pipeline, train
+from deeppose import driver, steps
 from deeppose.cli import command
 from deeppose.evaluate import REPORT_FRACTION, evaluate
 
 
-def continue_training(stage: train.Stage, factor: int) -> list[Path]:
+def continue_training(stage: driver.Stage, factor: int) -> list[Path]:
     """Train `stage` on from its final snapshot to factor x max_iter; the weights after each multiple."""
     param = caffe.io.read_solver_prototxt(stage.solver)
     iters = param.max_iter
@@ -37,14 +37,14 @@ def continue_training(stage: train.Stage, factor: int) -> list[Path]:
     if not state.exists():
         raise FileNotFoundError(f"{state}: no final snapshot of stage {stage.number}: run ./deeppose_train.sh first")
     longer = prefix.parent.parent / "more_time" / prefix.name
-    solver = pipeline.derive_solver(stage.solver, longer.parent / Path(stage.solver).name,
+    solver = steps.derive_solver(stage.solver, longer.parent / Path(stage.solver).name,
                                     {"max_iter": factor * iters, "snapshot": iters, "test_interval": factor * iters,
                                      "snapshot_prefix": str(longer)}, net=None)
     weights = [stage.final] + [Path(f"{longer}_iter_{k * iters}.caffemodel") for k in range(2, factor + 1)]
     if not all(w.exists() for w in weights):
         caffe.set_mode_cpu()
         s = caffe.get_solver(str(solver))
-        s.solve(str(pipeline.latest_state(solver) or state))  # an interrupted continuation resumes
+        s.solve(str(steps.latest_state(solver) or state))  # an interrupted continuation resumes
     return weights
 
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args, rest = p.parse_known_args(argv)
     if args.factor < 2:
         p.error(f"--factor: must be 2 or more, got {args.factor}")
-    run = train.Run(train.parser().parse_args(rest))
+    run = driver.Run(driver.parser().parse_args(rest))
     s1, s2 = run.stages
     w1, w2 = continue_training(s1, args.factor), continue_training(s2, args.factor)
     key = f"{REPORT_FRACTION:.2f}"

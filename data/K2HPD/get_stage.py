@@ -16,11 +16,11 @@ the dataset's joints (nets.stage_nets: run-local copies where the committed ones
 
 import argparse
 
-from deeppose import datasets, nets, stages
+from deeppose import datasets, nets, stage_data
 from deeppose.cli import command
 from deeppose.options import fraction, one_of, positive_int
-from deeppose.pipeline import make_refine_data, make_stage1_lists
-from deeppose.train import DISPLACEMENTS
+from deeppose.steps import make_refine_data, make_stage1_lists
+from deeppose.driver import DISPLACEMENTS
 
 
 @command
@@ -35,7 +35,7 @@ def main(argv=None):
                         "paper) or use the previous stage's predictions on the training images (the seed)")
     p.add_argument("--per-image", type=positive_int, default=1,
                    help="stage >= 2: joints cropped per training image (default %(default)s, as the seed)")
-    p.add_argument("--targets", choices=stages.TARGET_UNITS, default="pixels",
+    p.add_argument("--targets", choices=stage_data.TARGET_UNITS, default="pixels",
                    help="stage 1: the stages' target units, recorded with the lists: pixels (default, the seed's "
                         "offsets in pixels) or box (the paper's: offsets / the image's size; a refiner's / the crop side)")
     datasets.add_seed_argument(p)

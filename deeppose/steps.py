@@ -1,4 +1,4 @@
-"""The file-level steps of the DeepPose pipeline (the driver, deeppose/train.py, and the seed's
+"""The file-level steps of the DeepPose pipeline (the driver, deeppose/driver.py, and the seed's
 scripts in data/<dataset>/ and models/ call them): stage lists, stage-s crops, prediction outputs,
 run-local solvers. Paths are relative to the repository root, where the seed runs everything; every
 step takes the run's dataset description.
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 import caffe
 
-from . import nets, preprocess, stages
+from . import nets, preprocess, stage_data
 from .dataset import DatasetDescription, annotation_paths, read_split, torso_diameter
 
 
@@ -24,7 +24,7 @@ def image_path(name: str, desc: DatasetDescription) -> Path:
 
 
 def log(message: str) -> None:
-    caffe.glog.info("pipeline.py", message)
+    caffe.glog.info("pipeline.py", message)  # the tag its lines had as deeppose/pipeline.py
 
 
 # -- stage 1 -----------------------------------------------------------------------------------
@@ -32,8 +32,8 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
     """Write stage1/{train,val,test}.txt: training images and their mirrors (minus a held-out
     validation part, unmirrored, whose stage-1 errors the refiner's simulation is fitted on) and the
     test images, each line ``<image> <offsets of the joints from the image centre>`` in `units`
-    (recorded beside the lists, `stages.target_units`), in the description's frame (an image of
-    another size listed as its letterboxed copy, `stages.frames`); the split and the lists' order
+    (recorded beside the lists, `stage_data.target_units`), in the description's frame (an image of
+    another size listed as its letterboxed copy, `stage_data.frames`); the split and the lists' order
     come from `seed`."""
     rng = np.random.default_rng(seed)
     paths = annotation_paths(desc.root, desc)
@@ -50,50 +50,50 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
         """The image the lists name for a dataset image (itself, or its letterboxed copy) and its
         joints there; read as the LMDB tool will read it."""
         path = image_path(name, desc)
-        image, frame = preprocess.letterbox(stages.read_training_image(path, desc), desc.size)
+        image, frame = preprocess.letterbox(stage_data.read_training_image(path, desc), desc.size)
         if frame.identity:
             return path, joints
-        copy = stages.framed_path(name, desc)
+        copy = stage_data.framed_path(name, desc)
         other = record.get(str(copy), (path,))[0]
         if other != path:
             raise ValueError(f"{other} and {path} would both be letterboxed into {copy}: rename one")
-        stages.write_image(copy, image)
+        stage_data.write_image(copy, image)
         record[str(copy)] = (path, frame)
         return copy, frame.to_frame(joints)
 
     def targets(joints):
-        return stages.stage1_targets(joints, desc.size, units)
+        return stage_data.stage1_targets(joints, desc.size, units)
 
     rows = {"train": [], "val": [], "test": []}
     for name, joints in train_items:
         path, joints = framed(name, joints)
-        mirrored, mjoints = stages.mirror_sample(path, joints, desc)
+        mirrored, mjoints = stage_data.mirror_sample(path, joints, desc)
         rows["train"] += [(path, targets(joints)), (mirrored, targets(mjoints))]
     for split, items in (("val", val_items), ("test", test)):
         rows[split] = [(path, targets(joints)) for path, joints in (framed(n, j) for n, j in items)]
-    log(f"stage-1 targets in {units} -> {stages.write_target_units(desc, units)}")
+    log(f"stage-1 targets in {units} -> {stage_data.write_target_units(desc, units)}")
     if record:
         log(f"{len(record)} images not of the description's size {desc.width}x{desc.height}: letterboxed "
-            f"into it -> {stages.stage_dir(1, desc) / stages.FRAMED_DIR}")
-    stages.write_frames(desc, record)
+            f"into it -> {stage_data.stage_dir(1, desc) / stage_data.FRAMED_DIR}")
+    stage_data.write_frames(desc, record)
     lists = {}
     for split, items in rows.items():
         items = [items[i] for i in rng.permutation(len(items))]
-        lists[split] = stages.write_list(stages.list_path(1, split, desc), items)
+        lists[split] = stage_data.write_list(stage_data.list_path(1, split, desc), items)
         log(f"stage 1 {split}: {len(items)} images -> {lists[split]}")
     return lists
 
 
 def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
     """A stage-1 list's images and absolute joints (N, J, 2) in the frame."""
-    names, targets = stages.read_list(path)
-    return names, stages.stage1_joints(targets, desc.size, stages.target_units(desc))
+    names, targets = stage_data.read_list(path)
+    return names, stage_data.stage1_joints(targets, desc.size, stage_data.target_units(desc))
 
 
 def frames_of(images, desc: DatasetDescription) -> list[tuple[str, preprocess.Frame]]:
     """For dataset images (paths as the stage-1 lists' record names them): the image each is
     listed as (its letterboxed copy, or itself) and its frame."""
-    by_image = {image: (copy, frame) for copy, (image, frame) in stages.frames(desc).items()}
+    by_image = {image: (copy, frame) for copy, (image, frame) in stage_data.frames(desc).items()}
     return [by_image.get(str(image), (str(image), preprocess.Frame())) for image in images]
 
 
@@ -106,7 +106,7 @@ def in_frame(desc: DatasetDescription, images, *joints):
 
 def in_images(desc: DatasetDescription, listed, *joints):
     """Inverse of `in_frame`: the images of stage-1 list entries and the joints in their own pixels."""
-    record = stages.frames(desc)
+    record = stage_data.frames(desc)
     framed = [record.get(str(n), (str(n), preprocess.Frame())) for n in listed]
     return [i for i, _ in framed], *(np.stack([f.from_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
 
@@ -114,7 +114,7 @@ def in_images(desc: DatasetDescription, listed, *joints):
 # -- predictions of stages 1..s ----------------------------------------------------------------
 def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: int = 32, files=None) -> list[Path]:
     """The cascade's predictions (`models`: stage-1 weights, then refiners') on stage-1 list
-    splits, as `stages.output_path(len(models), split)`, of the dataset images in their own pixels
+    splits, as `stage_data.output_path(len(models), split)`, of the dataset images in their own pixels
     (`in_images`); `files`: the (stage-1, refiner) ModelFiles (default: `nets.stage_nets(desc)`)."""
     from .cascade import Cascade  # torch: loaded by the steps that run a net
 
@@ -122,9 +122,9 @@ def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: 
     cascade = Cascade(desc, models[0], models[1:], batch=batch, stage1=stage1, refine=refine)
     paths = []
     for split in splits:
-        names, truth = in_images(desc, *read_stage1_list(stages.list_path(1, split, desc), desc))
+        names, truth = in_images(desc, *read_stage1_list(stage_data.list_path(1, split, desc), desc))
         pred = cascade.predict_files(names)[-1]
-        paths.append(write_outputs(stages.output_path(len(models), split, desc), names, truth, pred))
+        paths.append(write_outputs(stage_data.output_path(len(models), split, desc), names, truth, pred))
         err = np.linalg.norm(pred - truth, axis=-1).mean()
         log(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {paths[-1]}")
     return paths
@@ -133,12 +133,12 @@ def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: 
 def write_outputs(path, names, truth, pred) -> Path:
     """Seed format: ``<image> <2J true coordinates> <2J predicted coordinates>`` (absolute pixels)."""
     rows = [(n, np.concatenate([t.ravel(), p.ravel()])) for n, t, p in zip(names, truth, pred)]
-    return stages.write_list(path, rows)
+    return stage_data.write_list(path, rows)
 
 
 def read_outputs(path, desc: DatasetDescription):
     """(names, truth (N, J, 2), predictions (N, J, 2)) of an output file."""
-    names, values = stages.read_list(path)
+    names, values = stage_data.read_list(path)
     j = desc.num_joints
     if values.shape[1:] != (4 * j,):
         raise ValueError(f"{path}: expected {4 * j} values a line (truth and prediction of {j} joints)")
@@ -150,7 +150,7 @@ def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centr
     """Crops of side sides[i] around centres (N, K, 2) of image i, PNG at crop_px x crop_px; list rows
     (targets in the run's units)."""
     directory.mkdir(parents=True, exist_ok=True)
-    units = stages.target_units(desc)
+    units = stage_data.target_units(desc)
     rows = []
     for name, truth, cs, side, idx in tqdm(list(zip(names, joints, centres, sides, joint_idx)), unit="img",
                                            desc=str(directory), disable=None, leave=False):
@@ -159,7 +159,7 @@ def _write_crops(desc: DatasetDescription, directory: Path, names, joints, centr
             path = directory / f"{Path(name).stem}_{j:02d}.png"
             if not cv2.imwrite(str(path), preprocess.crop(image, c, side, crop_px)):
                 raise OSError(f"cannot write {path}")
-            rows.append((path, stages.refine_targets(truth[j], c, side, crop_px, units)))
+            rows.append((path, stage_data.refine_targets(truth[j], c, side, crop_px, units)))
     return rows
 
 
@@ -178,34 +178,34 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
     if stage < 2:
         raise ValueError(f"refiner stages are 2 and above, got {stage}")
     rng = np.random.default_rng([seed, stage])
-    sdir = stages.stage_dir(stage, desc)
-    val_names, val_truth, val_pred = in_frame(desc, *read_outputs(stages.output_path(stage - 1, "val", desc), desc))
-    model = stages.DisplacementModel.fit(val_pred, val_truth,
-                                         stages.floored_diameter(torso_diameter(val_truth, desc), desc.size))
+    sdir = stage_data.stage_dir(stage, desc)
+    val_names, val_truth, val_pred = in_frame(desc, *read_outputs(stage_data.output_path(stage - 1, "val", desc), desc))
+    model = stage_data.DisplacementModel.fit(val_pred, val_truth,
+                                         stage_data.floored_diameter(torso_diameter(val_truth, desc), desc.size))
     sdir.mkdir(parents=True, exist_ok=True)
     model.to_json(sdir / "displacements.json")
     if displacements == "simulated":
-        names, truth = read_stage1_list(stages.list_path(1, "train", desc), desc)
-        diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
-        idx = stages.choose_joints(rng, len(names), per_image, desc.num_joints)
-        centres = stages.simulated_centres(rng, truth, idx, model, diam)
+        names, truth = read_stage1_list(stage_data.list_path(1, "train", desc), desc)
+        diam = stage_data.floored_diameter(torso_diameter(truth, desc), desc.size)
+        idx = stage_data.choose_joints(rng, len(names), per_image, desc.num_joints)
+        centres = stage_data.simulated_centres(rng, truth, idx, model, diam)
     elif displacements == "predictions":
-        names, truth, pred = in_frame(desc, *read_outputs(stages.output_path(stage - 1, "train", desc), desc))
-        diam = stages.floored_diameter(torso_diameter(truth, desc), desc.size)
-        idx = stages.choose_joints(rng, len(names), per_image, desc.num_joints)
+        names, truth, pred = in_frame(desc, *read_outputs(stage_data.output_path(stage - 1, "train", desc), desc))
+        diam = stage_data.floored_diameter(torso_diameter(truth, desc), desc.size)
+        idx = stage_data.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = np.take_along_axis(pred, idx[..., None], axis=1)
     else:
         raise ValueError(f"displacements must be 'simulated' or 'predictions', not {displacements!r}")
-    train_rows = _write_crops(desc, stages.crops_dir(stage, "train", desc), names, truth, centres,
+    train_rows = _write_crops(desc, stage_data.crops_dir(stage, "train", desc), names, truth, centres,
                               desc.alpha * diam, idx, crop_px)
     all_joints = np.tile(np.arange(desc.num_joints), (len(val_names), 1))
-    val_sides = np.array([stages.crop_side(p, desc.size, desc) for p in val_pred])
-    val_rows = _write_crops(desc, stages.crops_dir(stage, "val", desc), val_names, val_truth, val_pred, val_sides,
+    val_sides = np.array([stage_data.crop_side(p, desc.size, desc) for p in val_pred])
+    val_rows = _write_crops(desc, stage_data.crops_dir(stage, "val", desc), val_names, val_truth, val_pred, val_sides,
                             all_joints, crop_px)
     result = {}
     for split, rows in (("train", train_rows), ("val", val_rows)):
         rows = [rows[i] for i in rng.permutation(len(rows))]
-        result[split] = stages.write_list(stages.list_path(stage, split, desc), rows)
+        result[split] = stage_data.write_list(stage_data.list_path(stage, split, desc), rows)
         log(f"stage {stage} {split}: {len(rows)} crops -> {result[split]}")
     err = np.linalg.norm(model.mean, axis=1).mean()
     log(f"stage {stage - 1} errors on {len(val_names)} held-out images: mean |bias| {err:.3f}, "

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import datasets, nets, pipeline, stages
+from . import datasets, nets, stage_data, steps
 from .cli import command
 from .dataset import annotation_paths
 from .options import device_ids, env_default, non_negative_int, one_of, positive_float, positive_int
@@ -48,7 +48,7 @@ CPU_SOLVERS = ("tuned", "seed")
 
 def log(message: str) -> None:
     import caffe
-    caffe.glog.info("train.py", message)
+    caffe.glog.info("train.py", message)  # the tag its lines had as deeppose/train.py
 
 
 class Stopped(Exception):
@@ -83,10 +83,10 @@ def parser() -> argparse.ArgumentParser:
                             f"committed solver's) [DEEPPOSE_LR{k}]")
     s.add_argument("--cpu-solver", type=one_of(*CPU_SOLVERS), default=env_default("DEEPPOSE_CPU_SOLVER", "tuned"),
                    metavar="{" + ",".join(CPU_SOLVERS) + "}",
-                   help="cpu: the solver's rules: tuned (default: CPU_SOLVER in deeppose/train.py, see "
+                   help="cpu: the solver's rules: tuned (default: CPU_SOLVER in deeppose/driver.py, see "
                         "docs/cpu_schedule.md) or seed (the committed solver's type, rates and decay) [DEEPPOSE_CPU_SOLVER]")
-    s.add_argument("--targets", type=one_of(*stages.TARGET_UNITS), default=env_default("DEEPPOSE_TARGETS", "pixels"),
-                   metavar="{" + ",".join(stages.TARGET_UNITS) + "}",
+    s.add_argument("--targets", type=one_of(*stage_data.TARGET_UNITS), default=env_default("DEEPPOSE_TARGETS", "pixels"),
+                   metavar="{" + ",".join(stage_data.TARGET_UNITS) + "}",
                    help="the stages' target units: pixels (default, the seed's offsets in pixels) or box (the paper's "
                         "normalisation: offsets / the image's size at stage 1, / the crop side at a refiner; measured "
                         "worse on the CPU schedule, docs/cpu_schedule.md) [DEEPPOSE_TARGETS]")
@@ -202,10 +202,10 @@ class Run:
         elif not self.gpus:
             overrides["solver_mode"] = "CPU"
         committed = Path(files.solver)
-        solver = pipeline.derive_solver(committed, committed.parent / nets.RUN_DIR / committed.name, overrides,
+        solver = steps.derive_solver(committed, committed.parent / nets.RUN_DIR / committed.name, overrides,
                                         net=files.train, train_batch=train_batch)
         name = committed.stem.removesuffix("_solver")
-        return Stage(number, files, solver, nets.data_files(files.train), pipeline.final_snapshot(solver),
+        return Stage(number, files, solver, nets.data_files(files.train), steps.final_snapshot(solver),
                      committed.parent / f"{name}.log", committed.parent / "accuracy.json",
                      committed.parent / "pdj_curve.png", committed.parent / "results_sheet.png")
 
@@ -215,7 +215,7 @@ class Run:
             return False
         if path.name == "accuracy.json":
             try:
-                pipeline.read_report(path)
+                steps.read_report(path)
             except ValueError:
                 log(f"{path} is not a complete report (an interrupted or failed run): its step runs again")
                 return False
@@ -238,13 +238,13 @@ class Run:
         annotations = sorted({str(p) for p in annotation_paths(desc.root, desc).values()})
         if self.should_run("data", *annotations):
             self.data(annotations)
-        lists1 = [stages.list_path(1, split, desc) for split in stages.STAGE1_SPLITS]
-        if all(p.exists() for p in lists1) and stages.target_units(desc) != self.units and not self.forced:
-            log(f"the stage lists hold targets in {stages.target_units(desc)}, this run's are in {self.units}: "
+        lists1 = [stage_data.list_path(1, split, desc) for split in stage_data.STAGE1_SPLITS]
+        if all(p.exists() for p in lists1) and stage_data.target_units(desc) != self.units and not self.forced:
+            log(f"the stage lists hold targets in {stage_data.target_units(desc)}, this run's are in {self.units}: "
                 "the steps from stage1 on run again")
             self.forced = True
         if self.should_run("stage1", *lists1):
-            pipeline.make_stage1_lists(desc, self.seed, units=self.units)
+            steps.make_stage1_lists(desc, self.seed, units=self.units)
         if self.should_run("lmdb1", *self._data_outputs(s1)):
             self.databases(s1, "test")
             STAMP.parent.mkdir(parents=True, exist_ok=True)
@@ -254,12 +254,12 @@ class Run:
         if self.should_run("accuracy1", s1.report):
             self.accuracy(s1, [s1.final])
         splits = ["val"] + (["train"] if self.args.displacements == "predictions" else [])
-        if self.should_run("output1", stages.output_path(1, "val", desc)):
-            pipeline.write_predictions(desc, [s1.final], splits, files=(s1.files, s2.files))
-        if self.should_run("stage2", *(stages.list_path(2, split, desc) for split in stages.REFINE_SPLITS)):
-            shutil.rmtree(stages.stage_dir(2, desc), ignore_errors=True)
+        if self.should_run("output1", stage_data.output_path(1, "val", desc)):
+            steps.write_predictions(desc, [s1.final], splits, files=(s1.files, s2.files))
+        if self.should_run("stage2", *(stage_data.list_path(2, split, desc) for split in stage_data.REFINE_SPLITS)):
+            shutil.rmtree(stage_data.stage_dir(2, desc), ignore_errors=True)
             crop_px, _ = nets.input_size(s2.files.deploy)
-            pipeline.make_refine_data(desc, 2, crop_px, self.seed, self.args.displacements, self.args.per_image)
+            steps.make_refine_data(desc, 2, crop_px, self.seed, self.args.displacements, self.args.per_image)
         if self.should_run("lmdb2", *self._data_outputs(s2)):
             self.databases(s2, "val")
         if self.should_run("train2", s2.final):
@@ -308,7 +308,7 @@ class Run:
         for split, db, backend in (("train", data.train_db, data.train_backend), (tested, data.test_db, data.test_backend)):
             _tool(convert_imageset.main_multilabel, [f"-backend={backend.lower()}", f"-resize_height={rows}",
                                                      f"-resize_width={cols}", "",
-                                                     str(stages.list_path(stage.number, split, self.desc)), db])
+                                                     str(stage_data.list_path(stage.number, split, self.desc)), db])
         _tool(compute_image_mean.main, [f"-backend={data.train_backend.lower()}", data.train_db, data.mean])
 
     def train(self, stage: Stage) -> None:
@@ -319,7 +319,7 @@ class Run:
         import caffe
 
         stage.final.parent.mkdir(parents=True, exist_ok=True)
-        state = None if self.forced else pipeline.latest_state(stage.solver)
+        state = None if self.forced else steps.latest_state(stage.solver)
         with open(stage.log, "a" if state else "w", encoding="utf-8") as logfile, \
                 contextlib.redirect_stderr(Tee(sys.stderr, logfile)):
             if state:
