@@ -157,6 +157,10 @@ def annotation_paths(root, desc: DatasetDescription) -> dict[str, Path]:
     return {"train": root / desc.train_annotations, "test": root / desc.test_annotations}
 
 
+def image_path(name: str, desc: DatasetDescription) -> Path:
+    return Path(desc.root) / desc.image_dir / name
+
+
 SPLITS = ("train", "test")
 
 

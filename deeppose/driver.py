@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import datasets, nets, stage_data, steps
+from . import datasets, nets, solvers, stage_data, steps
 from .cli import command
 from .dataset import annotation_paths
 from .options import device_ids, env_default, non_negative_int, one_of, positive_float, positive_int
@@ -202,10 +202,10 @@ class Run:
         elif not self.gpus:
             overrides["solver_mode"] = "CPU"
         committed = Path(files.solver)
-        solver = steps.derive_solver(committed, committed.parent / nets.RUN_DIR / committed.name, overrides,
+        solver = solvers.derive_solver(committed, committed.parent / nets.RUN_DIR / committed.name, overrides,
                                         net=files.train, train_batch=train_batch)
         name = committed.stem.removesuffix("_solver")
-        return Stage(number, files, solver, nets.data_files(files.train), steps.final_snapshot(solver),
+        return Stage(number, files, solver, nets.data_files(files.train), solvers.final_snapshot(solver),
                      committed.parent / f"{name}.log", committed.parent / "accuracy.json",
                      committed.parent / "pdj_curve.png", committed.parent / "results_sheet.png")
 
@@ -319,7 +319,7 @@ class Run:
         import caffe
 
         stage.final.parent.mkdir(parents=True, exist_ok=True)
-        state = None if self.forced else steps.latest_state(stage.solver)
+        state = None if self.forced else solvers.latest_state(stage.solver)
         with open(stage.log, "a" if state else "w", encoding="utf-8") as logfile, \
                 contextlib.redirect_stderr(Tee(sys.stderr, logfile)):
             if state:

@@ -14,10 +14,9 @@ from caffe.atomic_file import atomic_write
 from . import datasets, stage_data
 from .cascade import Cascade
 from .cli import command
-from .dataset import DatasetDescription, read_split, torso_diameter
+from .dataset import DatasetDescription, image_path, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
 from .options import positive_int
-from .steps import frames_of, image_path, in_frame
 
 REPORT_FRACTION = 0.2  # the PDJ threshold of the per-joint table
 
@@ -39,9 +38,9 @@ def mean_pose(desc: DatasetDescription) -> np.ndarray:
 
 def mean_pose_baseline(desc: DatasetDescription, images) -> np.ndarray:
     """The mean-pose baseline's prediction for test images (N, J, 2): `mean_pose` about the frame's
-    centre, the same for every image, in each image's own pixels (`steps.frames_of`)."""
+    centre, the same for every image, in each image's own pixels (`stage_data.frames_of`)."""
     pose = stage_data.stage1_joints(mean_pose(desc), desc.size, stage_data.target_units(desc))
-    return np.stack([frame.from_frame(pose) for _, frame in frames_of(images, desc)])
+    return np.stack([frame.from_frame(pose) for _, frame in stage_data.frames_of(images, desc)])
 
 
 def scores(pred, truth, desc: DatasetDescription) -> dict:
@@ -63,7 +62,7 @@ def scores(pred, truth, desc: DatasetDescription) -> dict:
 
 def image_errors(pred, truth, desc: DatasetDescription, images) -> np.ndarray:
     """Each image's mean joint error in torso diameters (N,), the diameters' floor measured in the frame."""
-    _, pred, truth = in_frame(desc, images, pred, truth)
+    _, pred, truth = stage_data.in_frame(desc, images, pred, truth)
     diam = stage_data.floored_diameter(torso_diameter(truth, desc), desc.size)
     return np.linalg.norm(pred - truth, axis=-1).mean(axis=1) / diam
 

@@ -262,6 +262,33 @@ def frames(desc: DatasetDescription) -> dict:
         raise ValueError(f"{path}: not a record of frames ({e}); remake the stage-1 lists") from None
 
 
+def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
+    """A stage-1 list's images and absolute joints (N, J, 2) in the frame."""
+    names, targets = read_list(path)
+    return names, stage1_joints(targets, desc.size, target_units(desc))
+
+
+def frames_of(images, desc: DatasetDescription) -> list[tuple[str, Frame]]:
+    """For dataset images (paths as the stage-1 lists' record names them): the image each is
+    listed as (its letterboxed copy, or itself) and its frame."""
+    by_image = {image: (copy, frame) for copy, (image, frame) in frames(desc).items()}
+    return [by_image.get(str(image), (str(image), Frame())) for image in images]
+
+
+def in_frame(desc: DatasetDescription, images, *joints):
+    """Dataset images and joints (N, J, 2) in their own pixels -> the listed images and the joints
+    in the frame."""
+    framed = frames_of(images, desc)
+    return [c for c, _ in framed], *(np.stack([f.to_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
+
+
+def in_images(desc: DatasetDescription, listed, *joints):
+    """Inverse of `in_frame`: the images of stage-1 list entries and the joints in their own pixels."""
+    record = frames(desc)
+    framed = [record.get(str(n), (str(n), Frame())) for n in listed]
+    return [i for i, _ in framed], *(np.stack([f.from_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
+
+
 def crops_dir(stage: int, split: str, desc: DatasetDescription) -> Path:
     """Where the crop images of a refiner's list `split` are written."""
     return list_path(stage, split, desc).with_name(f"crops_{split}")
@@ -301,3 +328,18 @@ def read_list(path) -> tuple[list[str], np.ndarray]:
     if len({len(r) for r in rows}) > 1:
         raise ValueError(f"{path}: lines carry different numbers of values")
     return names, np.asarray(rows, float)
+
+
+def write_outputs(path, names, truth, pred) -> Path:
+    """Seed format: ``<image> <2J true coordinates> <2J predicted coordinates>`` (absolute pixels)."""
+    rows = [(n, np.concatenate([t.ravel(), p.ravel()])) for n, t, p in zip(names, truth, pred)]
+    return write_list(path, rows)
+
+
+def read_outputs(path, desc: DatasetDescription):
+    """(names, truth (N, J, 2), predictions (N, J, 2)) of an output file."""
+    names, values = read_list(path)
+    j = desc.num_joints
+    if values.shape[1:] != (4 * j,):
+        raise ValueError(f"{path}: expected {4 * j} values a line (truth and prediction of {j} joints)")
+    return names, values[:, :2 * j].reshape(-1, j, 2), values[:, 2 * j:].reshape(-1, j, 2)

@@ -1,6 +1,6 @@
 """The file-level steps of the DeepPose pipeline (the driver, deeppose/driver.py, and the seed's
-scripts in data/<dataset>/ and models/ call them): stage lists, stage-s crops, prediction outputs,
-run-local solvers. Paths are relative to the repository root, where the seed runs everything; every
+scripts in data/<dataset>/ and models/ call them): stage lists, stage-s crops, prediction outputs.
+Paths are relative to the repository root, where the seed runs everything; every
 step takes the run's dataset description.
 """
 
@@ -16,11 +16,7 @@ from tqdm import tqdm
 import caffe
 
 from . import nets, preprocess, stage_data
-from .dataset import DatasetDescription, annotation_paths, read_split, torso_diameter
-
-
-def image_path(name: str, desc: DatasetDescription) -> Path:
-    return Path(desc.root) / desc.image_dir / name
+from .dataset import DatasetDescription, annotation_paths, image_path, read_split, torso_diameter
 
 
 def log(message: str) -> None:
@@ -84,65 +80,23 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
     return lists
 
 
-def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
-    """A stage-1 list's images and absolute joints (N, J, 2) in the frame."""
-    names, targets = stage_data.read_list(path)
-    return names, stage_data.stage1_joints(targets, desc.size, stage_data.target_units(desc))
-
-
-def frames_of(images, desc: DatasetDescription) -> list[tuple[str, preprocess.Frame]]:
-    """For dataset images (paths as the stage-1 lists' record names them): the image each is
-    listed as (its letterboxed copy, or itself) and its frame."""
-    by_image = {image: (copy, frame) for copy, (image, frame) in stage_data.frames(desc).items()}
-    return [by_image.get(str(image), (str(image), preprocess.Frame())) for image in images]
-
-
-def in_frame(desc: DatasetDescription, images, *joints):
-    """Dataset images and joints (N, J, 2) in their own pixels -> the listed images and the joints
-    in the frame."""
-    framed = frames_of(images, desc)
-    return [c for c, _ in framed], *(np.stack([f.to_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
-
-
-def in_images(desc: DatasetDescription, listed, *joints):
-    """Inverse of `in_frame`: the images of stage-1 list entries and the joints in their own pixels."""
-    record = stage_data.frames(desc)
-    framed = [record.get(str(n), (str(n), preprocess.Frame())) for n in listed]
-    return [i for i, _ in framed], *(np.stack([f.from_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
-
-
 # -- predictions of stages 1..s ----------------------------------------------------------------
 def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: int = 32, files=None) -> list[Path]:
     """The cascade's predictions (`models`: stage-1 weights, then refiners') on stage-1 list
     splits, as `stage_data.output_path(len(models), split)`, of the dataset images in their own pixels
-    (`in_images`); `files`: the (stage-1, refiner) ModelFiles (default: `nets.stage_nets(desc)`)."""
+    (`stage_data.in_images`); `files`: the (stage-1, refiner) ModelFiles (default: `nets.stage_nets(desc)`)."""
     from .cascade import Cascade  # torch: loaded by the steps that run a net
 
     stage1, refine = files or nets.stage_nets(desc)
     cascade = Cascade(desc, models[0], models[1:], batch=batch, stage1=stage1, refine=refine)
     paths = []
     for split in splits:
-        names, truth = in_images(desc, *read_stage1_list(stage_data.list_path(1, split, desc), desc))
+        names, truth = stage_data.in_images(desc, *stage_data.read_stage1_list(stage_data.list_path(1, split, desc), desc))
         pred = cascade.predict_files(names)[-1]
-        paths.append(write_outputs(stage_data.output_path(len(models), split, desc), names, truth, pred))
+        paths.append(stage_data.write_outputs(stage_data.output_path(len(models), split, desc), names, truth, pred))
         err = np.linalg.norm(pred - truth, axis=-1).mean()
         log(f"{split}: {len(names)} images, mean joint error {err:.2f} px -> {paths[-1]}")
     return paths
-
-
-def write_outputs(path, names, truth, pred) -> Path:
-    """Seed format: ``<image> <2J true coordinates> <2J predicted coordinates>`` (absolute pixels)."""
-    rows = [(n, np.concatenate([t.ravel(), p.ravel()])) for n, t, p in zip(names, truth, pred)]
-    return stage_data.write_list(path, rows)
-
-
-def read_outputs(path, desc: DatasetDescription):
-    """(names, truth (N, J, 2), predictions (N, J, 2)) of an output file."""
-    names, values = stage_data.read_list(path)
-    j = desc.num_joints
-    if values.shape[1:] != (4 * j,):
-        raise ValueError(f"{path}: expected {4 * j} values a line (truth and prediction of {j} joints)")
-    return names, values[:, :2 * j].reshape(-1, j, 2), values[:, 2 * j:].reshape(-1, j, 2)
 
 
 # -- stage s >= 2 ------------------------------------------------------------------------------
@@ -172,25 +126,25 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
     predictions, `displacements="simulated"`) or on the stage s-1 prediction on that training image
     (`"predictions"`, the seed's way); side alpha x the true torso diameter. Validation crops: every joint
     of the held-out images around the real stage s-1 predictions, side measured on the prediction
-    (as at deployment). Crops are cut from the images as listed at stage 1 (in the frame, `in_frame`),
+    (as at deployment). Crops are cut from the images as listed at stage 1 (in the frame, `stage_data.in_frame`),
     as the cascade cuts them. The joints chosen, the simulated displacements and the lists' order come
     from (`seed`, `stage`)."""
     if stage < 2:
         raise ValueError(f"refiner stages are 2 and above, got {stage}")
     rng = np.random.default_rng([seed, stage])
     sdir = stage_data.stage_dir(stage, desc)
-    val_names, val_truth, val_pred = in_frame(desc, *read_outputs(stage_data.output_path(stage - 1, "val", desc), desc))
+    val_names, val_truth, val_pred = stage_data.in_frame(desc, *stage_data.read_outputs(stage_data.output_path(stage - 1, "val", desc), desc))
     model = stage_data.DisplacementModel.fit(val_pred, val_truth,
                                          stage_data.floored_diameter(torso_diameter(val_truth, desc), desc.size))
     sdir.mkdir(parents=True, exist_ok=True)
     model.to_json(sdir / "displacements.json")
     if displacements == "simulated":
-        names, truth = read_stage1_list(stage_data.list_path(1, "train", desc), desc)
+        names, truth = stage_data.read_stage1_list(stage_data.list_path(1, "train", desc), desc)
         diam = stage_data.floored_diameter(torso_diameter(truth, desc), desc.size)
         idx = stage_data.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = stage_data.simulated_centres(rng, truth, idx, model, diam)
     elif displacements == "predictions":
-        names, truth, pred = in_frame(desc, *read_outputs(stage_data.output_path(stage - 1, "train", desc), desc))
+        names, truth, pred = stage_data.in_frame(desc, *stage_data.read_outputs(stage_data.output_path(stage - 1, "train", desc), desc))
         diam = stage_data.floored_diameter(torso_diameter(truth, desc), desc.size)
         idx = stage_data.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = np.take_along_axis(pred, idx[..., None], axis=1)
@@ -212,80 +166,6 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
         f"mean std {np.sqrt(np.trace(model.cov, axis1=1, axis2=2)).mean():.3f} torso diameters "
         f"({displacements} displacements)")
     return result
-
-
-# -- solvers -------------------------------------------------------------------------------------
-def _set_field(param, key, value, src) -> str:
-    """Set one field of a SolverParameter (an enum by its name, a repeated field by a list); its
-    previous value as text."""
-    field = param.DESCRIPTOR.fields_by_name.get(key)
-    if field is None:
-        raise ValueError(f"{src}: SolverParameter has no field {key!r}")
-    current = getattr(param, key)
-    if hasattr(current, "extend"):  # a repeated field: its values replaced
-        before = list(current)
-        del current[:]
-        current.extend(value if isinstance(value, (list, tuple)) else [value])
-        return str(before)
-    if field.enum_type is not None:
-        before = field.enum_type.values_by_number[current].name
-        if isinstance(value, str):
-            if value not in field.enum_type.values_by_name:
-                raise ValueError(f"{src}: {key} has no value {value!r} ({', '.join(field.enum_type.values_by_name)})")
-            value = field.enum_type.values_by_name[value].number
-    else:
-        before = f"{current:.7g}" if isinstance(current, float) else repr(current)  # float32 fields: 7 digits
-    setattr(param, key, value)
-    return before
-
-
-def derive_solver(src, dst, overrides: dict, net=None, train_batch: int | None = None) -> Path:
-    """Write a run-local solver: `src` with fields replaced (`overrides`: field -> value; an enum
-    by its name, a repeated field by a list) training the net `net` (default: the solver's own).
-    With `train_batch`, the net is inlined (`net_param`) with its TRAIN Data layers' batch_size
-    changed; otherwise the solver refers to the net file."""
-    param = caffe.io.read_solver_prototxt(src)
-    for key, value in overrides.items():
-        before = _set_field(param, key, value, src)
-        log(f"{dst}: {key} {before} -> {value!r} (from {src})")
-    note = {k: v for k, v in overrides.items()}
-    net = str(net or param.net)
-    if not net and not param.HasField("net_param"):
-        raise ValueError(f"{src}: the solver has no `net` file (the run's solvers train one net file)")
-    if train_batch:
-        net_param = caffe.io.read_net_prototxt(net)
-        for layer in net_param.layer:
-            if layer.type == "Data" and any(r.phase == caffe.TRAIN for r in layer.include):
-                layer.data_param.batch_size = train_batch
-        param.ClearField("net")
-        param.net_param.CopyFrom(net_param)
-        note["TRAIN batch_size"] = train_batch
-    elif net:
-        param.net = net
-    note["net"] = net or "net_param (inlined)"
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    caffe.io.write_prototxt(dst, param, f"derived from {src} by python -m deeppose train: {note}")
-    return dst
-
-
-def final_snapshot(solver) -> Path:
-    """The weights file a solver writes when it finishes."""
-    param = caffe.io.read_solver_prototxt(solver)
-    return Path(f"{param.snapshot_prefix}_iter_{param.max_iter}.caffemodel")
-
-
-def latest_state(solver) -> Path | None:
-    """The newest `.solverstate` an interrupted run of this solver left (iteration below max_iter;
-    training snapshots when stopped with SIGINT), or None."""
-    param = caffe.io.read_solver_prototxt(solver)
-    prefix = Path(param.snapshot_prefix)
-    states = []
-    for path in prefix.parent.glob(f"{prefix.name}_iter_*.solverstate"):
-        n = path.name[len(prefix.name) + len("_iter_"):-len(".solverstate")]
-        if n.isdigit() and int(n) < param.max_iter:
-            states.append((int(n), path))
-    return max(states)[1] if states else None
 
 
 def read_report(path) -> dict:

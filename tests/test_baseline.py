@@ -48,7 +48,7 @@ def test_the_tool_prints_the_reports_numbers(two, capsys):
     tool.main(["--dataset", "two.py"])
     out = capsys.readouterr().out
     from deeppose.dataset import read_split
-    from deeppose.steps import image_path
+    from deeppose.dataset import image_path
     items = read_split(desc, "test")
     truth = np.stack([j for _, j in items])
     s = scores(mean_pose_baseline(desc, [image_path(n, desc) for n, _ in items]), truth, desc)

@@ -10,9 +10,9 @@ from caffe import protoio
 from caffe.proto import caffe_pb2
 from pathlib import Path
 
-from deeppose import nets, preprocess, stage_data, steps
+from deeppose import nets, preprocess, solvers, stage_data, steps
 from deeppose.datasets import K2HPD
-from deeppose.dataset import flip_joints, torso_diameter
+from deeppose.dataset import flip_joints, image_path, torso_diameter
 from deeppose.metrics import PDJ_FRACTIONS
 
 RNG = np.random.default_rng(0)
@@ -87,8 +87,8 @@ def test_stage1_lists_hold_mirrors_and_a_held_out_part(tmp_path, monkeypatch):
     assert len(train) == 16 and len(val) == 2 and len(stage_data.read_list(lists["test"])[0]) == 3
     assert sum(n.endswith("m.png") for n in train) == 8
     assert not {n.replace("m.png", ".png") for n in train} & set(val)
-    names, joints = steps.read_stage1_list(lists["train"], K2HPD)
-    truth = dict((str(steps.image_path(n, K2HPD)), j) for n, j in items)
+    names, joints = stage_data.read_stage1_list(lists["train"], K2HPD)
+    truth = dict((str(image_path(n, K2HPD)), j) for n, j in items)
     for n, j in zip(names, joints):
         expected = flip_joints(truth[n.replace("m.png", ".png")], K2HPD.width, K2HPD) if n.endswith("m.png") else truth[n]
         assert np.allclose(j, expected, atol=1e-3)  # annotations carry 3 decimals
@@ -154,7 +154,7 @@ def mixed_sizes(tmp_path, monkeypatch):
         items.append((name, RNG.uniform(0, (w, h), (K2HPD.num_joints, 2))))
     write_annotations(tmp_path / K2HPD.root / K2HPD.train_annotations, items[:10])
     write_annotations(tmp_path / K2HPD.root / K2HPD.test_annotations, items[10:])
-    return {str(steps.image_path(n, K2HPD)): j for split in ("train", "test") for n, j in read_split(K2HPD, split)}
+    return {str(image_path(n, K2HPD)): j for split in ("train", "test") for n, j in read_split(K2HPD, split)}
 
 
 def test_stage1_lists_letterbox_images_of_other_sizes(mixed_sizes):
@@ -168,25 +168,25 @@ def test_stage1_lists_letterbox_images_of_other_sizes(mixed_sizes):
         assert np.array_equal(cv2.imread(copy, cv2.IMREAD_UNCHANGED),
                               preprocess.letterbox(cv2.imread(image, cv2.IMREAD_UNCHANGED), K2HPD.size)[0])
     for split in stage_data.STAGE1_SPLITS:
-        names, joints = steps.read_stage1_list(lists[split], K2HPD)
+        names, joints = stage_data.read_stage1_list(lists[split], K2HPD)
         assert all(cv2.imread(n).shape[:2] == (212, 256) for n in names)  # every listed image is in the frame
-        images, own = steps.in_images(K2HPD, names, joints)
+        images, own = stage_data.in_images(K2HPD, names, joints)
         for listed, image, j, o in zip(names, images, joints, own):
             if listed.endswith("m.png"):  # a mirror, made in the frame from the listed image
                 original = listed[:-len("m.png")] + ".png"
                 assert image == listed
                 assert np.array_equal(cv2.imread(listed), cv2.flip(cv2.imread(original), 1))
                 unmirrored = flip_joints(j, K2HPD.width, K2HPD)
-                assert np.allclose(steps.in_images(K2HPD, [original], unmirrored[None])[1][0],
-                                   truth[steps.in_images(K2HPD, [original])[0][0]], atol=1e-5)
+                assert np.allclose(stage_data.in_images(K2HPD, [original], unmirrored[None])[1][0],
+                                   truth[stage_data.in_images(K2HPD, [original])[0][0]], atol=1e-5)
             else:
                 assert np.allclose(o, truth[image], atol=1e-5)  # back in the image's own pixels
-        back = steps.in_frame(K2HPD, images, own)
+        back = stage_data.in_frame(K2HPD, images, own)
         assert back[0] == names and np.allclose(back[1], joints)
 
 
 def test_two_images_of_one_letterboxed_name_are_refused(mixed_sizes):
-    wide = Path(steps.image_path(K2HPD.image_name(1), K2HPD))
+    wide = Path(image_path(K2HPD.image_name(1), K2HPD))
     cv2.imwrite(str(wide.with_suffix(".jpg")), cv2.imread(str(wide)))
     annotations = Path(K2HPD.root) / K2HPD.train_annotations
     annotations.write_text(annotations.read_text() + wide.with_suffix(".jpg").name + " " + ",".join(["1"] * 30) + "\n")
@@ -293,7 +293,7 @@ def test_net_image_resizes_like_convert_imageset(tmp_path):
 # -- solvers ---------------------------------------------------------------------------------------
 def test_derived_solver_overrides_and_keeps_the_rest(tmp_path, capfd):
     src = "models/deeppose/deeppose_solver.prototxt"
-    dst = steps.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": 7, "solver_mode": "CPU", "test_iter": [3],
+    dst = solvers.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": 7, "solver_mode": "CPU", "test_iter": [3],
                                                                 "random_seed": 5, "type": "Adam"}, train_batch=2)
     logged = capfd.readouterr().err
     for change in ("max_iter 120000 -> 7", "solver_mode GPU -> 'CPU'", "test_iter [100] -> [3]", "type 'SGD' -> 'Adam'"):
@@ -305,26 +305,26 @@ def test_derived_solver_overrides_and_keeps_the_rest(tmp_path, capfd):
     assert p.base_lr == committed.base_lr and p.snapshot_prefix == committed.snapshot_prefix
     batches = {r.phase: l.data_param.batch_size for l in p.net_param.layer if l.type == "Data" for r in l.include}
     assert batches == {caffe_pb2.TRAIN: 2, caffe_pb2.TEST: 1}
-    assert steps.final_snapshot(dst).name == "deeppose_iter_7.caffemodel"
-    other = steps.derive_solver(src, tmp_path / "n.prototxt", {}, net="models/deeppose/run/x.prototxt")
+    assert solvers.final_snapshot(dst).name == "deeppose_iter_7.caffemodel"
+    other = solvers.derive_solver(src, tmp_path / "n.prototxt", {}, net="models/deeppose/run/x.prototxt")
     assert protoio.read_prototxt(other, caffe_pb2.SolverParameter).net == "models/deeppose/run/x.prototxt"
-    further = steps.derive_solver(dst, tmp_path / "f.prototxt", {"max_iter": 14})  # keeps the inlined net
+    further = solvers.derive_solver(dst, tmp_path / "f.prototxt", {"max_iter": 14})  # keeps the inlined net
     assert protoio.read_prototxt(further, caffe_pb2.SolverParameter).net_param == p.net_param
     with pytest.raises(ValueError, match="no field 'max_iters'"):
-        steps.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": 7})
+        solvers.derive_solver(src, tmp_path / "x.prototxt", {"max_iters": 7})
     with pytest.raises(ValueError, match="solver_mode has no value 'TPU'"):
-        steps.derive_solver(src, tmp_path / "x.prototxt", {"solver_mode": "TPU"})
+        solvers.derive_solver(src, tmp_path / "x.prototxt", {"solver_mode": "TPU"})
 
 
 def test_an_interrupted_run_resumes_from_its_newest_state(tmp_path):
     prefix = tmp_path / "snap" / "net"
-    solver = steps.derive_solver("models/deeppose/deeppose_solver.prototxt", tmp_path / "s.prototxt",
+    solver = solvers.derive_solver("models/deeppose/deeppose_solver.prototxt", tmp_path / "s.prototxt",
                                     {"max_iter": 300, "snapshot_prefix": str(prefix)})
-    assert steps.latest_state(solver) is None
+    assert solvers.latest_state(solver) is None
     prefix.parent.mkdir()
     for n in (100, 200, 300):  # 300 is the finished run's own snapshot, not a resume point
         (prefix.parent / f"net_iter_{n}.solverstate").write_bytes(b"")
-    assert steps.latest_state(solver).name == "net_iter_200.solverstate"
+    assert solvers.latest_state(solver).name == "net_iter_200.solverstate"
 
 
 def test_committed_schedule_is_the_seeds():

@@ -9,9 +9,8 @@ import numpy as np
 
 from deeppose import datasets
 from deeppose.cli import command
-from deeppose.dataset import read_split
+from deeppose.dataset import image_path, read_split
 from deeppose.evaluate import REPORT_FRACTION, mean_pose_baseline, scores
-from deeppose.steps import image_path
 
 
 @command

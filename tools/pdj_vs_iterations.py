@@ -23,7 +23,7 @@ import caffe
 from caffe.atomic_file import atomic_write
 from caffe.plot import line_chart
 
-from deeppose import driver, steps
+from deeppose import driver, solvers
 from deeppose.cli import command
 from deeppose.evaluate import REPORT_FRACTION, evaluate
 
@@ -37,14 +37,14 @@ def continue_training(stage: driver.Stage, factor: int) -> list[Path]:
     if not state.exists():
         raise FileNotFoundError(f"{state}: no final snapshot of stage {stage.number}: run ./deeppose_train.sh first")
     longer = prefix.parent.parent / "more_time" / prefix.name
-    solver = steps.derive_solver(stage.solver, longer.parent / Path(stage.solver).name,
+    solver = solvers.derive_solver(stage.solver, longer.parent / Path(stage.solver).name,
                                     {"max_iter": factor * iters, "snapshot": iters, "test_interval": factor * iters,
                                      "snapshot_prefix": str(longer)}, net=None)
     weights = [stage.final] + [Path(f"{longer}_iter_{k * iters}.caffemodel") for k in range(2, factor + 1)]
     if not all(w.exists() for w in weights):
         caffe.set_mode_cpu()
         s = caffe.get_solver(str(solver))
-        s.solve(str(steps.latest_state(solver) or state))  # an interrupted continuation resumes
+        s.solve(str(solvers.latest_state(solver) or state))  # an interrupted continuation resumes
     return weights
 
 
