@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -42,21 +41,12 @@ CPU_SOLVER = {
     2: {"type": "Adam", "base_lr": 1e-4, "lr_policy": "fixed", "weight_decay": 5e-4, "momentum": 0.9,
         "momentum2": 0.999},
 }
-DISPLACEMENTS = ("simulated", "predictions")
 CPU_SOLVERS = ("tuned", "seed")
 
 
 def log(message: str) -> None:
     import caffe
     caffe.glog.info("train.py", message)  # the tag its lines had as deeppose/train.py
-
-
-class Stopped(Exception):
-    """Training was stopped by a signal (after its snapshot); `status` is the exit status."""
-
-    def __init__(self, message, status):
-        super().__init__(message)
-        self.status = status
 
 
 def parser() -> argparse.ArgumentParser:
@@ -103,9 +93,9 @@ def parser() -> argparse.ArgumentParser:
                    help="synthetic set: test images (default %(default)s) [DEEPPOSE_SYNTH_TEST]")
     d.add_argument("--synth-seed", type=non_negative_int, default=env_default("DEEPPOSE_SYNTH_SEED"),
                    help="synthetic set: its seed (default: the run's seed) [DEEPPOSE_SYNTH_SEED]")
-    d.add_argument("--displacements", type=one_of(*DISPLACEMENTS),
+    d.add_argument("--displacements", type=one_of(*steps.DISPLACEMENTS),
                    default=env_default("DEEPPOSE_DISPLACEMENTS", "simulated"),
-                   metavar="{" + ",".join(DISPLACEMENTS) + "}",
+                   metavar="{" + ",".join(steps.DISPLACEMENTS) + "}",
                    help="stage 2: the refiner's training crops around simulated stage-1 estimates (the "
                         "paper's, default) or stage 1's predictions on the training images [DEEPPOSE_DISPLACEMENTS]")
     d.add_argument("--per-image", type=positive_int, default=env_default("DEEPPOSE_PER_IMAGE", "1"),
@@ -126,10 +116,6 @@ class Stage:
     report: Path
     plot: Path
     sheet: Path  # the results sheet
-
-    @property
-    def directory(self) -> Path:
-        return Path(self.files.solver).parent
 
 
 class Tee:
@@ -246,7 +232,7 @@ class Run:
         if self.should_run("stage1", *lists1):
             steps.make_stage1_lists(desc, self.seed, units=self.units)
         if self.should_run("lmdb1", *self._data_outputs(s1)):
-            self.databases(s1, "test")
+            steps.make_databases(desc, 1, s1.files.deploy, s1.data, "test")
             STAMP.parent.mkdir(parents=True, exist_ok=True)
             STAMP.write_text(desc.name + "\n")
         if self.should_run("train1", s1.final):
@@ -261,7 +247,7 @@ class Run:
             crop_px, _ = nets.input_size(s2.files.deploy)
             steps.make_refine_data(desc, 2, crop_px, self.seed, self.args.displacements, self.args.per_image)
         if self.should_run("lmdb2", *self._data_outputs(s2)):
-            self.databases(s2, "val")
+            steps.make_databases(desc, 2, s2.files.deploy, s2.data, "val")
         if self.should_run("train2", s2.final):
             self.train(s2)
         if self.should_run("accuracy2", s2.report):
@@ -295,69 +281,16 @@ class Run:
     def _data_outputs(stage: Stage):
         return stage.data.train_db, stage.data.test_db, stage.data.mean
 
-    def databases(self, stage: Stage, tested: str) -> None:
-        """The stage's databases (records at the deploy net's input size; LMDB or LevelDB, as its Data
-        layers' `backend` says) from its train list and the list its TEST Data layer reads (`tested`:
-        stage 1's test, a refiner's val), and the training mean."""
-        from caffe.tools import compute_image_mean, convert_imageset
-
-        rows, cols = nets.input_size(stage.files.deploy)
-        for path in self._data_outputs(stage):
-            shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else Path(path).unlink(missing_ok=True)
-        data = stage.data
-        for split, db, backend in (("train", data.train_db, data.train_backend), (tested, data.test_db, data.test_backend)):
-            _tool(convert_imageset.main_multilabel, [f"-backend={backend.lower()}", f"-resize_height={rows}",
-                                                     f"-resize_width={cols}", "",
-                                                     str(stage_data.list_path(stage.number, split, self.desc)), db])
-        _tool(compute_image_mean.main, [f"-backend={data.train_backend.lower()}", data.train_db, data.mean])
-
     def train(self, stage: Stage) -> None:
-        """Train through pycaffe's solver (`solve(resume_file)`): an interrupted run (a .solverstate
-        below max_iter) resumes unless the step is redone; SIGINT and SIGTERM stop it after the
-        iteration with a snapshot, as in `caffe train`. Several GPUs: `caffe train -gpu` (one worker
-        process each)."""
-        import caffe
-
+        """Train the stage, its log tee'd into `stage.log`: an interrupted run (a .solverstate
+        below max_iter) resumes unless the step is redone."""
         stage.final.parent.mkdir(parents=True, exist_ok=True)
         state = None if self.forced else solvers.latest_state(stage.solver)
         with open(stage.log, "a" if state else "w", encoding="utf-8") as logfile, \
                 contextlib.redirect_stderr(Tee(sys.stderr, logfile)):
             if state:
                 log(f"resuming from {state}")
-            if len(self.gpus) > 1:
-                return self._train_workers(stage, state)
-            if self.gpus:
-                caffe.set_device(self.gpus[0])
-                caffe.set_mode_gpu()
-            else:
-                caffe.set_mode_cpu()
-            with caffe.signals.SignalHandler() as signals:
-                solver = caffe.get_solver(str(stage.solver))
-                solver.set_action_function(signals.requested)
-                solver.solve(str(state) if state else None)
-                if solver.iter < solver.param.max_iter:
-                    if solver.last_snapshot_iter != solver.iter:
-                        solver.snapshot()
-                    status = 143 if signals.terminated else 130
-                    raise Stopped(f"training stopped at iteration {solver.iter} by "
-                                  f"{'SIGTERM' if signals.terminated else 'SIGINT'}; run again to resume from "
-                                  f"{solver.param.snapshot_prefix}_iter_{solver.iter}.solverstate", status)
-
-    def _train_workers(self, stage: Stage, state) -> None:
-        import caffe
-
-        argv = ["train", "-solver", str(stage.solver), "-gpu", ",".join(map(str, self.gpus))]
-        argv += ["-snapshot", str(state)] if state else []
-        with caffe.signals.SignalHandler():  # the workers act on the signals; this process waits for them
-            proc = subprocess.Popen([sys.executable, "-m", "caffe.tools.caffe_main", *argv], stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                sys.stderr.write(line)
-            status = proc.wait()
-        if status in (130, 143):
-            raise Stopped(f"caffe train stopped by a signal (status {status}); run again to resume", status)
-        if status:
-            raise ValueError(f"caffe {' '.join(argv)} failed with status {status} (see {stage.log})")
+            steps.train(stage.solver, state, self.gpus, stage.log)
 
     def accuracy(self, stage: Stage, models) -> None:
         from .evaluate import main as evaluate_main
@@ -367,19 +300,12 @@ class Run:
                       n_models=len(models), default_plot=str(stage.plot))
 
 
-def _tool(main, argv) -> None:
-    """Run an engine tool's main in this process; an error if it fails."""
-    status = main(argv)
-    if status:
-        raise ValueError(f"{main.__module__.rsplit('.', 1)[-1]} {' '.join(map(repr, argv))} failed (status {status})")
-
-
 @command
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         Run(args).run()
-    except Stopped as e:
+    except steps.Stopped as e:
         log(str(e))
         return e.status
     except KeyboardInterrupt:  # outside training (whose Ctrl-C stops with a snapshot), or a second Ctrl-C

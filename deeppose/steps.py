@@ -1,12 +1,15 @@
-"""The file-level steps of the DeepPose pipeline (the driver, deeppose/driver.py, and the seed's
-scripts in data/<dataset>/ and models/ call them): stage lists, stage-s crops, prediction outputs.
-Paths are relative to the repository root, where the seed runs everything; every
+"""The steps of the DeepPose pipeline, each a function (the driver, deeppose/driver.py, and the
+seed's scripts in data/<dataset>/ and models/ call them): stage-1 lists, a stage's databases,
+training, predictions, refiner crops. Paths are relative to the repository root, where the seed runs everything; every
 step takes the run's dataset description.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +20,9 @@ import caffe
 
 from . import nets, preprocess, stage_data
 from .dataset import DatasetDescription, annotation_paths, image_path, read_split, torso_diameter
+
+
+DISPLACEMENTS = ("simulated", "predictions")  # the refiner's training crops: see make_refine_data
 
 
 def log(message: str) -> None:
@@ -78,6 +84,81 @@ def make_stage1_lists(desc: DatasetDescription, seed: int, val_fraction: float =
         lists[split] = stage_data.write_list(stage_data.list_path(1, split, desc), items)
         log(f"stage 1 {split}: {len(items)} images -> {lists[split]}")
     return lists
+
+
+# -- databases and training ------------------------------------------------------------------
+def make_databases(desc: DatasetDescription, stage: int, deploy, data: nets.DataFiles, tested: str) -> None:
+    """Stage `stage`'s databases (records at the `deploy` net's input size; LMDB or LevelDB, as the
+    Data layers' `backend` says) from its train list and the list its TEST Data layer reads
+    (`tested`: stage 1's test, a refiner's val), and the training mean: the files `data` names."""
+    from caffe.tools import compute_image_mean, convert_imageset
+
+    rows, cols = nets.input_size(deploy)
+    for path in (data.train_db, data.test_db, data.mean):
+        if Path(path).is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+    for split, db, backend in (("train", data.train_db, data.train_backend), (tested, data.test_db, data.test_backend)):
+        _tool(convert_imageset.main_multilabel, [f"-backend={backend.lower()}", f"-resize_height={rows}",
+                                                 f"-resize_width={cols}", "",
+                                                 str(stage_data.list_path(stage, split, desc)), db])
+    _tool(compute_image_mean.main, [f"-backend={data.train_backend.lower()}", data.train_db, data.mean])
+
+
+def _tool(main, argv) -> None:
+    """Run an engine tool's main in this process; an error if it fails."""
+    status = main(argv)
+    if status:
+        raise ValueError(f"{main.__module__.rsplit('.', 1)[-1]} {' '.join(map(repr, argv))} failed (status {status})")
+
+
+class Stopped(Exception):
+    """Training was stopped by a signal (after its snapshot); `status` is the exit status."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def train(solver, state=None, gpus=(), log_path=None) -> None:
+    """Train through pycaffe's solver (`solve(state)`: from the .solverstate `state` if given) on
+    the CPU or `gpus`; SIGINT and SIGTERM stop it after the iteration with a snapshot (`Stopped`),
+    as `caffe train` does. Several GPUs: `caffe train -gpu` (one worker process each; `log_path`,
+    the training log, is named if it fails)."""
+    if len(gpus) > 1:
+        return _train_workers(solver, state, gpus, log_path)
+    if gpus:
+        caffe.set_device(gpus[0])
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
+    with caffe.signals.SignalHandler() as signals:
+        s = caffe.get_solver(str(solver))
+        s.set_action_function(signals.requested)
+        s.solve(str(state) if state else None)
+        if s.iter < s.param.max_iter:
+            if s.last_snapshot_iter != s.iter:
+                s.snapshot()
+            status = 143 if signals.terminated else 130
+            raise Stopped(f"training stopped at iteration {s.iter} by "
+                          f"{'SIGTERM' if signals.terminated else 'SIGINT'}; run again to resume from "
+                          f"{s.param.snapshot_prefix}_iter_{s.iter}.solverstate", status)
+
+
+def _train_workers(solver, state, gpus, log_path) -> None:
+    argv = ["train", "-solver", str(solver), "-gpu", ",".join(map(str, gpus))]
+    argv += ["-snapshot", str(state)] if state else []
+    with caffe.signals.SignalHandler():  # the workers act on the signals; this process waits for them
+        proc = subprocess.Popen([sys.executable, "-m", "caffe.tools.caffe_main", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            sys.stderr.write(line)
+        status = proc.wait()
+    if status in (130, 143):
+        raise Stopped(f"caffe train stopped by a signal (status {status}); run again to resume", status)
+    if status:
+        raise ValueError(f"caffe {' '.join(argv)} failed with status {status} (see {log_path})")
 
 
 # -- predictions of stages 1..s ----------------------------------------------------------------

@@ -19,8 +19,7 @@ import argparse
 from deeppose import datasets, nets, stage_data
 from deeppose.cli import command
 from deeppose.options import fraction, one_of, positive_int
-from deeppose.steps import make_refine_data, make_stage1_lists
-from deeppose.driver import DISPLACEMENTS
+from deeppose.steps import DISPLACEMENTS, make_refine_data, make_stage1_lists
 
 
 @command
