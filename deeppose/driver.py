@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import datasets, nets, solvers, stage_data, steps
+from . import datasets, evaluate, nets, solvers, stage_data, steps
 from .cli import command
 from .dataset import annotation_paths
 from .options import device_ids, env_default, non_negative_int, one_of, positive_float, positive_int
@@ -201,7 +201,7 @@ class Run:
             return False
         if path.name == "accuracy.json":
             try:
-                steps.read_report(path)
+                evaluate.read_report(path)
             except ValueError:
                 log(f"{path} is not a complete report (an interrupted or failed run): its step runs again")
                 return False
@@ -238,7 +238,7 @@ class Run:
         if self.should_run("train1", s1.final):
             self.train(s1)
         if self.should_run("accuracy1", s1.report):
-            self.accuracy(s1, [s1.final])
+            evaluate.accuracy(desc, [s1.final], s1.plot, out=s1.report, sheet=s1.sheet)
         splits = ["val"] + (["train"] if self.args.displacements == "predictions" else [])
         if self.should_run("output1", stage_data.output_path(1, "val", desc)):
             steps.write_predictions(desc, [s1.final], splits, files=(s1.files, s2.files))
@@ -251,7 +251,7 @@ class Run:
         if self.should_run("train2", s2.final):
             self.train(s2)
         if self.should_run("accuracy2", s2.report):
-            self.accuracy(s2, [s1.final, s2.final])
+            evaluate.accuracy(desc, [s1.final, s2.final], s2.plot, out=s2.report, sheet=s2.sheet)
         log(f"finished in {time.time() - start:.0f} s; models: {s1.final} {s2.final}; PDJ curves: {s2.plot}; "
             f"results sheet: {s2.sheet}")
 
@@ -291,13 +291,6 @@ class Run:
             if state:
                 log(f"resuming from {state}")
             steps.train(stage.solver, state, self.gpus, stage.log)
-
-    def accuracy(self, stage: Stage, models) -> None:
-        from .evaluate import main as evaluate_main
-
-        argv = [*map(str, models), "--out", str(stage.report), "--plot", str(stage.plot), "--sheet", str(stage.sheet)]
-        evaluate_main(argv + (["--dataset", self.args.dataset] if self.args.dataset else []),
-                      n_models=len(models), default_plot=str(stage.plot))
 
 
 @command

@@ -1,18 +1,19 @@
-"""The accuracy report of `pyaccuracy.py`: every test image through the cascade (batched), the
-mean-pose baseline, Loss / PCP / PDJ per stage, a per-joint table and a PDJ-curve PNG."""
+"""The accuracy report (the pipeline's accuracy steps, models/*/pyaccuracy.py): every test image
+through the cascade (batched), the mean-pose baseline, Loss / PCP / PDJ per stage, a per-joint
+table and a PDJ-curve PNG; the report's JSON file, its writer and its reader."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 from caffe.plot import line_chart
 from caffe.atomic_file import atomic_write
 
 from . import datasets, stage_data
-from .cascade import Cascade
 from .cli import command
 from .dataset import DatasetDescription, image_path, read_split, torso_diameter
 from .metrics import PDJ_FRACTIONS, euclidean_loss, pcp, pdj
@@ -91,6 +92,8 @@ def evaluate(desc: DatasetDescription, stage1_weights, refine_weights=(), batch:
     if not items:
         raise ValueError(f"{desc.root}: the test set is empty")
     truth = np.stack([j for _, j in items])
+    from .cascade import Cascade  # torch: loaded by the commands that run a net
+
     start = time.time()
     cascade = Cascade(desc, stage1_weights, refine_weights, batch)
     images = [str(image_path(n, desc)) for n, _ in items]
@@ -133,6 +136,41 @@ def plot_pdj(report: dict, path) -> None:
                "PDJ", ylim=(0, 1))
 
 
+def write_report(path, report: dict) -> None:
+    """Write the report as JSON, atomically (the file exists only once complete), without its
+    timing (so that a repeated run's report repeats byte for byte)."""
+    atomic_write(path, json.dumps({k: v for k, v in report.items() if k != "seconds"}, indent=1) + "\n")
+
+
+def read_report(path) -> dict:
+    """A report `write_report` wrote; an error naming the file if it is missing, cut or not one."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a complete accuracy report ({e})") from None
+    if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
+        raise ValueError(f"{path}: not a complete accuracy report (no stages)")
+    return report
+
+
+def accuracy(desc: DatasetDescription, models, plot, out=None, sheet=None, batch: int = 32,
+             as_json: bool = False) -> dict:
+    """The report of the cascade `models` (stage-1 weights, then refiners'): its PDJ curves drawn
+    at `plot` (the results sheet at `sheet`), written to `out` last (`write_report`), then printed
+    (as JSON with `as_json`)."""
+    report = evaluate(desc, models[0], models[1:], batch=batch, sheet=sheet)
+    plot_pdj(report, plot)
+    report["plot"] = str(plot)
+    if out:
+        write_report(out, report)
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_report(report, desc)
+        print(f"\nPDJ curves: {plot}" + (f"; results sheet: {sheet}" if sheet else ""))
+    return report
+
+
 @command
 def main(argv, n_models: int, default_plot: str) -> None:
     """Entry point of models/*/pyaccuracy.py: `n_models` weight files (stage 1, refiners...)."""
@@ -147,14 +185,4 @@ def main(argv, n_models: int, default_plot: str) -> None:
                    "images with the truth and each stage's skeleton) into this PNG")
     datasets.add_argument(p)
     args = p.parse_args(argv)
-    desc = datasets.selected(args.dataset)
-    report = evaluate(desc, args.models[0], args.models[1:], batch=args.batch, sheet=args.sheet)
-    plot_pdj(report, args.plot)
-    report["plot"] = args.plot
-    if args.out:  # without the timing, so that a repeated run's report repeats byte for byte
-        atomic_write(args.out, json.dumps({k: v for k, v in report.items() if k != "seconds"}, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(report, indent=1))
-    else:
-        print_report(report, desc)
-        print(f"\nPDJ curves: {args.plot}" + (f"; results sheet: {args.sheet}" if args.sheet else ""))
+    accuracy(datasets.selected(args.dataset), args.models, args.plot, args.out, args.sheet, args.batch, args.json)

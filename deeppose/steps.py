@@ -6,7 +6,6 @@ step takes the run's dataset description.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -247,15 +246,3 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
         f"mean std {np.sqrt(np.trace(model.cov, axis1=1, axis2=2)).mean():.3f} torso diameters "
         f"({displacements} displacements)")
     return result
-
-
-def read_report(path) -> dict:
-    """An accuracy report written by `pyaccuracy.py --out`; an error naming the file if it is
-    missing, cut or not one."""
-    try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a complete accuracy report ({e})") from None
-    if not isinstance(report, dict) or not report.get("stages") or "images" not in report:
-        raise ValueError(f"{path}: not a complete accuracy report (no stages)")
-    return report

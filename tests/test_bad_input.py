@@ -235,7 +235,7 @@ def test_pyaccuracy_refuses_an_unrelated_nets_weights_and_keeps_the_last_report(
 
 def test_an_incomplete_accuracy_report_does_not_count_as_done(tmp_path):
     """The driver's check (its use is tested in test_e2e.py): emptied, cut or foreign JSON."""
-    from deeppose.steps import read_report
+    from deeppose.evaluate import read_report, write_report
     report = tmp_path / "accuracy.json"
     for content in ["", '{"images": 2, "stag', '{"images": 2}', "[]"]:
         report.write_text(content)
@@ -243,6 +243,8 @@ def test_an_incomplete_accuracy_report_does_not_count_as_done(tmp_path):
             read_report(report)
     report.write_text(json.dumps({"images": 2, "stages": {"stage 1": {"pcp": 0.5}}}))
     assert read_report(report)["images"] == 2
+    write_report(report, {"images": 3, "seconds": 1.5, "stages": {"stage 1": {"pcp": 0.25}}})
+    assert read_report(report) == {"images": 3, "stages": {"stage 1": {"pcp": 0.25}}}  # no timing
 
 
 # -- convert_imageset(_multilabel) ------------------------------------------------------------------
