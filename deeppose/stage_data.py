@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from caffe import image_list
 from caffe.atomic_file import atomic_write
 
 from .dataset import DatasetDescription, flip_joints, torso_diameter
@@ -311,23 +312,11 @@ def write_list(path, rows) -> Path:
 
 
 def read_list(path) -> tuple[list[str], np.ndarray]:
-    """A list file's image paths and value rows (N, K)."""
-    names, rows = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                rows.append([float(v) for v in fields[1:]])
-            except ValueError as e:
-                raise ValueError(f"{path}:{lineno}: {e}") from None
-            if not np.isfinite(rows[-1]).all():
-                raise ValueError(f"{path}:{lineno}: a value is not a finite number")
-            names.append(fields[0])
-    if len({len(r) for r in rows}) > 1:
-        raise ValueError(f"{path}: lines carry different numbers of values")
-    return names, np.asarray(rows, float)
+    """A list's image paths and value rows (N, K), read by the reader of convert_imageset_multilabel
+    (`caffe.image_list.read_list`: finite values, as many on every line, errors naming the file and
+    line); blank lines are skipped."""
+    entries = [e for e in image_list.read_list(path, multilabel=True) if e.path]
+    return [e.path for e in entries], np.asarray([e.label for e in entries], float)
 
 
 def write_outputs(path, names, truth, pred) -> Path:

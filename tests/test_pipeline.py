@@ -280,6 +280,25 @@ def test_list_files_round_trip(tmp_path):
     assert names == ["a/b.png", "c.png"] and np.allclose(values, [[1.5, -2.25], [0, 3]])
 
 
+@pytest.mark.parametrize("lines, error", [
+    (["a.png 1 2", "b.png 1 x"], r"l.txt:2: expected `path label1 label2 ... \(float labels\)`, got 'b.png 1 x'"),
+    (["a.png 1 2", "b.png 1 nan"], r"l.txt:2: label 'nan' is not a finite number"),
+    (["a.png 1 2", "", "c.png 1 2 3"], r"l.txt:3: 3 labels, but line 1 has 2: every line needs the same number"),
+    (["a.png 1 2", "b.png"], r"l.txt:2: expected .*\(no labels\)"),
+])
+def test_list_files_are_read_as_the_database_tool_reads_them(tmp_path, lines, error):
+    """One reader (caffe.image_list's, convert_imageset_multilabel's): a bad line is named by file
+    and line; blank lines are skipped."""
+    path = tmp_path / "l.txt"
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    assert stage_data.read_list(path)[0] == [line.split()[0] for line in lines[:-1] if line]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=error):
+        stage_data.read_list(path)
+    with pytest.raises(ValueError, match=r"missing.txt: cannot read the list file"):
+        stage_data.read_list(tmp_path / "missing.txt")
+
+
 # -- preprocessing: one function for training records and deployment --------------------------
 def test_net_image_resizes_like_convert_imageset(tmp_path):
     from caffe.image_list import read_image
