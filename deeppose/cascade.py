@@ -88,7 +88,7 @@ class Cascade:
                           for im, js, sd in zip(images, joints, side) for c in js])
         delta = refiner.run(crops).reshape(joints.shape)
         return stage_data.apply_refinement(joints, delta, np.repeat(side[:, None], joints.shape[1], 1), crop_px,
-                                       self.units)
+                                           self.units)
 
     def predict_files(self, paths, batch_images: int = 256) -> list[np.ndarray]:
         """`predict` over image files, loading `batch_images` at a time."""

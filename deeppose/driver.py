@@ -135,7 +135,8 @@ class Tee:
 
 
 class Run:
-    """The pipeline of one dataset, seed and schedule; `run(start)` runs its steps."""
+    """The pipeline of one dataset, seed and schedule (the parsed options `args`); `run()` runs its
+    steps in order, skipping those done."""
 
     def __init__(self, args):
         import torch
@@ -189,7 +190,7 @@ class Run:
             overrides["solver_mode"] = "CPU"
         committed = Path(files.solver)
         solver = solvers.derive_solver(committed, committed.parent / nets.RUN_DIR / committed.name, overrides,
-                                        net=files.train, train_batch=train_batch)
+                                       net=files.train, train_batch=train_batch)
         name = committed.stem.removesuffix("_solver")
         return Stage(number, files, solver, nets.data_files(files.train), solvers.final_snapshot(solver),
                      committed.parent / f"{name}.log", committed.parent / "accuracy.json",
@@ -197,6 +198,7 @@ class Run:
 
     # -- skipping --------------------------------------------------------------------------------
     def _done(self, path: Path) -> bool:
+        """An output is there (an accuracy report: complete)."""
         if not path.exists():
             return False
         if path.name == "accuracy.json":
@@ -208,6 +210,7 @@ class Run:
         return True
 
     def should_run(self, step: str, *outputs) -> bool:
+        """Whether `step` runs: it is --from's step or later, or an output is not done."""
         if step == self.args.start:
             self.forced = True
         if self.forced or not all(self._done(Path(o)) for o in outputs):
@@ -263,6 +266,8 @@ class Run:
                              f"{self.desc.name}: run with --from stage1 to remake them (or move them away first)")
 
     def data(self, annotations) -> None:
+        """The data step: a dataset in place is kept; else the synthetic set is made (for a
+        description of text annotations, `deeppose.synth`)."""
         desc = self.desc
         if all(Path(a).exists() for a in annotations):
             log(f"step data: {desc.root} holds a dataset; kept")

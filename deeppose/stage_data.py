@@ -1,4 +1,5 @@
-"""Training data of the cascade's stages; the stage number s is a parameter.
+"""A stage's data: its lists and the files beside them (crops, predictions, the records of the
+target units and of the frames), its targets; the stage number s is a parameter.
 
 Stage 1 regresses every joint from the whole image: the target of a joint is its offset from the
 image centre. The training set is doubled by horizontal mirrors (left/right joints swapped by the
@@ -215,6 +216,17 @@ def list_path(stage: int, split: str, desc: DatasetDescription) -> Path:
     return stage_dir(stage, desc) / f"{split}.txt"
 
 
+def crops_dir(stage: int, split: str, desc: DatasetDescription) -> Path:
+    """Where the crop images of a refiner's list `split` are written."""
+    return list_path(stage, split, desc).with_name(f"crops_{split}")
+
+
+def output_path(stage: int, split: str, desc: DatasetDescription) -> Path:
+    """Predictions of the cascade up to `stage` on a stage-1 list split (the seed's output.txt)."""
+    list_path(1, split, desc)  # a stage-1 split
+    return stage_dir(stage, desc) / f"output_{split}.txt"
+
+
 def write_target_units(desc: DatasetDescription, units: str) -> Path:
     """Record the run's target units with its stage-1 lists (written atomically)."""
     _is_box(units)
@@ -263,12 +275,7 @@ def frames(desc: DatasetDescription) -> dict:
         raise ValueError(f"{path}: not a record of frames ({e}); remake the stage-1 lists") from None
 
 
-def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
-    """A stage-1 list's images and absolute joints (N, J, 2) in the frame."""
-    names, targets = read_list(path)
-    return names, stage1_joints(targets, desc.size, target_units(desc))
-
-
+# -- the frame: dataset images <-> the stage-1 lists' entries ----------------------------------
 def frames_of(images, desc: DatasetDescription) -> list[tuple[str, Frame]]:
     """For dataset images (paths as the stage-1 lists' record names them): the image each is
     listed as (its letterboxed copy, or itself) and its frame."""
@@ -290,17 +297,6 @@ def in_images(desc: DatasetDescription, listed, *joints):
     return [i for i, _ in framed], *(np.stack([f.from_frame(j) for (_, f), j in zip(framed, js)]) for js in joints)
 
 
-def crops_dir(stage: int, split: str, desc: DatasetDescription) -> Path:
-    """Where the crop images of a refiner's list `split` are written."""
-    return list_path(stage, split, desc).with_name(f"crops_{split}")
-
-
-def output_path(stage: int, split: str, desc: DatasetDescription) -> Path:
-    """Predictions of the cascade up to `stage` on a stage-1 list split (the seed's output.txt)."""
-    list_path(1, split, desc)  # a stage-1 split
-    return stage_dir(stage, desc) / f"output_{split}.txt"
-
-
 # -- list files ----------------------------------------------------------------------------------
 def write_list(path, rows) -> Path:
     """Write a `convert_imageset_multilabel` list: lines ``<image path> v1 v2 ...`` (atomically)."""
@@ -317,6 +313,12 @@ def read_list(path) -> tuple[list[str], np.ndarray]:
     line); blank lines are skipped."""
     entries = [e for e in image_list.read_list(path, multilabel=True) if e.path]
     return [e.path for e in entries], np.asarray([e.label for e in entries], float)
+
+
+def read_stage1_list(path, desc: DatasetDescription) -> tuple[list[str], np.ndarray]:
+    """A stage-1 list's images and absolute joints (N, J, 2) in the frame."""
+    names, targets = read_list(path)
+    return names, stage1_joints(targets, desc.size, target_units(desc))
 
 
 def write_outputs(path, names, truth, pred) -> Path:

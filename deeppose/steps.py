@@ -1,7 +1,8 @@
-"""The steps of the DeepPose pipeline, each a function (the driver, deeppose/driver.py, and the
-seed's scripts in data/<dataset>/ and models/ call them): stage-1 lists, a stage's databases,
-training, predictions, refiner crops. Paths are relative to the repository root, where the seed runs everything; every
-step takes the run's dataset description.
+"""The steps of the DeepPose pipeline, each a function: the driver (deeppose/driver.py) runs them
+in order, the seed's scripts in data/<dataset>/ and models/ one at a time. Stage-1 lists, a stage's
+databases, training, predictions, a refiner's crops; the data step is `deeppose.synth.make_dataset`,
+the accuracy steps `deeppose.evaluate.accuracy`. Paths are relative to the repository root, where
+the seed runs everything; every step takes the run's dataset description.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import caffe
 
 from . import nets, preprocess, stage_data
 from .dataset import DatasetDescription, annotation_paths, image_path, read_split, torso_diameter
-
 
 DISPLACEMENTS = ("simulated", "predictions")  # the refiner's training crops: see make_refine_data
 
@@ -163,15 +163,17 @@ def _train_workers(solver, state, gpus, log_path) -> None:
 # -- predictions of stages 1..s ----------------------------------------------------------------
 def write_predictions(desc: DatasetDescription, models, splits=("val",), batch: int = 32, files=None) -> list[Path]:
     """The cascade's predictions (`models`: stage-1 weights, then refiners') on stage-1 list
-    splits, as `stage_data.output_path(len(models), split)`, of the dataset images in their own pixels
-    (`stage_data.in_images`); `files`: the (stage-1, refiner) ModelFiles (default: `nets.stage_nets(desc)`)."""
+    splits, as `stage_data.output_path(len(models), split)`, of the dataset images in their own
+    pixels (`stage_data.in_images`); `files`: the (stage-1, refiner) ModelFiles (default:
+    `nets.stage_nets(desc)`)."""
     from .cascade import Cascade  # torch: loaded by the steps that run a net
 
     stage1, refine = files or nets.stage_nets(desc)
     cascade = Cascade(desc, models[0], models[1:], batch=batch, stage1=stage1, refine=refine)
     paths = []
     for split in splits:
-        names, truth = stage_data.in_images(desc, *stage_data.read_stage1_list(stage_data.list_path(1, split, desc), desc))
+        listed = stage_data.read_stage1_list(stage_data.list_path(1, split, desc), desc)
+        names, truth = stage_data.in_images(desc, *listed)
         pred = cascade.predict_files(names)[-1]
         paths.append(stage_data.write_outputs(stage_data.output_path(len(models), split, desc), names, truth, pred))
         err = np.linalg.norm(pred - truth, axis=-1).mean()
@@ -206,16 +208,20 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
     predictions, `displacements="simulated"`) or on the stage s-1 prediction on that training image
     (`"predictions"`, the seed's way); side alpha x the true torso diameter. Validation crops: every joint
     of the held-out images around the real stage s-1 predictions, side measured on the prediction
-    (as at deployment). Crops are cut from the images as listed at stage 1 (in the frame, `stage_data.in_frame`),
-    as the cascade cuts them. The joints chosen, the simulated displacements and the lists' order come
-    from (`seed`, `stage`)."""
+    (as at deployment). Crops are cut from the images as listed at stage 1 (in the frame,
+    `stage_data.in_frame`), as the cascade cuts them. The joints chosen, the simulated displacements
+    and the lists' order come from (`seed`, `stage`)."""
     if stage < 2:
         raise ValueError(f"refiner stages are 2 and above, got {stage}")
     rng = np.random.default_rng([seed, stage])
     sdir = stage_data.stage_dir(stage, desc)
-    val_names, val_truth, val_pred = stage_data.in_frame(desc, *stage_data.read_outputs(stage_data.output_path(stage - 1, "val", desc), desc))
+
+    def predictions(split):  # stage s-1's on a stage-1 split: (images, truth, predictions) in the frame
+        return stage_data.in_frame(desc, *stage_data.read_outputs(stage_data.output_path(stage - 1, split, desc), desc))
+
+    val_names, val_truth, val_pred = predictions("val")
     model = stage_data.DisplacementModel.fit(val_pred, val_truth,
-                                         stage_data.floored_diameter(torso_diameter(val_truth, desc), desc.size))
+                                             stage_data.floored_diameter(torso_diameter(val_truth, desc), desc.size))
     sdir.mkdir(parents=True, exist_ok=True)
     model.to_json(sdir / "displacements.json")
     if displacements == "simulated":
@@ -224,7 +230,7 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
         idx = stage_data.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = stage_data.simulated_centres(rng, truth, idx, model, diam)
     elif displacements == "predictions":
-        names, truth, pred = stage_data.in_frame(desc, *stage_data.read_outputs(stage_data.output_path(stage - 1, "train", desc), desc))
+        names, truth, pred = predictions("train")
         diam = stage_data.floored_diameter(torso_diameter(truth, desc), desc.size)
         idx = stage_data.choose_joints(rng, len(names), per_image, desc.num_joints)
         centres = np.take_along_axis(pred, idx[..., None], axis=1)
@@ -234,8 +240,8 @@ def make_refine_data(desc: DatasetDescription, stage: int, crop_px: int, seed: i
                               desc.alpha * diam, idx, crop_px)
     all_joints = np.tile(np.arange(desc.num_joints), (len(val_names), 1))
     val_sides = np.array([stage_data.crop_side(p, desc.size, desc) for p in val_pred])
-    val_rows = _write_crops(desc, stage_data.crops_dir(stage, "val", desc), val_names, val_truth, val_pred, val_sides,
-                            all_joints, crop_px)
+    val_rows = _write_crops(desc, stage_data.crops_dir(stage, "val", desc), val_names, val_truth, val_pred,
+                            val_sides, all_joints, crop_px)
     result = {}
     for split, rows in (("train", train_rows), ("val", val_rows)):
         rows = [rows[i] for i in rng.permutation(len(rows))]

@@ -313,7 +313,7 @@ def test_net_image_resizes_like_convert_imageset(tmp_path):
 def test_derived_solver_overrides_and_keeps_the_rest(tmp_path, capfd):
     src = "models/deeppose/deeppose_solver.prototxt"
     dst = solvers.derive_solver(src, tmp_path / "s.prototxt", {"max_iter": 7, "solver_mode": "CPU", "test_iter": [3],
-                                                                "random_seed": 5, "type": "Adam"}, train_batch=2)
+                                                               "random_seed": 5, "type": "Adam"}, train_batch=2)
     logged = capfd.readouterr().err
     for change in ("max_iter 120000 -> 7", "solver_mode GPU -> 'CPU'", "test_iter [100] -> [3]", "type 'SGD' -> 'Adam'"):
         assert f"s.prototxt: {change} (from {src})" in logged
@@ -338,7 +338,7 @@ def test_derived_solver_overrides_and_keeps_the_rest(tmp_path, capfd):
 def test_an_interrupted_run_resumes_from_its_newest_state(tmp_path):
     prefix = tmp_path / "snap" / "net"
     solver = solvers.derive_solver("models/deeppose/deeppose_solver.prototxt", tmp_path / "s.prototxt",
-                                    {"max_iter": 300, "snapshot_prefix": str(prefix)})
+                                   {"max_iter": 300, "snapshot_prefix": str(prefix)})
     assert solvers.latest_state(solver) is None
     prefix.parent.mkdir()
     for n in (100, 200, 300):  # 300 is the finished run's own snapshot, not a resume point

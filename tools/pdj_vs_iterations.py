@@ -38,8 +38,8 @@ def continue_training(stage: driver.Stage, factor: int) -> list[Path]:
         raise FileNotFoundError(f"{state}: no final snapshot of stage {stage.number}: run ./deeppose_train.sh first")
     longer = prefix.parent.parent / "more_time" / prefix.name
     solver = solvers.derive_solver(stage.solver, longer.parent / Path(stage.solver).name,
-                                    {"max_iter": factor * iters, "snapshot": iters, "test_interval": factor * iters,
-                                     "snapshot_prefix": str(longer)}, net=None)
+                                   {"max_iter": factor * iters, "snapshot": iters, "test_interval": factor * iters,
+                                    "snapshot_prefix": str(longer)}, net=None)
     weights = [stage.final] + [Path(f"{longer}_iter_{k * iters}.caffemodel") for k in range(2, factor + 1)]
     if not all(w.exists() for w in weights):
         caffe.set_mode_cpu()

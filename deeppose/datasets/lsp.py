@@ -15,8 +15,6 @@ MATLAB coordinates (pixel k's centre at k) are moved by -0.5 to ours (its centre
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..dataset import DatasetDescription, annotation_paths
