@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from . import common, glog, resume_state
-from .solvers.base import NONE, SNAPSHOT, STOP
+from .solvers.solver import NONE, SNAPSHOT, STOP
 
 
 def has_nccl():
