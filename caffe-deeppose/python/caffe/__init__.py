@@ -5,7 +5,7 @@ PyTorch; `caffe.Net`, `caffe.SGDSolver`, `caffe.io` ... work as in pycaffe.
 """
 import importlib
 
-from . import prototext  # noqa: F401  (str() of every caffe_pb2 message: the text Caffe writes)
+from .formats import prototext  # noqa: F401  (str() of every caffe_pb2 message: the text Caffe writes)
 from .proto.caffe_pb2 import TEST, TRAIN  # noqa: F401
 
 __version__ = "1.0.0"  # the Caffe (pycaffe) version whose interface this runtime follows

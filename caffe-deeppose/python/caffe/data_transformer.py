@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 import torch
 
-from . import glog, protoio
-from .db import parse_datum, record_error
-from .image_list import to_chw
+from . import glog
+from .formats import protoio
+from .formats.db.backends import parse_datum, record_error
+from .formats.image_list import to_chw
+from .formats.upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 from .net.filtering import included, net_state
 from .proto import caffe_pb2
-from .upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 

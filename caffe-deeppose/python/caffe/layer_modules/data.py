@@ -7,7 +7,7 @@ tensors on the layer's device.
 
 Both have a read position (`read_position()` / `seek(position)`): what the next batch depends
 on (the next record, the transformer's and the shuffle's random states), as of the batches
-handed out, not those read ahead; snapshots carry it (caffe.resume_state).
+handed out, not those read ahead; snapshots carry it (caffe.solvers.resume_state).
 """
 import collections
 import weakref
@@ -17,8 +17,9 @@ import torch
 
 from .. import common, fillers, glog
 from ..data_transformer import DataTransformer, caffe_rng, decode_record, refuse_moved_fields
-from ..db import DBError, WrongBackend, backend_name, open_db, record_error
-from ..image_list import ListFileError, read_image, read_list, to_chw
+from ..formats.db.backends import DBError, WrongBackend, backend_name, record_error
+from ..formats.db.readers import open_db
+from ..formats.image_list import ListFileError, read_image, read_list, to_chw
 from ..prefetch import Prefetcher
 from ..proto import caffe_pb2
 from ..registry import register_layer

@@ -6,7 +6,7 @@ import re
 
 from ..blob import ParamBlob
 from ..layer_modules.python import PythonLayer, PythonLayerError
-from ..protoio import blob_shape, blobproto_to_array
+from ..formats.protoio import blob_shape, blobproto_to_array
 from .errors import NetError
 from .weights import copy_blob
 

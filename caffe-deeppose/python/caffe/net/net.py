@@ -11,14 +11,15 @@ import os
 
 import torch
 
-from .. import common, hdf5
+from .. import common
 from .. import layer_modules as _layer_modules  # noqa: F401  (registers the built-in layers)
 from ..accel import active
 from ..blob import defer_diff, drop_deferred_diff
+from ..formats import hdf5
+from ..formats.protoio import parse_prototxt, read_file
+from ..formats.upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 from ..proto import caffe_pb2
-from ..protoio import parse_prototxt, read_file
 from ..registry import layer_class
-from ..upgrade import UpgradeError, net_needs_upgrade, upgrade_net
 from . import backward, filtering, layer_setup, params, weights, wiring
 from .errors import NetError
 from .executor import executor

@@ -6,10 +6,11 @@ import os
 import numpy as np
 import torch
 
-from .. import glog, hdf5
-from ..caffemodel import read_weights, write_caffemodel
+from .. import glog
+from ..formats import hdf5
+from ..formats.caffemodel import read_weights, write_caffemodel
+from ..formats.protoio import array_to_blobproto
 from ..proto import caffe_pb2
-from ..protoio import array_to_blobproto
 from .errors import NetError
 
 

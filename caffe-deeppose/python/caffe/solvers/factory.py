@@ -1,8 +1,8 @@
 """The solver types by name (Caffe's SolverRegistry): `register_solver` adds one, `get_solver`
 makes the solver a solver file or SolverParameter names."""
+from ..formats.protoio import parse_prototxt
+from ..formats.upgrade import UpgradeError, upgrade_solver
 from ..proto import caffe_pb2
-from ..protoio import parse_prototxt
-from ..upgrade import UpgradeError, upgrade_solver
 from .lr_policy import SolverError
 from .params import read_solver_param
 

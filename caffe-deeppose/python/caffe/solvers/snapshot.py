@@ -7,10 +7,12 @@ import os
 import numpy as np
 import torch
 
-from .. import common, filelock, glog, hdf5, resume_state
+from .. import common, filelock, glog
+from ..atomic_file import atomic_write
+from ..formats import hdf5
+from ..formats.protoio import array_to_blobproto, blobproto_to_array, parse_binary_proto, read_file, write_binary_proto
 from ..proto import caffe_pb2
-from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, read_file, \
-    write_binary_proto
+from . import resume_state
 from .lr_policy import SolverError
 
 
@@ -54,7 +56,7 @@ def write_snapshot(solver):
     """Write <prefix>_iter_N.caffemodel and .solverstate, or with `snapshot_format: HDF5`
     .caffemodel.h5 and .solverstate.h5 in Caffe's layouts (each atomically: an interrupted
     write leaves no partial file and keeps the previous one). The solver state also holds the
-    data layers' read positions and the random states (caffe.resume_state; in the .h5 a
+    data layers' read positions and the random states (caffe.solvers.resume_state; in the .h5 a
     `resume_state` dataset Caffe does not read), so a resumed run continues exactly."""
     param, net = solver.param, solver.net
     if param.snapshot_format == caffe_pb2.SolverParameter.HDF5:

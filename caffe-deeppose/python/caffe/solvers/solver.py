@@ -19,10 +19,11 @@ import time
 import numpy as np
 import torch
 
-from .. import common, glog, resume_state
+from .. import common, glog
 from ..blob import settle_diff
+from ..formats.protoio import prototxt_text
 from ..proto import caffe_pb2
-from ..protoio import prototxt_text
+from . import resume_state
 from .lr_policy import SolverError, learning_rate
 from .params import build_test_nets, build_train_net, read_solver_param
 from .snapshot import check_snapshot_prefix, claim_snapshot_prefix, restore_snapshot, write_snapshot
