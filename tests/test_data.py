@@ -13,7 +13,7 @@ from caffe.formats.db.readers import LevelDB, LMDB, open_db
 from caffe.formats.db.writers import new_db
 from caffe.formats.image_list import ListFileError
 from caffe.formats.protoio import parse_prototxt
-from caffe.layer_modules.data import set_input_arrays
+from caffe.layer_modules.array_data import set_input_arrays
 from caffe.proto import caffe_pb2
 from caffe.tools import flags as gflags
 

@@ -4,7 +4,7 @@ import collections
 
 import numpy as np
 
-from ..layer_modules.data import set_input_arrays
+from ..layer_modules.array_data import set_input_arrays
 
 
 class PycaffeNet:
