@@ -9,6 +9,7 @@ what of the last forward a layer-by-layer backward must recompute, and `replay(s
 which recomputes it for layers start..end (calling `after` for each layer), once.
 """
 from ..accel import reference
+from ..accel.executor import Accelerated
 
 
 class LayerByLayer:
@@ -28,7 +29,4 @@ class LayerByLayer:
 
 def executor(module):
     """The executor of a NetModule: the reference one with the reference switch on, else caffe.accel's."""
-    if reference():
-        return LayerByLayer(module)
-    from ..accel.executor import Accelerated
-    return Accelerated(module)
+    return LayerByLayer(module) if reference() else Accelerated(module)
