@@ -20,16 +20,17 @@ import cv2
 import numpy as np
 
 import caffe
-from caffe import db as cdb
+from caffe.formats.db.readers import LMDB
+from caffe.formats.db.writers import LMDBWriter
+from caffe.formats.protoio import array_to_blobproto, parse_prototxt, write_binary_proto
 from caffe.proto import caffe_pb2
-from caffe.protoio import array_to_blobproto, parse_prototxt, write_binary_proto
 from stage1_shape import LABELS, SIZE
 
 
 def make_db(folder, name, records, encoded):
     rng = np.random.default_rng(0)
     path = os.path.join(folder, name)
-    with cdb.LMDBWriter(path) as db:
+    with LMDBWriter(path) as db:
         for i in range(records):
             img = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
             if encoded:
@@ -44,7 +45,7 @@ def make_db(folder, name, records, encoded):
 
 def reference(path, images):
     """Images/s of a sequential read + parse + float conversion, no threads."""
-    db = cdb.LMDB(path)
+    db = LMDB(path)
     cursor = db.cursor()
     start = time.perf_counter()
     for _ in range(images):

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from caffe.db import LMDBWriter
+from caffe.formats.db.writers import LMDBWriter
 from caffe.proto import caffe_pb2
 
 NET = """name: "small"

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 import caffe
-from caffe import db as cdb
+from caffe.formats.db.writers import LMDBWriter
+from caffe.formats.protoio import array_to_blobproto, read_prototxt, write_binary_proto, write_prototxt
 from caffe.proto import caffe_pb2
-from caffe.protoio import array_to_blobproto, read_prototxt, write_binary_proto, write_prototxt
 from deeppose_torch import DeepPoseTorch
 from stage1_shape import LABELS, SIZE
 
@@ -35,7 +35,7 @@ def make_lmdb(folder, records):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (records, 3, SIZE, SIZE), dtype=np.uint8)
     labels = rng.normal(0, 50, (records, LABELS)).astype(np.float32)
-    with cdb.LMDBWriter(os.path.join(folder, "train_data_lmdb")) as db:
+    with LMDBWriter(os.path.join(folder, "train_data_lmdb")) as db:
         for i in range(records):
             datum = caffe_pb2.Datum(channels=3, height=SIZE, width=SIZE, data=images[i].tobytes())
             datum.float_data.extend(labels[i])

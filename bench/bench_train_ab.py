@@ -20,7 +20,7 @@ import torch
 import caffe
 from caffe.accel import native, train_chains
 from caffe.layer_modules import inner_product
-from caffe.solvers.base import Solver
+from caffe.solvers.solver import Solver
 from bench_vs_caffe import write_nets
 from stage1_shape import LABELS, SIZE
 from timing import measure

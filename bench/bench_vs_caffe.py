@@ -25,8 +25,8 @@ import threadpoolctl
 import torch
 
 import caffe
+from caffe.formats.protoio import read_prototxt, write_prototxt
 from caffe.proto import caffe_pb2
-from caffe.protoio import read_prototxt, write_prototxt
 from bench_inference import flops_per_image, random_weights
 from bench_train import hand_written_step
 from stage1_shape import LABELS, SIZE

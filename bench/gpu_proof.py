@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 import caffe
-from caffe.caffemodel import read_weights
+from caffe.formats.caffemodel import read_weights
+from caffe.formats.protoio import read_prototxt, write_prototxt
 from caffe.proto import caffe_pb2
-from caffe.protoio import read_prototxt, write_prototxt
 from bench_distributed import make_lmdb as make_small_lmdb
 from bench_distributed import write_solver as write_small_solver
 from bench_train import make_lmdb, write_solver

@@ -2,8 +2,8 @@
 by hand): the deploy net's input side and the training Data layers' label_num."""
 import os
 
+from caffe.formats.protoio import read_prototxt
 from caffe.proto import caffe_pb2
-from caffe.protoio import read_prototxt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "models", "deeppose", "deeppose.prototxt")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import caffe
-from caffe.caffemodel import read_weights
+from caffe.formats.caffemodel import read_weights
 
 from . import nets, preprocess, stage_data
 from .nets import ModelFiles

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import caffe
-from caffe.db import backend_name
+from caffe.formats.db.backends import backend_name
 
 from .dataset import DatasetDescription
 

@@ -117,7 +117,7 @@ def python_double_layer(tmp_path, monkeypatch, module):
 
 def deploy_input_shape(deploy):
     """(N, C, H, W) of a deploy prototxt's Input layer."""
-    from caffe import protoio
+    from caffe.formats import protoio
     from caffe.proto import caffe_pb2
     net = protoio.read_prototxt(deploy, caffe_pb2.NetParameter)
     return tuple(int(d) for l in net.layer if l.type == "Input" for d in l.input_param.shape[0].dim)
@@ -129,7 +129,7 @@ def stage_nets(tmp_path, monkeypatch):
     committed nets' input shapes and outputs for K2HPD (read from models/ and the description):
     an average pooling and `predict`, random weights (<name>.caffemodel) and a mean file."""
     import caffe
-    from caffe import protoio
+    from caffe.formats import protoio
     from deeppose import nets
     from deeppose.datasets import K2HPD
     shapes = [deploy_input_shape(os.path.join(ROOT, f.deploy)) for f in (nets.STAGE1, nets.REFINE)]

@@ -20,6 +20,9 @@ import numpy as np
 import pytest
 
 import caffe
+from caffe.formats.db.readers import LMDB
+from caffe.formats.db.writers import LMDBWriter
+from caffe.formats.protoio import parse_prototxt
 from caffe.proto import caffe_pb2
 from conftest import deploy_input_shape
 from deeppose import preprocess
@@ -212,7 +215,7 @@ def app(tmp_path):
 
 def unrelated_weights(path):
     """The caffemodel of a net sharing no layer name with DeepPose's."""
-    net = caffe.Net.from_param(caffe.protoio.parse_prototxt(
+    net = caffe.Net.from_param(parse_prototxt(
         'layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 4 } } }\n'
         'layer { name: "other" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: 2 } }',
         caffe_pb2.NetParameter()), caffe.TEST)
@@ -289,7 +292,7 @@ def test_check_size_failure_leaves_nothing_and_the_rerun_works(tmp_path):
     args = [tool("convert_imageset"), f"{tmp_path}/img/", tmp_path / "list.txt", tmp_path / "db"]
     failed(run(args + ["-check_size"]), f"{tmp_path / 'list.txt'}:3", "-check_size")
     assert leftovers(tmp_path, "db") == []
-    assert run(args).returncode == 0 and len(caffe.db.LMDB(tmp_path / "db")) == 3
+    assert run(args).returncode == 0 and len(LMDB(tmp_path / "db")) == 3
 
 
 @pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
@@ -363,7 +366,7 @@ def test_a_second_writer_of_a_database_is_refused(tmp_path, writer):
 
 # -- readers: compute_image_mean and the Data layer ----------------------------------------------------
 def small_lmdb(path, n=50):
-    with caffe.db.LMDBWriter(path) as db:
+    with LMDBWriter(path) as db:
         for i in range(n):
             datum = caffe.io.array_to_datum(np.full((3, 20, 20), i % 256, np.uint8), i)
             db.put(f"{i:08d}", datum.SerializeToString())

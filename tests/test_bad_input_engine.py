@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe import db as cdb
-from caffe import resume_state
 from caffe.filelock import hold
+from caffe.formats.db.writers import new_db
 from caffe.proto import caffe_pb2
+from caffe.solvers import resume_state
 from caffe.tools import caffe_main
 from conftest import GOLDEN, write_net
 
@@ -58,7 +58,7 @@ def make_workdir(folder, backend="lmdb"):
     and the Data layers have no `backend` (LEVELDB, Caffe's default)."""
     os.makedirs(folder / "snap")
     rng = np.random.default_rng(0)
-    with cdb.new_db(folder / f"train_{backend}", backend) as w:
+    with new_db(folder / f"train_{backend}", backend) as w:
         for i in range(7):
             datum = caffe.io.array_to_datum(rng.integers(0, 256, (1, 8, 8), dtype=np.uint8))
             datum.float_data.append(i % 2)  # the DeepPose Data layer's label (label_num: 1)

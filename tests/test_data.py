@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe import db as cdb
-from caffe.image_list import ListFileError
-from caffe.layer_modules.data import set_input_arrays
+from caffe.formats.db.backends import DBError
+from caffe.formats.db.readers import LevelDB, LMDB, open_db
+from caffe.formats.db.writers import new_db
+from caffe.formats.image_list import ListFileError
+from caffe.formats.protoio import parse_prototxt
+from caffe.layer_modules.array_data import set_input_arrays
 from caffe.proto import caffe_pb2
-from caffe.protoio import parse_prototxt
 from caffe.tools import flags as gflags
 
 
@@ -26,7 +28,7 @@ def datum(value, label=0, floats=(), shape=(3, 4, 5)):
 
 
 def make_db(path, values, backend="lmdb"):
-    with cdb.new_db(path, backend) as w:
+    with new_db(path, backend) as w:
         for i, v in enumerate(values):
             w.put(f"{i:08d}_item", v if isinstance(v, bytes) else v.SerializeToString())
     return str(path)
@@ -65,7 +67,7 @@ def test_label_num_top_and_data_only(five):
 def test_corrupt_record_names_its_key(tmp_path):
     source = make_db(tmp_path / "db", [datum(1), datum(2), b"\xff\x01garbage"])
     net = data_net(source, batch=3)
-    with pytest.raises(cdb.DBError, match=r"db: record '00000002_item': not a Datum"):
+    with pytest.raises(DBError, match=r"db: record '00000002_item': not a Datum"):
         net.forward()
 
 
@@ -75,7 +77,7 @@ def test_wrong_sized_record_names_its_key(tmp_path):
     other = datum(1, shape=(3, 5, 5))
     for bad, what in ((short, "holds 59 bytes"), (other, "3x5x5 uint8 image; the first record's is 3x4x5")):
         source = make_db(tmp_path / what[:6], [datum(1), bad])
-        with pytest.raises(cdb.DBError, match=rf"record '00000001_item'.*{what}"):
+        with pytest.raises(DBError, match=rf"record '00000001_item'.*{what}"):
             data_net(source).forward()
 
 
@@ -170,16 +172,16 @@ def test_missing_source_is_a_clear_error_and_creates_nothing(tmp_path):
 @pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
 def test_writer_makes_a_new_database(tmp_path, backend):
     path = make_db(tmp_path / "db", [datum(i) for i in range(5)], backend)
-    with pytest.raises(cdb.DBError, match="already exists"):
-        cdb.new_db(path, backend)
-    with cdb.open_db(path, backend) as db:
+    with pytest.raises(DBError, match="already exists"):
+        new_db(path, backend)
+    with open_db(path, backend) as db:
         assert len(db) == 5
-    with cdb.new_db(tmp_path / "other", backend) as w:  # closed inside the block, then by its end
+    with new_db(tmp_path / "other", backend) as w:  # closed inside the block, then by its end
         w.put("a", b"x")
         w.close()
-        with cdb.open_db(tmp_path / "other", backend) as db:
+        with open_db(tmp_path / "other", backend) as db:
             assert len(db) == 1
-    with pytest.raises(RuntimeError, match="stop"), cdb.new_db(tmp_path / "failed", backend) as w:
+    with pytest.raises(RuntimeError, match="stop"), new_db(tmp_path / "failed", backend) as w:
         w.put("a", b"x")
         w.commit()
         raise RuntimeError("stop")
@@ -190,11 +192,11 @@ def test_leveldb_records_in_bytewise_key_order_and_one_opener_per_process(tmp_pa
     """Keys come back sorted bytewise (as Caffe's LevelDB comparator and LMDB's sort them),
     whatever the order of writing; readers in one process share the open database."""
     keys = [b"b", b"a\xff", b"a", b"B", b"\x00z", b"ab"]
-    with cdb.new_db(tmp_path / "db", "leveldb") as w:
+    with new_db(tmp_path / "db", "leveldb") as w:
         for k in keys:
             w.put(k, k)
-    with cdb.LevelDB(tmp_path / "db") as second:
-        with cdb.LevelDB(tmp_path / "db") as first:
+    with LevelDB(tmp_path / "db") as second:
+        with LevelDB(tmp_path / "db") as first:
             assert [k for k, _ in first.records()] == sorted(keys) == [k for k, _ in second.records()]
         assert second.first() == (b"\x00z", b"\x00z")  # still open after the first closed
 
@@ -229,7 +231,7 @@ def test_convert_imageset_and_compute_image_mean_on_either_backend(tmp_path, cap
                                       str(tmp_path / backend)]) == 0
         assert compute_image_mean.main(["-backend", backend, str(tmp_path / backend),
                                         str(tmp_path / f"{backend}.binaryproto")]) == 0
-    with cdb.LevelDB(tmp_path / "leveldb") as leveldb, cdb.LMDB(tmp_path / "lmdb") as lmdb:
+    with LevelDB(tmp_path / "leveldb") as leveldb, LMDB(tmp_path / "lmdb") as lmdb:
         assert list(leveldb.records()) == list(lmdb.records())
     assert (tmp_path / "leveldb.binaryproto").read_bytes() == (tmp_path / "lmdb.binaryproto").read_bytes()
     capfd.readouterr()
@@ -300,6 +302,6 @@ def test_convert_imageset_skips_an_unreadable_image(tmp_path):
     error = [line for line in run.stderr.splitlines() if line.startswith("E")]
     assert len(error) == 1 and "not_there.png (line 2 of" in error[0]
     assert "Processed 2 files." in run.stderr
-    recs = [(k.decode(), caffe_pb2.Datum.FromString(v)) for k, v in cdb.LMDB(tmp_path / "db").records()]
+    recs = [(k.decode(), caffe_pb2.Datum.FromString(v)) for k, v in LMDB(tmp_path / "db").records()]
     assert [k for k, _ in recs] == ["00000000_a.png", "00000002_c.png"]
     assert [(d.channels, d.label) for _, d in recs] == [(1, 1), (1, 3)]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe.caffemodel import read_weights
-from caffe.db import LMDBWriter
+from caffe.formats.caffemodel import read_weights
+from caffe.formats.db.writers import LMDBWriter
 from caffe.proto import caffe_pb2
 from caffe.tools import caffe_main
 

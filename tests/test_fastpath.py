@@ -101,7 +101,7 @@ def test_a_new_shape_counts_its_own_eager_calls(tmp_path, monkeypatch, compiling
     net.blobs["data"].reshape(3, 3, 9, 9)
     net.reshape()
     net.forward()  # call 0 of this shape: eager
-    assert net._fast._calls[(0, 7, ((3, 3, 9, 9),))] == 0
+    assert net._executor.compiled._calls[(0, 7, ((3, 3, 9, 9),))] == 0
     assert net.blobs["ip"].data.shape == (3, 5)
     want = eager_blobs(net, monkeypatch)["ip"]
     assert_close(net.forward()["ip"], want)
@@ -115,7 +115,7 @@ def test_compiles_in_the_background_and_switches_at_a_fixed_call(tmp_path, monke
     for _ in range(4):  # calls 0..3: eager (the build ran on call 2's inputs, in its thread)
         net.forward()
     assert len(compiling) == 1
-    net._fast.wait()
+    net._executor.compiled.wait()
     assert compiling[0].calls == ["caffe-compile-0-7"]
     net.blobs["data"].data[...] *= -1
     want = eager_blobs(net, monkeypatch)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import caffe
+from caffe.formats.protoio import read_prototxt
 from caffe.proto import caffe_pb2
-from caffe.protoio import read_prototxt
-from caffe.registry import layer_type_list
+from caffe.layer_modules import layer_type_list
 from conftest import GOLDEN, HERE
 from field_audit_table import AUDIT, BASES, TYPES
 from test_golden import compare

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import caffe
+from caffe.formats.protoio import parse_prototxt
 from caffe.proto import caffe_pb2
-from caffe.protoio import parse_prototxt
 from conftest import GOLDEN
 from test_data import data_net, datum, make_db
 

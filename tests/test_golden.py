@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe import db as cdb, libc_rand
-from caffe.image_list import read_list, to_chw
+from caffe import libc_rand
+from caffe.formats.db.backends import parse_datum
+from caffe.formats.db.readers import open_db
+from caffe.formats.image_list import read_list, to_chw
+from caffe.formats.protoio import read_binary_proto
 from caffe.proto import caffe_pb2
-from caffe.protoio import read_binary_proto
 from caffe.tools import compute_image_mean, convert_imageset
 from conftest import GOLDEN, record_error
 
@@ -214,7 +216,7 @@ TOOLS = {"convert_imageset": convert_imageset.main,
 
 
 def records(path, backend="lmdb"):
-    with cdb.open_db(path, backend) as db:
+    with open_db(path, backend) as db:
         return list(db.records())
 
 
@@ -243,7 +245,7 @@ def check_db(case, tmp_path, monkeypatch, db, list_file, multilabel=False, size=
     recs = records(writable(tmp_path, db), backend)
     assert [k.decode() for k, _ in recs] == [f"{i:08d}_{e.path}" for i, e in enumerate(entries)]
     for (key, value), entry in zip(recs, entries):
-        datum = cdb.parse_datum(value, db, key)
+        datum = parse_datum(value, db, key)
         image = os.path.join(FILES, entry.path)
         assert datum.encoded == encoded
         if encoded:

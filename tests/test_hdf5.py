@@ -43,7 +43,7 @@ def test_restore_refuses_wrong_history(files):
     solver.step(3)
     solver.snapshot()
     sgd = caffe.SGDSolver("h5_snapshot.solver.prototxt")  # 1 history blob per param, Adam has 2
-    with pytest.raises(caffe.solvers.base.SolverError, match="4 history blobs, the solver has 2"):
+    with pytest.raises(caffe.solvers.SolverError, match="4 history blobs, the solver has 2"):
         sgd.restore("h5_snapshot_iter_3.solverstate.h5")
 
 

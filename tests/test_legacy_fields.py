@@ -12,12 +12,12 @@ import shutil
 import numpy as np
 import pytest
 import caffe
+from caffe.formats.protoio import ProtoFileError, read_prototxt
+from caffe.formats.upgrade import upgrade_net
 from caffe.net import NetError
 from caffe.proto import caffe_pb2
-from caffe.protoio import ProtoFileError, read_prototxt
 from caffe.solvers.lr_policy import SolverError
 from caffe.tools import upgrade_proto
-from caffe.upgrade import upgrade_net
 from conftest import GOLDEN, HERE
 from test_golden import compare
 

@@ -9,7 +9,7 @@ import torch
 
 from caffe.accel import native
 from caffe.layer_modules import norm
-from caffe.solvers.base import Solver
+from caffe.solvers.solver import Solver
 from caffe.solvers.sgd import SGDSolver
 from conftest import ACCELERATED
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import caffe
+from caffe.formats.protoio import ProtoFileError
 from caffe.net import NetError
-from caffe.protoio import ProtoFileError
 from caffe.registry import UnknownLayerError
 
 IP = 'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{top}" {extra} ' \

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from caffe import protoio
+from caffe.formats import protoio
 from caffe.proto import caffe_pb2
 from pathlib import Path
 
@@ -301,7 +301,7 @@ def test_list_files_are_read_as_the_database_tool_reads_them(tmp_path, lines, er
 
 # -- preprocessing: one function for training records and deployment --------------------------
 def test_net_image_resizes_like_convert_imageset(tmp_path):
-    from caffe.image_list import read_image
+    from caffe.formats.image_list import read_image
     image = RNG.integers(0, 255, (K2HPD.height, K2HPD.width), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "i.png"), image)
     ours = preprocess.net_image(preprocess.load_image(tmp_path / "i.png", K2HPD), (227, 227))

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import text_format
 
 from caffe import io as caffe_io
-from caffe.prototext import prototxt_text
+from caffe.formats.prototext import prototxt_text
 
 PYCAFFE_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pycaffe")
 sys.path.insert(0, PYCAFFE_DATA)

@@ -9,6 +9,7 @@ import caffe
 from caffe import accel
 from caffe.accel import fastpath, native, onednn, train_chains
 from caffe.layer_modules import inner_product, norm
+from caffe.net import net as net_class
 from caffe.tools import caffe_main
 from conftest import ACCELERATED, net_from
 
@@ -48,7 +49,7 @@ def _forbid(monkeypatch):
         raise AssertionError("an acceleration ran on the reference path")
     for owner, name in ((native, "library"), (onednn, "linear"), (onednn, "linear_eager"), (onednn, "conv2d"),
                         (fastpath.CompiledForward, "run"), (train_chains, "_forward_chain"),
-                        (inner_product, "take_spare_diff"), (caffe.net, "defer_diff")):
+                        (inner_product, "take_spare_diff"), (net_class, "defer_diff")):
         monkeypatch.setattr(owner, name, forbidden)
 
 

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from caffe import db as cdb
+from caffe.formats.db.readers import open_db
 from caffe.proto import caffe_pb2
 from caffe.tools import extract_features
 from conftest import GOLDEN, HERE
@@ -17,7 +17,7 @@ GLOG = re.compile(r"^([IWEF])\d+ [\d:.]+ +\d+ (.*)$")
 
 
 def read_datums(path, backend):
-    with cdb.open_db(path, backend) as db:
+    with open_db(path, backend) as db:
         return [(k.decode(), caffe_pb2.Datum.FromString(v)) for k, v in db.records()]
 
 

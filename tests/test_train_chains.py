@@ -72,13 +72,13 @@ def test_a_chain_computes_what_its_layers_compute(tmp_path, monkeypatch, bias, r
     a, b = _nets(tmp_path, bias, relu)
     for _ in range(2):
         a.forward()
-        assert [first for first, _, _ in a._replays] == [a.layer_index("bn")]  # the chain ran fused
+        assert [first for first, _, _ in a._executor.replays] == [a.layer_index("bn")]  # the chain ran fused
         a.backward()
     with monkeypatch.context() as m:
         _unfused(m)
         for _ in range(2):
             b.forward()
-            assert not b._replays
+            assert not b._executor.replays
             b.backward()
     _compare(a, b)
 

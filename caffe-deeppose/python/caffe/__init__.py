@@ -5,14 +5,14 @@ PyTorch; `caffe.Net`, `caffe.SGDSolver`, `caffe.io` ... work as in pycaffe.
 """
 import importlib
 
-from . import prototext  # noqa: F401  (str() of every caffe_pb2 message: the text Caffe writes)
+from .formats import prototext  # noqa: F401  (str() of every caffe_pb2 message: the text Caffe writes)
 from .proto.caffe_pb2 import TEST, TRAIN  # noqa: F401
 
 __version__ = "1.0.0"  # the Caffe (pycaffe) version whose interface this runtime follows
 
 _HOMES = {
     "Net": "net", "NetModule": "net",
-    "layer_type_list": "registry", "register_layer": "registry",
+    "layer_type_list": "layer_modules", "register_layer": "registry",
     "set_mode_cpu": "common", "set_mode_gpu": "common", "set_device": "common", "set_random_seed": "common",
     "set_solver_count": "common", "set_solver_rank": "common", "set_multiprocess": "common",
     "solver_count": "common", "solver_rank": "common",

@@ -9,9 +9,12 @@ import cv2
 import numpy as np
 import torch
 
-from . import glog, protoio
-from .db import parse_datum, record_error
-from .image_list import to_chw
+from . import glog
+from .formats import protoio
+from .formats.db.backends import parse_datum, record_error
+from .formats.image_list import to_chw
+from .formats.upgrade import UpgradeError, net_needs_upgrade, upgrade_net
+from .net.filtering import included, net_state
 from .proto import caffe_pb2
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
@@ -172,8 +175,6 @@ def transformer_from_prototxt(path, phase=TEST):
     (a Data / ImageData / WindowData / MemoryData layer), built as that layer builds it, so that
     deployment preprocesses exactly as training did. Several such layers must agree on their
     transform_param; errors name the file."""
-    from .net import _included  # the net's own layer-inclusion rule (imported here: net imports us)
-    from .upgrade import UpgradeError, net_needs_upgrade, upgrade_net
     path = os.fspath(path)
     param = protoio.read_prototxt(path, caffe_pb2.NetParameter)
     if net_needs_upgrade(param):
@@ -181,9 +182,8 @@ def transformer_from_prototxt(path, phase=TEST):
             upgrade_net(param, path)
         except UpgradeError as e:
             raise TransformError(f"{path}: {e}") from None
-    state = caffe_pb2.NetState(phase=phase)
-    state.stage.extend(param.state.stage)
-    layers = [lp for lp in param.layer if lp.type in TRANSFORMING_LAYERS and _included(lp, state)]
+    state = net_state(param, phase, 0, ())
+    layers = [lp for lp in param.layer if lp.type in TRANSFORMING_LAYERS and included(lp, state)]
     name = caffe_pb2.Phase.Name(phase)
     if not layers:
         raise TransformError(f"{path}: no {' / '.join(TRANSFORMING_LAYERS)} layer in phase {name}")

@@ -6,7 +6,7 @@ reads the records whose running index i has i mod N == r (Caffe's DataLayer::Ski
 update the param diffs are summed over the workers and scaled by 1/N, so N workers with batch B
 make the update of one worker with `iter_size: N` and batch B. Rank 0 (the root solver) alone
 logs, tests and snapshots; its snapshots keep every worker's random streams and data positions
-(caffe.resume_state), so N workers resumed from one continue each its own. Workers are started
+(caffe.solvers.resume_state), so N workers resumed from one continue each its own. Workers are started
 by `caffe train -gpu 0,1` (`launch`: one process per device), by torchrun (WORLD_SIZE, RANK,
 LOCAL_RANK in the environment), or by a pycaffe script (BVLC's python/train.py:
 `caffe.NCCL(solver, uid)`).
@@ -23,8 +23,9 @@ import uuid
 import torch
 import torch.distributed as dist
 
-from . import common, glog, resume_state
-from .solvers.base import NONE, SNAPSHOT, STOP
+from . import common, glog
+from .solvers import resume_state
+from .solvers.solver import NONE, SNAPSHOT, STOP
 
 
 def has_nccl():

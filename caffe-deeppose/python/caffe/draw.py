@@ -10,8 +10,8 @@ import subprocess
 
 import pydot
 
+from .atomic_file import atomic_write
 from .proto import caffe_pb2
-from .protoio import atomic_write
 
 LAYER_STYLE_DEFAULT = {'shape': 'record', 'fillcolor': '#6495ED', 'style': 'filled'}
 NEURON_LAYER_STYLE = {'shape': 'record', 'fillcolor': '#90EE90', 'style': 'filled'}

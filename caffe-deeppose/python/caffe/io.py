@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from .proto import caffe_pb2
-from . import protoio
 from .atomic_file import atomic_write
+from .formats import protoio
+from .proto import caffe_pb2
 
 _GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray
 

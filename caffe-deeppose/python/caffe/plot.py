@@ -8,7 +8,7 @@ import os
 import cv2
 import numpy as np
 
-from .protoio import atomic_write
+from .atomic_file import atomic_write
 
 COLOURS = [(90, 90, 90), (200, 110, 30), (40, 40, 220), (40, 170, 40), (160, 40, 160), (20, 160, 200)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

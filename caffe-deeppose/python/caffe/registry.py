@@ -40,8 +40,8 @@ def register_layer(type_name):
 
 
 def layer_class(type_name, where=""):
-    """The class registered for `type_name`; a clear error naming the registry if there is none."""
-    from . import layer_modules  # noqa: F401  (registers the built-in types)
+    """The class registered for `type_name` (the built-in types are registered by importing
+    caffe.layer_modules); a clear error naming the registry if there is none."""
     try:
         return _LAYERS[type_name]
     except KeyError:
@@ -51,7 +51,6 @@ def layer_class(type_name, where=""):
             "Add a type with caffe.registry.register_layer (see its docstring).") from None
 
 
-def layer_type_list():
-    """The registered layer type names, sorted (pycaffe's `caffe.layer_type_list()`)."""
-    from . import layer_modules  # noqa: F401  (registers the built-in types)
+def registered_types():
+    """The registered layer type names, sorted."""
     return sorted(_LAYERS)

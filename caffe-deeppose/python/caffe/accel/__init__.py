@@ -10,9 +10,10 @@ below replaces a part of it with something faster that computes the same values 
 - its own knob turns it off (`CAFFE_NATIVE=0`, `CAFFE_COMPILE=0`);
 - it cannot run here (no C compiler for the kernels, no oneDNN in torch).
 `caffe device_query` lists them with their state. The switch is read where a choice is made:
-most at each call, the LRN layer's kernel when the layer is built, the allocator tuning once,
-when `caffe.net` is first imported (mallopt cannot be undone: `set_reference(True)` later leaves
-it on; `CAFFE_REFERENCE=1` before the import keeps it off).
+most at each call, a net's executor (`executor.Accelerated` or the reference one, caffe.net.executor)
+and the LRN layer's kernel when the net is built, the allocator tuning once, when `caffe.Net` is
+first imported (mallopt cannot be undone: `set_reference(True)` later leaves it on;
+`CAFFE_REFERENCE=1` before the import keeps it off).
 """
 import os
 
@@ -21,7 +22,8 @@ _reference = [os.environ.get("CAFFE_REFERENCE", "0") not in ("", "0")]
 
 def set_reference(on=True):
     """Run Caffe's reference path (`on`), or the accelerations again (nets built before keep their
-    LRN layers' choice; the allocator tuning, once made, stays)."""
+    LRN layers' choice, and a net built on the reference path its executor; the allocator tuning,
+    once made, stays)."""
     _reference[0] = bool(on)
 
 
@@ -94,7 +96,7 @@ REGISTRY = {a.name: a for a in (
                  "computed into the previous one's memory (caffe/blob.py)",
                  "+2 % training step at batch 32 (the InnerProduct diff memory, bench/bench_train_ab.py)"),
     Acceleration("heap", "glibc mmap-ing every block over 32 MB: kept on the heap (mallopt; set once, "
-                 "when caffe.net is imported)",
+                 "when caffe.Net is imported)",
                  "+30 % forward at batch 32, training step 1.29 -> 0.88 s (commit f0d5b4f)"),
 )}
 

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import torch
 
-from .. import glog, hdf5
+from .. import glog
+from ..formats import hdf5
 from ..libc_rand import rand, random_shuffle
 from ..registry import register_layer
 from .base import LayerModule
@@ -99,7 +100,7 @@ class HDF5Data(LayerModule):
         return [(self.batch_size,) + shape for shape in self.row_shapes]
 
     def read_position(self):
-        """What the next batch depends on (caffe.resume_state): file, row, orders, rand()'s state."""
+        """What the next batch depends on (caffe.solvers.resume_state): file, row, orders, rand()'s state."""
         return {"file": self.current_file, "row": self.current_row, "file_order": list(self.file_order),
                 "row_order": list(self.row_order), "rand": rand.state if self.shuffle else None}
 

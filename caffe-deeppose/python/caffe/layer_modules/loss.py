@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import protoio
+from ..formats import protoio
 from ..proto import caffe_pb2
 from ..registry import register_layer
 from .base import LayerModule, canonical_axis, check_index_range, check_label_count

@@ -20,8 +20,9 @@ import math
 import cv2
 import numpy as np
 
-from .. import glog, protoio
+from .. import glog
 from ..data_transformer import caffe_rng
+from ..formats import protoio
 from ..proto import caffe_pb2
 from ..registry import register_layer
 from .data import _PrefetchingLayer
@@ -142,7 +143,7 @@ class _WindowBatches:
         self.cache = {}
 
     def position(self):
-        """The sampling RNG's state: what the next batches depend on (caffe.resume_state)."""
+        """The sampling RNG's state: what the next batches depend on (caffe.solvers.resume_state)."""
         return {"rng": self.rng.bit_generator.state}
 
     def seek(self, position):

@@ -5,7 +5,7 @@ update = diff * sqrt((u2 + delta) / (g2 + delta)); u2 = momentum * u2 + (1 - mom
 update *= rate."""
 import torch
 
-from .base import register_solver
+from .factory import register_solver
 from .sgd import SGDSolver
 
 

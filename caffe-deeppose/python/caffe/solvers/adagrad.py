@@ -1,7 +1,7 @@
 """AdaGrad (adagrad_solver.cpp): history += diff^2; update = rate * diff / (sqrt(history) + delta)."""
 import torch
 
-from .base import register_solver
+from .factory import register_solver
 from .sgd import SGDSolver
 
 

@@ -5,7 +5,7 @@ beta1 = momentum, beta2 = momentum2."""
 import numpy as np
 import torch
 
-from .base import register_solver
+from .factory import register_solver
 from .sgd import SGDSolver
 
 

@@ -2,7 +2,7 @@
 update = (1 + momentum) * history' - momentum * history."""
 import torch
 
-from .base import register_solver
+from .factory import register_solver
 from .sgd import SGDSolver
 
 

@@ -6,10 +6,10 @@ relative ones are relative to the current directory, as in Caffe.
 import os
 
 from .. import glog
+from ..formats.protoio import read_prototxt
+from ..formats.upgrade import UpgradeError, upgrade_solver
 from ..net import TEST, TRAIN, Net
 from ..proto import caffe_pb2
-from ..protoio import read_prototxt
-from ..upgrade import UpgradeError, upgrade_solver
 from .lr_policy import SolverError
 
 

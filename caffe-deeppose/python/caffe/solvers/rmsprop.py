@@ -2,7 +2,7 @@
 update = rate * diff / (sqrt(history) + delta)."""
 import torch
 
-from .base import register_solver
+from .factory import register_solver
 from .sgd import SGDSolver
 
 

@@ -5,7 +5,8 @@ history and the weight update are one pass of a C kernel per param (caffe.accel.
 import torch
 
 from ..accel import active, native
-from .base import Solver, register_solver
+from .factory import register_solver
+from .solver import Solver
 
 
 @register_solver("SGD")

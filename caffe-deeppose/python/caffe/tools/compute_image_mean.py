@@ -13,9 +13,10 @@ import numpy as np
 
 from .. import glog
 from ..data_transformer import DataTransformer, decode_record
-from ..db import DBError, WrongBackend, backend_name, open_db, record_error
+from ..formats.db.backends import DBError, WrongBackend, backend_name, record_error
+from ..formats.db.readers import open_db
+from ..formats.protoio import ProtoFileError, array_to_blobproto, write_binary_proto
 from ..proto import caffe_pb2
-from ..protoio import ProtoFileError, array_to_blobproto, write_binary_proto
 from .flags import Flag, parse_or_exit
 
 FLAGS = {"backend": Flag("lmdb", "The backend {leveldb, lmdb} containing the images")}

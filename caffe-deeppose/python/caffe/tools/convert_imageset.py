@@ -25,8 +25,9 @@ import cv2
 from tqdm import tqdm
 
 from .. import glog
-from ..db import COMMIT_EVERY, DBError, backend_name, new_db
-from ..image_list import ListFileError, read_image, read_list, to_chw
+from ..formats.db.backends import DBError, backend_name
+from ..formats.db.writers import COMMIT_EVERY, new_db
+from ..formats.image_list import ListFileError, read_image, read_list, to_chw
 from ..proto import caffe_pb2
 from .flags import Flag, parse_or_exit
 

@@ -8,7 +8,7 @@ import sys
 from argparse import ArgumentDefaultsHelpFormatter, ArgumentParser
 
 from ..proto import caffe_pb2
-from ..protoio import ProtoFileError, read_prototxt
+from ..formats.protoio import ProtoFileError, read_prototxt
 
 PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST, "ALL": None}
 

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 from .. import common, glog
-from ..db import COMMIT_EVERY, DBError, backend_name, new_db
+from ..formats.db.backends import DBError, backend_name
+from ..formats.db.writers import COMMIT_EVERY, new_db
 from ..net import TEST, Net
 from ..proto import caffe_pb2
 from .flags import parse_or_exit

@@ -23,7 +23,7 @@ import re
 import sys
 
 from ..plot import line_chart
-from ..protoio import atomic_write
+from ..atomic_file import atomic_write
 from .flags import Flag, parse_or_exit
 
 _ITERATION = re.compile(r"Iteration (\d+)")

@@ -12,9 +12,9 @@ written atomically.
 import sys
 
 from .. import glog
+from ..formats.protoio import ProtoFileError, read_binary_proto, read_prototxt, write_binary_proto, write_prototxt
+from ..formats.upgrade import UpgradeError, net_needs_upgrade, upgrade_net, upgrade_solver
 from ..proto import caffe_pb2
-from ..protoio import ProtoFileError, read_binary_proto, read_prototxt, write_binary_proto, write_prototxt
-from ..upgrade import UpgradeError, net_needs_upgrade, upgrade_net, upgrade_solver
 from .flags import parse_or_exit
 
 

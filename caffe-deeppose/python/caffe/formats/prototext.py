@@ -19,7 +19,7 @@ import struct
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
-from .proto import caffe_pb2
+from ..proto import caffe_pb2
 
 
 FLT_MIN = 1.1754943508222875e-38  # the smallest normal float32

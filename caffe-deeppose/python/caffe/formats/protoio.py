@@ -6,9 +6,9 @@ import numpy as np
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from .atomic_file import atomic_write  # noqa: F401  (protoio.atomic_write: the same function)
+from ..atomic_file import atomic_write
+from ..proto import caffe_pb2
 from .prototext import prototxt_text
-from .proto import caffe_pb2
 
 
 class ProtoFileError(ValueError):

@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 import torch
 
-from . import glog
-from .protoio import atomic_write
+from .. import glog
+from ..atomic_file import atomic_write
 
 
 class HDF5Error(ValueError):

@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from .protoio import ProtoFileError, atomic_write, read_file, _encode_varint, _varint
+from ..atomic_file import atomic_write
+from .protoio import ProtoFileError, read_file, _encode_varint, _varint
 
 # field numbers of caffe.proto
 _NET_LAYER, _NET_V1_LAYERS = 100, 2

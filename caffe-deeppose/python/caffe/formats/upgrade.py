@@ -6,8 +6,8 @@ convolution or pooling they feed) -> V1 (`layers { type: CONVOLUTION }`) -> the 
 `transform_param`; net-level `input` fields become an Input layer; a BatchNorm declaring three
 `param`s gets lr_mult and decay_mult 0. Solvers: the `solver_type` enum becomes the `type` string.
 """
-from . import glog
-from .proto import caffe_pb2
+from .. import glog
+from ..proto import caffe_pb2
 
 _TAG = "upgrade_proto.cpp"
 

@@ -19,8 +19,8 @@ import json
 import numpy as np
 import torch
 
-from . import common, glog
-from .caffemodel import _fields, _length_delimited
+from .. import common, glog
+from ..formats.caffemodel import _fields, _length_delimited
 
 FIELD = 1000
 FORMAT = 1

@@ -1,4 +1,5 @@
-"""The solver: Caffe's Solver + SGDSolver machinery shared by every solver type.
+"""The solver: Caffe's Solver + SGDSolver machinery shared by every solver type (snapshots and
+resuming: caffe.solvers.snapshot; the types by name: caffe.solvers.factory).
 
 One training iteration (`step`): clear the param diffs, test if due, `iter_size` forward/backward
 passes (the diffs accumulate), then `apply_update` in Caffe's order:
@@ -12,37 +13,22 @@ naming the iteration, before the weights are touched (Caffe would go on and ruin
 `solver_mode` is read by the `caffe` tool, while pycaffe solvers compute where
 `caffe.set_mode_*` says (as in pycaffe).
 """
-import glob
 import math
-import os
 import time
 
 import numpy as np
 import torch
 
-from .. import common, filelock, glog, hdf5, resume_state
+from .. import common, glog
 from ..blob import settle_diff
+from ..formats.protoio import prototxt_text
 from ..proto import caffe_pb2
-from ..protoio import array_to_blobproto, atomic_write, blobproto_to_array, parse_binary_proto, parse_prototxt, \
-    prototxt_text, read_file, write_binary_proto
+from . import resume_state
 from .lr_policy import SolverError, learning_rate
-from ..upgrade import UpgradeError, upgrade_solver
 from .params import build_test_nets, build_train_net, read_solver_param
-
-_SOLVERS = {}
+from .snapshot import check_snapshot_prefix, claim_snapshot_prefix, restore_snapshot, write_snapshot
 
 NONE, STOP, SNAPSHOT = "none", "stop", "snapshot"  # actions requested from outside (signals)
-
-
-def register_solver(type_name):
-    """Class decorator: the solver class for `type: "<type_name>"`."""
-
-    def decorate(cls):
-        _SOLVERS[type_name] = cls
-        cls.type = type_name
-        return cls
-
-    return decorate
 
 
 def format_float(x):
@@ -83,7 +69,7 @@ class Solver:
         if param.regularization_type not in ("L1", "L2"):
             raise SolverError(f"unknown regularization_type {param.regularization_type!r} (L1 or L2)")
         learning_rate(param, 0, 0)  # checks the lr_policy's fields
-        self._check_snapshot_prefix()
+        check_snapshot_prefix(param)
         if param.random_seed >= 0:  # each worker its own stream (Dropout, mirror, crop), as Caffe
             common.set_random_seed(param.random_seed + common.solver_rank())
         self.net = build_train_net(param)
@@ -360,160 +346,10 @@ class Solver:
                 k += 1
 
     # -- snapshots ---------------------------------------------------------------------------------
-    def _check_snapshot_prefix(self):
-        p = self.param
-        if not p.snapshot:
-            return
-        if not p.HasField("snapshot_prefix"):
-            raise SolverError("the solver sets snapshot but not snapshot_prefix")
-        folder = os.path.dirname(p.snapshot_prefix) or "."
-        if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
-            raise SolverError(f"Cannot write to snapshot prefix '{p.snapshot_prefix}'. Make sure that the "
-                              "directory exists and is writable.")
-
-    def _snapshot_filename(self, extension):
-        return f"{self.param.snapshot_prefix}_iter_{self.iter}{extension}"
-
     def snapshot(self):
-        """Write <prefix>_iter_N.caffemodel and .solverstate, or with `snapshot_format: HDF5`
-        .caffemodel.h5 and .solverstate.h5 in Caffe's layouts (each atomically: an interrupted
-        write leaves no partial file and keeps the previous one). The solver state also holds the
-        data layers' read positions and the random states (caffe.resume_state; in the .h5 a
-        `resume_state` dataset Caffe does not read), so a resumed run continues exactly."""
-        if self.param.snapshot_format == caffe_pb2.SolverParameter.HDF5:
-            model_file = self._snapshot_filename(".caffemodel.h5")
-            glog.info("solver.cpp:471", f"Snapshotting to HDF5 file {model_file}")
-            self.net.save_hdf5(model_file, self.param.snapshot_diff)
-            state_file = self._snapshot_filename(".solverstate.h5")
-            glog.info("sgd_solver.cpp:300", f"Snapshotting solver state to HDF5 file {state_file}")
-            hdf5.save_solver_state(state_file, self.iter, model_file, self.current_step,
-                                   [h.detach().cpu().numpy() for h in self.history],
-                                   resume_state.encode(self._data_positions(), self._worker_states()))
-            self.last_snapshot_iter = self.iter
-            return
-        model_file = self._snapshot_filename(".caffemodel")
-        glog.info("solver.cpp:464", f"Snapshotting to binary proto file {model_file}")
-        net_param = self.net.to_proto()
-        if self.param.snapshot_diff:
-            for layer, view in zip(net_param.layer, self.net.layers):
-                for i, blob in enumerate(view.blobs):
-                    layer.blobs[i].CopyFrom(array_to_blobproto(blob.data, blob.diff))
-        write_binary_proto(model_file, net_param)
-        state = caffe_pb2.SolverState(iter=self.iter, learned_net=model_file, current_step=self.current_step)
-        for h in self.history:
-            state.history.append(array_to_blobproto(h.detach().cpu().numpy()))
-        state_file = self._snapshot_filename(".solverstate")
-        glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file {state_file}")
-        extra = resume_state.encode(self._data_positions(), self._worker_states())
-        atomic_write(state_file, state.SerializeToString() + extra)
-        self.last_snapshot_iter = self.iter
-
-    def _worker_states(self):
-        """Every worker's random states and train-net data positions, this one's as they are now,
-        if caffe.NCCL gathered the others' at this iteration (else None: a single worker)."""
-        if self.worker_states is None or self.worker_states[0] != self.iter:
-            return None
-        workers = list(self.worker_states[1])
-        workers[common.solver_rank()] = resume_state.worker_state(self.net)
-        return workers
-
-    def _data_positions(self):
-        """The data positions of the train net and each test net (a test net being tested: as at the
-        test's start, since a resumed run repeats that test)."""
-        testing = self._testing
-        return [resume_state.net_positions(self.net)] + [
-            testing[1] if testing and testing[0] == i else resume_state.net_positions(net)
-            for i, net in enumerate(self.test_nets)]
+        """Write <prefix>_iter_N.caffemodel and .solverstate (caffe.solvers.snapshot.write_snapshot)."""
+        write_snapshot(self)
 
     def restore(self, state_file):
-        """Continue from a .solverstate (or a .solverstate.h5): iteration, current_step, history,
-        the weights of its `learned_net` (as written, else relative to the state's folder), and
-        where we wrote them, the data positions and random states."""
-        state_file = os.fspath(state_file)
-        if state_file.endswith(".h5"):
-            try:
-                iteration, learned_net, current_step, history, extra = hdf5.load_solver_state(
-                    state_file, [tuple(h.shape) for h in self.history])
-            except hdf5.HDF5Error as e:
-                raise SolverError(str(e)) from None
-            extra = resume_state.decode(extra, state_file) if extra is not None else None
-        else:
-            data = read_file(state_file, binary=True)
-            state = parse_binary_proto(data, caffe_pb2.SolverState, state_file)
-            extra = resume_state.decode(data, state_file)
-            learned_net = state.learned_net if state.HasField("learned_net") else None
-            iteration, current_step = state.iter, state.current_step
-            if len(state.history) != len(self.history):
-                raise SolverError(f"{state_file}: {len(state.history)} history blobs, but a {self.type} solver on "
-                                  f"this net has {len(self.history)} ({self.history_slots} per parameter blob)")
-            history = [blobproto_to_array(blob) for blob in state.history]
-            for i, (h, values) in enumerate(zip(self.history, history)):
-                if values.size != h.numel():
-                    raise SolverError(f"{state_file}: history blob {i} has shape {values.shape}, the parameter "
-                                      f"has shape {tuple(h.shape)}")
-        if learned_net is not None:
-            self.net.copy_from(_find_learned_net(learned_net, state_file))
-        for h, values in zip(self.history, history):
-            with torch.no_grad():
-                h.copy_(torch.from_numpy(np.asarray(values, np.float32).reshape(h.shape)))
-        self.iter = iteration
-        self.current_step = current_step
-        glog.info("sgd_solver.cpp:358", f"{self.type}Solver: restoring history")
-        resume_state.apply(extra, [self.net] + list(self.test_nets), state_file)
-        self.last_snapshot_iter = self.iter
-
-
-def claim_snapshot_prefix(prefix):
-    """Hold the lock of a snapshot prefix for one training run (released when the returned lock
-    is, or when the process ends however it ends), then remove the temporary files that a run
-    killed while snapshotting left under it: holding the lock proves that no writer of them lives.
-    Raises `filelock.LockedError` naming the prefix and its holder."""
-    folder = os.path.dirname(prefix) or "."
-    if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
-        raise SolverError(f"Cannot write to snapshot prefix '{prefix}'. Make sure that the directory exists and "
-                          "is writable.")
-    lock = filelock.hold(prefix if os.path.basename(prefix) else os.path.join(prefix, "_iter"), "snapshot prefix")
-    pattern = os.path.join(glob.escape(folder), ".tmp-" + glob.escape(os.path.basename(prefix)) + "_iter_*")
-    for orphan in sorted(glob.glob(pattern)):
-        glog.warning("solver.cpp", f"Removing {orphan}: a snapshot file left half written by a run killed while "
-                                   "snapshotting")
-        os.unlink(orphan)
-    return lock
-
-def _find_learned_net(name, state_file):
-    folder = os.path.dirname(state_file)
-    tries = [name, os.path.join(folder, name), os.path.join(folder, os.path.basename(name))]
-    for path in tries:
-        if os.path.isfile(path):
-            return path
-    raise SolverError(f"{state_file}: its learned_net {name!r} is not found (tried {', '.join(dict.fromkeys(tries))})")
-
-
-def solver_class(type_name):
-    try:
-        return _SOLVERS[type_name]
-    except KeyError:
-        raise SolverError(f"unknown solver type {type_name!r}; known: {', '.join(_SOLVERS)}") from None
-
-
-def get_solver_from_string(text):
-    """The solver for a SolverParameter given as prototxt text (`net` paths are relative to the
-    working directory)."""
-    param = parse_prototxt(text, caffe_pb2.SolverParameter(), "<solver string>")
-    try:
-        upgrade_solver(param, "<solver string>")
-    except UpgradeError as e:
-        raise SolverError(str(e)) from None
-    return get_solver(param)
-
-
-def get_solver(solver_file_or_param):
-    """The solver of the type a solver file (or SolverParameter) names (`type`, or the legacy
-    `solver_type`); pycaffe's `caffe.get_solver`."""
-    if isinstance(solver_file_or_param, caffe_pb2.SolverParameter):
-        param = caffe_pb2.SolverParameter()
-        param.CopyFrom(solver_file_or_param)
-        upgrade_solver(param, "<SolverParameter>")
-    else:
-        param = read_solver_param(solver_file_or_param)
-    return solver_class(param.type)(param)
+        """Continue from a .solverstate or .solverstate.h5 (caffe.solvers.snapshot.restore_snapshot)."""
+        restore_snapshot(self, state_file)
