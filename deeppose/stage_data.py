@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from caffe import image_list
+from caffe.formats import image_list
 from caffe.atomic_file import atomic_write
 
 from .dataset import DatasetDescription, flip_joints, torso_diameter
@@ -309,7 +309,7 @@ def write_list(path, rows) -> Path:
 
 def read_list(path) -> tuple[list[str], np.ndarray]:
     """A list's image paths and value rows (N, K), read by the reader of convert_imageset_multilabel
-    (`caffe.image_list.read_list`: finite values, as many on every line, errors naming the file and
+    (`caffe.formats.image_list.read_list`: finite values, as many on every line, errors naming the file and
     line); blank lines are skipped."""
     entries = [e for e in image_list.read_list(path, multilabel=True) if e.path]
     return [e.path for e in entries], np.asarray([e.label for e in entries], float)

@@ -17,6 +17,7 @@ DEEPPOSE_EXTRAS = {
     "caffe.data_transformer": "deployment preprocesses with the training net's own transform_param",
     "caffe.formats.caffemodel": "a stage's weights read without building its net",
     "caffe.formats.db.backends": "a Data layer's backend name, as the engine reads it",
+    "caffe.formats.image_list": "the stage lists read by the reader of convert_imageset's list files",
     "caffe.tools": "Caffe's tools (convert_imageset, compute_image_mean) run in-process",
 }
 

@@ -287,7 +287,7 @@ def test_list_files_round_trip(tmp_path):
     (["a.png 1 2", "b.png"], r"l.txt:2: expected .*\(no labels\)"),
 ])
 def test_list_files_are_read_as_the_database_tool_reads_them(tmp_path, lines, error):
-    """One reader (caffe.image_list's, convert_imageset_multilabel's): a bad line is named by file
+    """One reader (caffe.formats.image_list's, convert_imageset_multilabel's): a bad line is named by file
     and line; blank lines are skipped."""
     path = tmp_path / "l.txt"
     path.write_text("\n".join(lines[:-1]) + "\n")
