@@ -18,7 +18,7 @@ _LAYER_NAME, _LAYER_BLOBS = 1, 7
 _V1_NAME, _V1_BLOBS, _V1_V0_LAYER = 4, 6, 1
 _V0_NAME, _V0_BLOBS = 1, 50
 _BLOB_LEGACY = (1, 2, 3, 4)  # num, channels, height, width
-_BLOB_DATA, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = 5, 7, 8
+_BLOB_DATA, _BLOB_DIFF, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = 5, 6, 7, 8
 
 
 def _fields(buf, start, end):
@@ -107,22 +107,83 @@ def _length_delimited(number, payload):
     return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
 
 
-def blob_bytes(array):
-    """A BlobProto (with `shape`) holding `array`, as wire bytes."""
-    array = np.ascontiguousarray(array, dtype="<f4")
-    dims = b"".join(_encode_varint(int(d)) for d in array.shape)
-    return _length_delimited(_BLOB_SHAPE, _length_delimited(1, dims) if dims else b"") + \
-        _length_delimited(_BLOB_DATA, array.tobytes())
+class Chunks:
+    """A message's wire bytes as a list of parts (bytes, or the arrays' own memory: writing
+    weights copies none of them), with their total length."""
+
+    def __init__(self, *parts):
+        self.parts, self.size = [], 0
+        for part in parts:
+            self.add(part)
+
+    def add(self, part):
+        view = memoryview(part).cast("B")
+        self.parts.append(view)
+        self.size += view.nbytes
+
+    def field(self, number, inner):
+        """Append field `number`, length-delimited, holding `inner` (Chunks or bytes-like)."""
+        inner = inner if isinstance(inner, Chunks) else Chunks(inner)
+        self.add(_encode_varint(number << 3 | 2) + _encode_varint(inner.size))
+        self.parts.extend(inner.parts)
+        self.size += inner.size
 
 
-def write_caffemodel(path, net_param, blobs_by_layer):
-    """Write `net_param` (a NetParameter whose layers carry no blobs) with each layer's blobs
-    (a list of arrays per layer, aligned with net_param.layer), atomically."""
+def blob_chunks(data, diff=None):
+    """A BlobProto with `shape` holding `data` (and `diff`) as float32, fields in protobuf's
+    order (data 5, diff 6, shape 7), as `array_to_blobproto(...).SerializeToString()`."""
+    shape = np.shape(data)
+    out = Chunks()
+    for number, values in ((_BLOB_DATA, data), (_BLOB_DIFF, diff)):
+        if values is not None and np.size(values):  # protobuf writes no empty repeated field
+            out.field(number, np.ascontiguousarray(values, dtype="<f4").reshape(-1))
+    dims = b"".join(_encode_varint(int(d)) for d in shape)
+    out.field(_BLOB_SHAPE, _length_delimited(1, dims) if dims else b"")
+    return out
+
+
+def message_chunks(message, number, items):
+    """`message`'s wire bytes with `items` (Chunks) as its repeated field `number`, placed in
+    field-number order: `message.SerializeToString()` had the items been appended to it."""
+    head = message.SerializeToString()
+    cut = len(head)
+    for n, start in _field_starts(head):
+        if n > number:
+            cut = start
+            break
+    out = Chunks(head[:cut])
+    for item in items:
+        out.field(number, item)
+    out.add(head[cut:])
+    return out
+
+
+def _field_starts(buf):
+    """(field number, offset of its key) of each field of a serialised message."""
+    pos = 0
+    for number, wire, value in _fields(buf, 0, len(buf)):
+        yield number, pos
+        pos = value[1] if wire in (1, 2, 5) else _after_varint_field(buf, pos)
+
+
+def _after_varint_field(buf, pos):
+    _, pos = _varint(buf, pos)
+    _, pos = _varint(buf, pos)
+    return pos
+
+
+def caffemodel_chunks(net_param, blobs_by_layer):
+    """A NetParameter (its layers without blobs) with each layer's blobs (a list of (data, diff
+    or None) per layer, aligned with net_param.layer), as Caffe's Net::ToProto serialises it."""
     head = type(net_param)()
     head.CopyFrom(net_param)
     del head.layer[:]
-    parts = [head.SerializeToString()]
-    for layer, arrays in zip(net_param.layer, blobs_by_layer):
-        payload = layer.SerializeToString() + b"".join(_length_delimited(_LAYER_BLOBS, blob_bytes(a)) for a in arrays)
-        parts.append(_length_delimited(_NET_LAYER, payload))
-    atomic_write(path, b"".join(parts))
+    out = Chunks(head.SerializeToString())
+    for layer, blobs in zip(net_param.layer, blobs_by_layer):
+        out.field(_NET_LAYER, message_chunks(layer, _LAYER_BLOBS, [blob_chunks(*b) for b in blobs]))
+    return out
+
+
+def write_caffemodel(path, net_param, blobs_by_layer):
+    """Write `caffemodel_chunks(net_param, blobs_by_layer)` to `path`, atomically."""
+    atomic_write(path, caffemodel_chunks(net_param, blobs_by_layer).parts)

@@ -91,5 +91,10 @@ def to_proto(net):
 
 def save(net, path):
     """Write the weights as a binary .caffemodel (Caffe's Net::ToProto), atomically."""
-    write_caffemodel(path, layers_proto(net),
-                     [[b.param.detach().cpu().numpy() for b in view.blobs] for view in net.layers])
+    write_caffemodel(path, layers_proto(net), blobs_of(net))
+
+
+def blobs_of(net, diff=False):
+    """Each layer's blobs as (data, diff or None) arrays sharing the net's memory."""
+    return [[(b.data, b.diff) if diff else (b.param.detach().cpu().numpy(), None) for b in view.blobs]
+            for view in net.layers]

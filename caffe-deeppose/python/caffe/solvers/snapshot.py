@@ -10,10 +10,14 @@ import torch
 from .. import common, filelock, glog
 from ..atomic_file import atomic_write
 from ..formats import hdf5
-from ..formats.protoio import array_to_blobproto, blobproto_to_array, parse_binary_proto, read_file, write_binary_proto
+from ..formats.caffemodel import blob_chunks, caffemodel_chunks, message_chunks
+from ..formats.protoio import blobproto_to_array, parse_binary_proto, read_file
+from ..net.weights import blobs_of, layers_proto
 from ..proto import caffe_pb2
 from . import resume_state
 from .lr_policy import SolverError
+
+_STATE_HISTORY = 3  # SolverState.history
 
 
 def _check_folder(prefix):
@@ -72,19 +76,13 @@ def write_snapshot(solver):
         return
     model_file = _filename(solver, ".caffemodel")
     glog.info("solver.cpp:464", f"Snapshotting to binary proto file {model_file}")
-    net_param = net.to_proto()
-    if param.snapshot_diff:
-        for layer, view in zip(net_param.layer, net.layers):
-            for i, blob in enumerate(view.blobs):
-                layer.blobs[i].CopyFrom(array_to_blobproto(blob.data, blob.diff))
-    write_binary_proto(model_file, net_param)
+    atomic_write(model_file, caffemodel_chunks(layers_proto(net), blobs_of(net, param.snapshot_diff)).parts)
     state = caffe_pb2.SolverState(iter=solver.iter, learned_net=model_file, current_step=solver.current_step)
-    for h in solver.history:
-        state.history.append(array_to_blobproto(h.detach().cpu().numpy()))
+    history = [blob_chunks(h.detach().cpu().numpy()) for h in solver.history]
     state_file = _filename(solver, ".solverstate")
     glog.info("sgd_solver.cpp:284", f"Snapshotting solver state to binary proto file {state_file}")
     extra = resume_state.encode(_data_positions(solver), _worker_states(solver))
-    atomic_write(state_file, state.SerializeToString() + extra)
+    atomic_write(state_file, message_chunks(state, _STATE_HISTORY, history).parts + [extra])
     solver.last_snapshot_iter = solver.iter
 
 
