@@ -28,7 +28,7 @@ from pathlib import Path
 from . import datasets, evaluate, nets, solvers, stage_data, steps
 from .cli import command
 from .dataset import annotation_paths
-from .options import device_ids, env_default, non_negative_int, one_of, positive_float, positive_int
+from .options import Extend, device_ids, env_default, non_negative_int, one_of, positive_float, positive_int, solver_fields
 
 STEPS = ("data", "stage1", "lmdb1", "train1", "accuracy1", "output1", "stage2", "lmdb2", "train2", "accuracy2")
 STAMP = Path("models/dataset.txt")  # the dataset whose outputs models/ holds
@@ -71,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument(f"--lr{k}", type=positive_float, default=env_default(f"DEEPPOSE_LR{k}"),
                        help=f"cpu: stage {k}'s base_lr (default: CPU_SOLVER's with --cpu-solver tuned, else the "
                             f"committed solver's) [DEEPPOSE_LR{k}]")
+        s.add_argument(f"--solver{k}", type=solver_fields, action=Extend, metavar="FIELD=VALUE",
+                       default=env_default(f"DEEPPOSE_SOLVER{k}"),
+                       help=f"set a field of stage {k}'s run-local solver (after CPU_SOLVER and --lr{k}); "
+                            f"repeatable, e.g. --solver{k} lr_policy=poly --solver{k} power=1 (the variable: "
+                            f"items separated by spaces) [DEEPPOSE_SOLVER{k}]")
     s.add_argument("--cpu-solver", type=one_of(*CPU_SOLVERS), default=env_default("DEEPPOSE_CPU_SOLVER", "tuned"),
                    metavar="{" + ",".join(CPU_SOLVERS) + "}",
                    help="cpu: the solver's rules: tuned (default: CPU_SOLVER in deeppose/driver.py, see "
@@ -149,8 +154,8 @@ class Run:
         self.gpus = self._gpus() if self.schedule == "full" and self.gpu_count else []
         self.units = args.targets
         stage1, refine = nets.stage_nets(self.desc)
-        self.stages = [self._stage(1, stage1, args.iter1, args.batch1, args.lr1),
-                       self._stage(2, refine, args.iter2, args.batch2, args.lr2)]
+        self.stages = [self._stage(1, stage1, args.iter1, args.batch1, args.lr1, args.solver1 or []),
+                       self._stage(2, refine, args.iter2, args.batch2, args.lr2, args.solver2 or [])]
         self.forced = False
         log(f"dataset {self.desc.name} ({self.desc.root}), seed {self.seed}, schedule {self.schedule}, "
             f"targets in {self.units}")
@@ -175,7 +180,7 @@ class Run:
             raise ValueError(f"--gpus {self.args.gpus}: this machine has {self.gpu_count} GPU(s), no {bad}")
         return gpus
 
-    def _stage(self, number, files: nets.ModelFiles, iters, batch, lr) -> Stage:
+    def _stage(self, number, files: nets.ModelFiles, iters, batch, lr, fields) -> Stage:
         """The stage's run-local solver (models/<net>/run/), derived from the committed one with the
         schedule's fields and the run's random_seed."""
         overrides = {"random_seed": self.seed}
@@ -188,6 +193,7 @@ class Run:
             train_batch = batch
         elif not self.gpus:
             overrides["solver_mode"] = "CPU"
+        overrides.update(fields)
         committed = Path(files.solver)
         solver = solvers.derive_solver(committed, committed.parent / nets.RUN_DIR / committed.name, overrides,
                                        net=files.train, train_batch=train_batch)

@@ -88,3 +88,57 @@ def device_ids(text: str) -> str:
     if text != "all" and not all(g.isascii() and g.isdigit() for g in text.split(",")):
         raise _error(text, "'all' or device ids (integers >= 0) separated by ','")
     return text
+
+
+class Extend(argparse.Action):
+    """A repeatable option whose values (lists) add up; given on the command line, it replaces
+    its default from the environment."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, (items if isinstance(items, list) else []) + values)
+
+
+# the fields the driver sets itself (with their options); --solver1/--solver2 may not
+DRIVER_SOLVER_FIELDS = {"max_iter": "--iter1/--iter2", "snapshot": "--iter1/--iter2", "random_seed": "--seed",
+                        "solver_mode": "--schedule", "net": None, "net_param": None, "train_net": None,
+                        "train_net_param": None, "test_net": None, "test_net_param": None,
+                        "snapshot_prefix": None, "test_iter": "--test-iter", "test_interval": None}
+
+
+def solver_fields(text: str) -> list[tuple[str, object]]:
+    """`FIELD=VALUE ...` (whitespace-separated) as [(field, value)] of SolverParameter fields:
+    numbers, true/false, enum value names, strings (quotes optional)."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    out = []
+    for item in text.split():
+        name, sep, value = item.partition("=")
+        field = caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name.get(name)
+        if not sep or not value:
+            raise _error(text, "FIELD=VALUE items of the solver (e.g. lr_policy=poly power=1)")
+        if field is None:
+            raise _error(text, f"fields of Caffe's SolverParameter (no field {name!r})")
+        if name in DRIVER_SOLVER_FIELDS:
+            use = DRIVER_SOLVER_FIELDS[name]
+            raise _error(text, f"fields the driver does not set itself ({name}: {'use ' + use if use else 'the run sets it'})")
+        if field.type == F.TYPE_MESSAGE:
+            raise _error(text, f"fields with one value ({name} is a message)")
+        if field.type == F.TYPE_ENUM:
+            if value not in field.enum_type.values_by_name:
+                raise _error(text, f"{name} one of {', '.join(field.enum_type.values_by_name)}")
+        elif field.type == F.TYPE_BOOL:
+            if value not in ("true", "false"):
+                raise _error(text, f"{name} true or false")
+            value = value == "true"
+        elif field.type != F.TYPE_STRING:
+            kind = float if field.type in (F.TYPE_FLOAT, F.TYPE_DOUBLE) else int
+            try:
+                value = kind(value)
+            except ValueError:
+                raise _error(text, f"{name} {'a number' if kind is float else 'an integer'}") from None
+        else:
+            value = value.strip('"')
+        out.append((name, value))
+    return out

@@ -35,6 +35,10 @@ def refused(capsys, main, argv):
     ("--seed", "-1", "an integer >= 0"), ("--schedule", "gpu", "one of auto, full, cpu"),
     ("--displacements", "random", "one of simulated, predictions"), ("--from", "train3", "one of data, "),
     ("--cpu-solver", "fast", "one of tuned, seed"), ("--targets", "inches", "one of box, pixels"),
+    ("--solver1", "lr_policy", "FIELD=VALUE items"), ("--solver2", "momentum=0.9 foo=1", "fields of Caffe's SolverParameter (no field 'foo')"),
+    ("--solver1", "max_iter=5", "fields the driver does not set itself (max_iter: use --iter1/--iter2)"),
+    ("--solver2", "power=x", "power a number"), ("--solver1", "solver_type=RMS", "solver_type one of SGD, "),
+    ("--solver1", "test_initialization=no", "test_initialization true or false"),
 ])
 def test_driver_names_a_bad_option(capsys, option, value, must):
     message = refused(capsys, driver.main, [option, value])
@@ -47,7 +51,8 @@ ENV_CASES = [
     ("DEEPPOSE_LR1", "fast"), ("DEEPPOSE_LR2", "-1"), ("DEEPPOSE_TEST_ITER", "0"), ("DEEPPOSE_GPUS", "first"),
     ("DEEPPOSE_SYNTH_TRAIN", "0"), ("DEEPPOSE_SYNTH_TEST", ""), ("DEEPPOSE_SYNTH_SEED", "-5"),
     ("DEEPPOSE_PER_IMAGE", "0"), ("DEEPPOSE_SCHEDULE", "gpu"), ("DEEPPOSE_DISPLACEMENTS", "random"),
-    ("DEEPPOSE_CPU_SOLVER", "fast"), ("DEEPPOSE_TARGETS", "inches"),
+    ("DEEPPOSE_CPU_SOLVER", "fast"), ("DEEPPOSE_TARGETS", "inches"), ("DEEPPOSE_SOLVER1", "lr_policy=poly power"),
+    ("DEEPPOSE_SOLVER2", "net=x.prototxt"),
 ]
 
 
@@ -157,3 +162,15 @@ def test_a_broken_globalvar_is_named_and_the_command_ends_with_status_1(tmp_path
     r = subprocess.run([sys.executable, "-m", "deeppose", "train"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "error: the settings file globalvar.py:2: SyntaxError: invalid syntax\n    DATASET = \"K2HPD\" +" in r.stderr
+
+
+def test_solver_fields_reach_the_run_local_solver_in_order(tmp_path, monkeypatch):
+    """--solver1 items come after CPU_SOLVER (base_lr, lr_policy replaced), in their types; the
+    command line replaces DEEPPOSE_SOLVER2; each field is logged as the driver's other changes."""
+    monkeypatch.setenv("DEEPPOSE_SOLVER2", "lr_policy=step stepsize=50 gamma=0.5")
+    args = driver.parser().parse_args(["--solver1", "lr_policy=poly power=1", "--solver1", "base_lr=3e-4",
+                                       "--solver1", 'type="RMSProp"', "--solver1", "snapshot_after_train=false"])
+    assert args.solver1 == [("lr_policy", "poly"), ("power", 1.0), ("base_lr", 3e-4), ("type", "RMSProp"),
+                            ("snapshot_after_train", False)]
+    assert args.solver2 == [("lr_policy", "step"), ("stepsize", 50), ("gamma", 0.5)]
+    assert driver.parser().parse_args(["--solver2", "momentum=0.5"]).solver2 == [("momentum", 0.5)]

@@ -474,11 +474,14 @@ def test_driver_derives_the_solvers_of_the_schedule(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setenv("DEEPPOSE_ITER2", "9")
-    run = driver.Run(driver.parser().parse_args(["--schedule", "cpu", "--iter1", "5", "--batch1", "4", "--seed", "7"]))
+    run = driver.Run(driver.parser().parse_args(["--schedule", "cpu", "--iter1", "5", "--batch1", "4", "--seed", "7",
+                                                 "--solver2", "lr_policy=poly power=2 base_lr=3e-4"]))
     s1, s2 = run.stages
     p1, p2 = (protoio.read_prototxt(s.solver, caffe_pb2.SolverParameter) for s in run.stages)
     assert (p1.max_iter, p1.snapshot, p1.random_seed, p1.solver_mode) == (5, 5, 7, caffe_pb2.SolverParameter.CPU)
-    assert (p2.max_iter, p2.random_seed) == (9, 7)
+    assert (p1.lr_policy, p1.base_lr) == ("fixed", pytest.approx(1e-4))  # CPU_SOLVER's
+    assert (p2.max_iter, p2.random_seed, p2.lr_policy, p2.power, p2.type) == (9, 7, "poly", 2, "Adam")
+    assert p2.base_lr == pytest.approx(3e-4)
     assert [l.data_param.batch_size for l in p1.net_param.layer if l.type == "Data"] == [4, 1]
     assert s1.final == Path("models/deeppose/snapshot/deeppose_iter_5.caffemodel")
     assert s2.data.test_db == "models/deeppose_refine/val_data_lmdb" and s2.log == Path("models/deeppose_refine/deeppose_refine.log")
