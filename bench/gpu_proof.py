@@ -35,8 +35,9 @@ from bench_distributed import write_solver as write_small_solver
 from bench_train import make_lmdb, write_solver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE = ["tests/test_golden.py", "tests/test_layers_basic.py", "tests/test_layers_vision.py", "tests/test_net.py",
-         "tests/test_solvers.py", "tests/test_data.py", "tests/test_io.py"]
+SUITE = ["tests/engine/test_golden.py", "tests/engine/test_layers_basic.py", "tests/engine/test_layers_vision.py",
+         "tests/engine/test_net.py", "tests/engine/test_solvers.py", "tests/engine/test_data.py",
+         "tests/engine/test_io.py"]
 SEED_ITERS, SEED_BATCH = 120000, 32
 
 

@@ -12,10 +12,11 @@ import pytest
 from caffe import accel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(HERE, "golden")
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(HERE)  # the repository
+GOLDEN = os.path.join(HERE, "golden")  # what the real Caffe computed (golden/README.md)
+DATA = os.path.join(HERE, "data")  # the other expected files (pycaffe/, legacy/, tools/ ...)
 # the suite does not pay torch.compile's time: the inference fast path stays eager (also in the
-# tools the tests start); tests/test_fastpath.py turns it on where it tests it
+# tools the tests start); tests/engine/test_fastpath.py turns it on where it tests it
 os.environ["CAFFE_COMPILE"] = "0"
 
 # for tests that check an acceleration is used (caffe.accel): none is with CAFFE_REFERENCE=1
