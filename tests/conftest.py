@@ -1,8 +1,12 @@
 """Shared test fixtures: the golden set (its location, a writable copy of its files), the one
-builder of small nets, DeepPose stage nets shaped like the committed ones, the worst-error report."""
+builder of small nets, DeepPose stage nets shaped like the committed ones, the worst-error report,
+a command run as the user runs it."""
 import collections
 import os
+import resource
 import shutil
+import signal
+import subprocess
 import sys
 import textwrap
 
@@ -151,3 +155,24 @@ def stage_nets(tmp_path, monkeypatch):
         caffe.Net(f"{name}.prototxt", caffe.TEST).save(f"{name}.caffemodel")
         files.append(nets.ModelFiles(f"{name}.prototxt", f"{name}_train.prototxt", f"{name}_solver.prototxt"))
     return files
+
+
+# -- commands ------------------------------------------------------------------------------------
+def run_command(args, cwd=None, limit_file_size=None):
+    """Run a command; with `limit_file_size` its files cannot grow past that many bytes (a full
+    disk: writes fail with EFBIG)."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
+                          preexec_fn=limit if limit_file_size else None, timeout=120)
+
+
+def failed(r, *names):
+    """The command failed with status 1, naming each of `names`, in a message without a traceback."""
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "Traceback" not in out, out
+    for name in names:
+        assert str(name) in out, f"{name!r} not in:\n{out}"
+    return out

@@ -1,10 +1,9 @@
 """Options named in their own words: every option of the driver (`python -m deeppose train`, its
 DEEPPOSE_* defaults) and of the tools and model scripts is checked where it is parsed, and a bad
 value ends the command with status 2 and a message naming the option (or the environment
-variable) and the value (the Caffe tools' flags: status 1, as their other errors); a dataset
+variable) and the value (the Caffe tools' flags: tests/engine/test_options.py); a dataset
 description file that fails (a syntax error, an exception while it runs, no DATASET) ends the
 command with status 1 and a message naming file:line with the line's text."""
-import os
 import runpy
 import subprocess
 import sys
@@ -99,23 +98,6 @@ def test_tools_name_a_bad_option(capsys, path, argv, option):
 ])
 def test_model_scripts_name_a_bad_option(capsys, main, argv, option):
     assert f"error: argument {option}: must be " in refused(capsys, main, argv)
-
-
-def test_convert_imageset_names_a_bad_encode_type(tmp_path, capsys):
-    """Checked before anything is read or written (OpenCV's own error came from deep inside)."""
-    from caffe.tools import convert_imageset
-    (tmp_path / "list.txt").write_text("a.png 1\n")
-    assert convert_imageset.main(["-encode_type=xyz", f"{tmp_path}/", str(tmp_path / "list.txt"),
-                                  str(tmp_path / "db")]) == 1
-    assert "-encode_type=xyz: OpenCV has no encoder for that type" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path)) == ["list.txt"]
-
-
-@pytest.mark.parametrize("delimiter", ["", ";;"])
-def test_parse_log_names_a_bad_delimiter(tmp_path, capsys, delimiter):
-    from caffe.tools import parse_log
-    assert parse_log.main([f"-delimiter={delimiter}", "train.log", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == f"parse_log: -delimiter={delimiter!r}: must be one character\n"
 
 
 BROKEN = {
