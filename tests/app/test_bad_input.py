@@ -24,8 +24,8 @@ from deeppose.dataset import write_annotations
 from deeppose.synth import render_sample
 from deeppose.synth.kinect import to_mm16
 from tests import conftest
-from tests.app.conftest import file_bytes
-from tests.conftest import deploy_input_shape, failed, run_command as run
+from tests.app.conftest import deploy_input_shape, file_bytes
+from tests.conftest import failed, run_command as run
 
 ROOT = Path(conftest.ROOT)
 DATA = Path(K2HPD.root)

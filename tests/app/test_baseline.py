@@ -6,25 +6,20 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
 from deeppose import stage_data
 from deeppose.dataset import DatasetDescription, write_annotations
 from deeppose.evaluate import mean_pose, mean_pose_baseline, scores
-
-DESCRIPTION = """from deeppose.dataset import DatasetDescription
-DATASET = DatasetDescription(name='two', size=(32, 24), joint_names=('tip', 'base'), limbs=((0, 1),),
-    torso_joints=(0, 1), flip_pairs=(), alpha=1.0, root='d', image_dir='i',
-    train_annotations='tr.txt', test_annotations='te.txt', image_name_format='{}.png')
-"""
+from tests.app.conftest import TWO_JOINTS
+from tests.conftest import ROOT
 
 
 @pytest.fixture
 def two(tmp_path, monkeypatch):
     """A two-joint dataset (description file two.py) with a stage-1 training list and a test split."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "two.py").write_text(DESCRIPTION)
+    (tmp_path / "two.py").write_text(TWO_JOINTS)
     namespace = {}
-    exec(DESCRIPTION, namespace)
+    exec(TWO_JOINTS, namespace)
     desc: DatasetDescription = namespace["DATASET"]
     rng = np.random.default_rng(0)
     targets = rng.uniform(-10, 10, (6, 4))

@@ -12,6 +12,7 @@ from deeppose.nets import REFINE, STAGE1
 from deeppose.dataset import read_split
 from deeppose.datasets import FLIC, K2HPD, LSP
 from deeppose.datasets.flic import COORD_INDEX, POINTS
+from tests.app.conftest import TWO_JOINTS
 from tests.conftest import ROOT
 
 RNG = np.random.default_rng(0)
@@ -135,11 +136,7 @@ def test_tools_take_the_dataset(tmp_path):
 
     from deeppose.dataset import write_annotations
     from deeppose.stage_data import write_list
-    (tmp_path / "two.py").write_text(
-        "from deeppose.dataset import DatasetDescription\n"
-        "DATASET = DatasetDescription(name='two', size=(32, 24), joint_names=('tip', 'base'), limbs=((0, 1),),\n"
-        "    torso_joints=(0, 1), flip_pairs=(), alpha=1.0, root='d', image_dir='i',\n"
-        "    train_annotations='tr.txt', test_annotations='te.txt', image_name_format='{}.png')\n")
+    (tmp_path / "two.py").write_text(TWO_JOINTS)
     (tmp_path / "d").mkdir()
     write_annotations(tmp_path / "d/tr.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(4)])
     write_annotations(tmp_path / "d/te.txt", [(f"{i}.png", RNG.uniform(0, 24, (2, 2))) for i in range(3)])

@@ -11,38 +11,15 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import pytest
 
 from deeppose.datasets import K2HPD
 from deeppose.metrics import PDJ_FRACTIONS
-from tests import conftest
+from tests.app.conftest import TINY, copy_repository, run_tiny as run
 
 pytestmark = pytest.mark.slow  # every test reads the run of the whole pipeline (minutes)
-ROOT = Path(conftest.ROOT)
-FILES = ["deeppose_train.sh", "globalvar.py", "data/K2HPD/get_stage.py", "tools/make_synthetic_k2hpd.py",
-         "tools/pdj_vs_iterations.py",
-         *(str(p.relative_to(ROOT)) for d in ("models/deeppose", "models/deeppose_refine")
-           for p in (ROOT / d).iterdir() if p.suffix in (".py", ".prototxt"))]
-TINY = {"DEEPPOSE_SCHEDULE": "cpu", "DEEPPOSE_SYNTH_TRAIN": "16", "DEEPPOSE_SYNTH_TEST": "8",
-        "DEEPPOSE_SYNTH_SEED": "0", "DEEPPOSE_ITER1": "2", "DEEPPOSE_ITER2": "2", "DEEPPOSE_BATCH1": "2",
-        "DEEPPOSE_BATCH2": "4", "DEEPPOSE_TEST_ITER": "2", "DEEPPOSE_PER_IMAGE": "2"}
-
-
-def run(args, cwd, env=None):
-    """Run a command with the tiny schedule; its output (stdout and the log on stderr)."""
-    r = subprocess.run(args, cwd=cwd, env={**os.environ, **TINY, **(env or {})}, capture_output=True, text=True)
-    assert r.returncode == 0, f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r.stdout + r.stderr
-
-
-def copy_repository(repo):
-    for f in FILES:
-        (repo / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, repo / f)
-    return repo
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import sys
 import cv2
 import pytest
 
-from tests.app.test_e2e import ROOT, TINY, copy_repository, run  # the same copy of the repository, the same tiny schedule
+from tests.app.conftest import TINY, copy_repository, run_tiny as run  # the same copy and schedule as test_e2e
 
 pytestmark = pytest.mark.slow  # the whole pipeline runs (minutes)
 

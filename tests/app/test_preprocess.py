@@ -6,9 +6,9 @@ import pytest
 
 import caffe
 from caffe.tools import compute_image_mean, convert_imageset
-from tests.conftest import deploy_input_shape
 from deeppose import preprocess
 from deeppose.datasets import K2HPD
+from tests.app.conftest import deploy_input_shape
 
 
 def test_deployed_input_equals_the_data_layers(stage_nets):

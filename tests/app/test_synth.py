@@ -11,6 +11,7 @@ from deeppose.synth.body import PART_MIRROR, PARTS, pose_body, ry, sample_pose, 
 from deeppose.synth.kinect import NOISE_PER_M2, to_gray8
 from deeppose.synth.render import Plane, render
 from deeppose.synth.scene import MARGIN, NONE
+from tests.app.conftest import file_bytes
 
 SEED = 7
 
@@ -20,10 +21,6 @@ def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("k2hpd")
     make_dataset(K2HPD, out, n_train=4, n_test=2, seed=SEED, raw16=True)
     return out
-
-
-def _files(root):
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_layout_and_annotations(dataset):
@@ -42,7 +39,7 @@ def test_layout_and_annotations(dataset):
 
 def test_same_seed_same_bytes_and_parts_equal_the_whole(dataset, tmp_path):
     make_dataset(K2HPD, tmp_path, n_train=4, n_test=2, seed=SEED, raw16=True, workers=2)
-    assert _files(tmp_path) == _files(dataset)
+    assert file_bytes(tmp_path) == file_bytes(dataset)
     sample = render_sample(K2HPD, SEED, 5)
     assert cv2.imencode(".png", sample.image)[1].tobytes() == (dataset / K2HPD.image_dir / K2HPD.image_name(5)).read_bytes()
     np.testing.assert_allclose(read_annotations(dataset / K2HPD.test_annotations, K2HPD)[1][1], sample.joints, atol=5e-4)

@@ -3,7 +3,8 @@ that it acts as in Caffe (tests/engine/test_field_audit.py checks each entry and
 one). Evidence:
   golden("layers/CASE" | "rules/CASE" | "files/CASE")  a golden case (computed by the real Caffe) whose
                                    prototxt sets the field; test_golden / test_legacy_fields run it
-  test("test_file.py::test_name")  a test of ours that sets the field (the file must mention it)
+  test("test_file.py::test_name")  a test of ours in tests/engine that sets the field (the file must
+                                   mention it)
   REFUSED                          setting it raises a clear "not supported" error
   no_effect("why")                 Caffe's results do not depend on it; checked on the first golden
                                    layer case of the type: set, the results stay Caffe's

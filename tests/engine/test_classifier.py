@@ -7,13 +7,9 @@ import numpy as np
 import pytest
 
 import caffe
-from tests.conftest import DATA
+from tests.engine.conftest import PYCAFFE_DATA, PYCAFFE_EXPECTED
+import io_cases  # tests/data/pycaffe, on sys.path by tests/engine/conftest.py
 
-PYCAFFE_DATA = os.path.join(DATA, "pycaffe")
-sys.path.insert(0, PYCAFFE_DATA)
-import io_cases  # noqa: E402
-
-EXPECTED = np.load(os.path.join(PYCAFFE_DATA, "expected.npz"))
 PROTOTXT = os.path.join(PYCAFFE_DATA, "classifier_net.prototxt")
 WEIGHTS = os.path.join(PYCAFFE_DATA, "classifier_net.caffemodel")
 
@@ -24,9 +20,9 @@ def test_classifier_predicts_as_pycaffe():
     assert isinstance(classifier, caffe.Net) and classifier.phase == caffe.TEST
     over = classifier.predict(images)
     assert over.shape == (3, 5)
-    np.testing.assert_allclose(over, EXPECTED["classifier/oversample"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(over, PYCAFFE_EXPECTED["classifier/oversample"], rtol=1e-5, atol=1e-7)
     center = classifier.predict(images, oversample=False)
-    np.testing.assert_allclose(center, EXPECTED["classifier/center"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(center, PYCAFFE_EXPECTED["classifier/center"], rtol=1e-5, atol=1e-7)
     assert not np.allclose(over, center)
 
 
@@ -44,7 +40,7 @@ def test_detector_windows_as_pycaffe():
     found = detector.detect_windows([(os.path.join(PYCAFFE_DATA, name), windows)])
     assert [d["window"] for d in found] == windows
     assert {d["filename"] for d in found} == {os.path.join(PYCAFFE_DATA, name)}
-    np.testing.assert_allclose(np.array([d["prediction"] for d in found]), EXPECTED["detector/windows"],
+    np.testing.assert_allclose(np.array([d["prediction"] for d in found]), PYCAFFE_EXPECTED["detector/windows"],
                                rtol=1e-5, atol=1e-7)
 
 
@@ -77,5 +73,5 @@ def test_detector_selective_search(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "selective_search_ijcv_with_python", FakeSelectiveSearch)
     monkeypatch.chdir(PYCAFFE_DATA)
     found = detector.detect_selective_search([name])
-    np.testing.assert_allclose(np.array([d["prediction"] for d in found]), EXPECTED["detector/windows"],
+    np.testing.assert_allclose(np.array([d["prediction"] for d in found]), PYCAFFE_EXPECTED["detector/windows"],
                                rtol=1e-5, atol=1e-7)

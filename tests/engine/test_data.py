@@ -1,7 +1,6 @@
 """The data layers, the LMDB and LevelDB readers/writers and the data tools: behaviour and clear errors."""
 import os
 import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -16,31 +15,7 @@ from caffe.formats.protoio import parse_prototxt
 from caffe.layer_modules.array_data import set_input_arrays
 from caffe.proto import caffe_pb2
 from caffe.tools import flags as gflags
-
-
-def datum(value, label=0, floats=(), shape=(3, 4, 5)):
-    """A raw Datum whose pixels all equal `value` except pixel [c, h, w] = c + h + w (for flips)."""
-    img = np.full(shape, value, np.uint8)
-    img[:, :, 0] += np.arange(shape[1], dtype=np.uint8)[None]
-    d = caffe.io.array_to_datum(img, label)
-    d.float_data.extend(floats)
-    return d
-
-
-def make_db(path, values, backend="lmdb"):
-    with new_db(path, backend) as w:
-        for i, v in enumerate(values):
-            w.put(f"{i:08d}_item", v if isinstance(v, bytes) else v.SerializeToString())
-    return str(path)
-
-
-def data_net(source, phase=caffe.TRAIN, batch=2, tops=("data", "label"), data_param="", transform="",
-             backend="LMDB"):
-    """A net of one Data layer; backend None leaves data_param.backend unset (LEVELDB)."""
-    text = f"""layer {{ name: "d" type: "Data" {' '.join(f'top: "{t}"' for t in tops)}
-      transform_param {{ {transform} }}
-      data_param {{ source: "{source}" batch_size: {batch} {f'backend: {backend}' if backend else ''} {data_param} }} }}"""
-    return caffe.Net.from_param(parse_prototxt(text, caffe_pb2.NetParameter()), phase)
+from tests.engine.conftest import data_net, datum, make_db, tool
 
 
 @pytest.fixture
@@ -294,7 +269,7 @@ def test_convert_imageset_skips_an_unreadable_image(tmp_path):
     for name in ("a.png", "c.png"):
         cv2.imwrite(str(tmp_path / name), np.full((4, 5, 3), 9, np.uint8))
     (tmp_path / "list.txt").write_text("a.png 1\nnot_there.png 2\nc.png 3\n")
-    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "convert_imageset"), "-gray",
+    run = subprocess.run([tool("convert_imageset"), "-gray",
                           f"{tmp_path}/", str(tmp_path / "list.txt"), str(tmp_path / "db")],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

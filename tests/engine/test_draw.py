@@ -11,9 +11,8 @@ from google.protobuf import text_format
 import caffe
 import caffe.draw
 from caffe.proto import caffe_pb2
-from tests.conftest import DATA
+from tests.engine.conftest import PYCAFFE_DATA
 
-PYCAFFE_DATA = os.path.join(DATA, "pycaffe")
 LENET = os.path.join(PYCAFFE_DATA, "net_spec_lenet.prototxt")
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 

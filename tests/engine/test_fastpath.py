@@ -12,7 +12,7 @@ import torch
 
 import caffe
 from caffe.accel import fastpath
-from tests.conftest import ACCELERATED, python_double_layer
+from tests.engine.conftest import ACCELERATED, python_double_layer
 
 pytestmark = ACCELERATED
 

@@ -2,7 +2,6 @@
 (read from the descriptors) needs an entry in tests/engine/field_audit_table.py, and each entry's
 evidence is checked here (see that file for the kinds)."""
 import ast
-import json
 import os
 import re
 
@@ -14,8 +13,8 @@ from caffe.formats.protoio import read_prototxt
 from caffe.proto import caffe_pb2
 from caffe.layer_modules import layer_type_list
 from tests.conftest import GOLDEN
+from tests.engine.conftest import compare, golden_index
 from tests.engine.field_audit_table import AUDIT, BASES, TYPES
-from tests.engine.test_golden import compare
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # the test files the table names
 
@@ -72,7 +71,7 @@ def _golden_sets(case, message, field):
 def _net_with(layer_type, message, field, monkeypatch):
     """(net param, case) of the golden case for `layer_type` (BASES, else its first layer case), the
     field set in its layer of that type; the working directory is the case's folder."""
-    index = json.load(open(os.path.join(GOLDEN, "layers", "index.json")))
+    index = golden_index("layers")
     case = BASES.get(layer_type) or next((f"layers/{c}" for c in sorted(index) if index[c]["type"] == layer_type),
                                          None)
     assert case, f"no golden case of type {layer_type} to set {message}.{field} in (add one to BASES)"

@@ -11,7 +11,7 @@ import caffe
 from caffe.formats.protoio import parse_prototxt
 from caffe.proto import caffe_pb2
 from tests.conftest import GOLDEN
-from tests.engine.test_data import data_net, datum, make_db
+from tests.engine.conftest import data_net, datum, make_db
 
 
 @pytest.fixture

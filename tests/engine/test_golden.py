@@ -1,8 +1,8 @@
 """Conformance with the real Caffe: every case of tests/golden (see its README.md) passes.
 
 One parametrised test per category, one test per case, no per-case code (a file case names its
-check and the check's arguments); tolerances are conftest's RTOL/ATOL, as the set's README gives
-them, and the worst error per category is reported at the end of the run.
+check and the check's arguments); tolerances are RTOL/ATOL of tests/engine/conftest.py, as the
+set's README gives them, and the worst error per category is reported at the end of the run.
 
 - layers: each layer's forward and backward (and BatchNorm's updated blobs) on recorded inputs;
 - solvers: each solver's trajectory from recorded weights, and restores of Caffe's snapshots
@@ -12,7 +12,6 @@ them, and the worst error per category is reported at the end of the run.
   files, write the same records and mean; our Data layer yields the recorded batches.
 """
 import glob
-import json
 import os
 import shutil
 
@@ -29,20 +28,8 @@ from caffe.formats.image_list import read_list, to_chw
 from caffe.formats.protoio import read_binary_proto
 from caffe.proto import caffe_pb2
 from caffe.tools import compute_image_mean, convert_imageset
-from tests.conftest import GOLDEN, record_error
-
-RTOL, ATOL = 1e-4, 1e-5  # float results, as the set's README gives them; integer results must be exact
-
-
-def compare(category, case, what, ours, ref, exact=False):
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    assert ours.shape == ref.shape, f"{case} {what}: shape {ours.shape}, Caffe {ref.shape}"
-    scale = max(np.abs(ref).max(initial=0.0), 1e-12)
-    record_error(category, f"{case} {what}", float(np.abs(ours - ref).max(initial=0.0) / scale))
-    if exact:
-        np.testing.assert_array_equal(ours, ref, err_msg=f"{case} {what}")
-    else:
-        np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=ATOL, err_msg=f"{case} {what}")
+from tests.conftest import GOLDEN
+from tests.engine.conftest import ATOL, RTOL, compare, golden_index
 
 
 # ---------------------------------------------------------------------------------------- layers
@@ -50,7 +37,7 @@ EXACT_TYPES = {"ArgMax", "Accuracy", "Threshold"}
 # layers whose TRAIN output depends on Caffe's RNG: checked by their rule, not by value
 STOCHASTIC = {"Dropout"}
 
-LAYERS = json.load(open(os.path.join(GOLDEN, "layers", "index.json")))
+LAYERS = golden_index("layers")
 
 
 def check_dropout(case, arrays, net):

@@ -1,6 +1,5 @@
 """pycaffe's caffe.io: Transformer, image loading/resizing, Datum and BlobProto conversions."""
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 
 import caffe
 from caffe.proto import caffe_pb2
-from tests.conftest import DATA
+from tests.engine.conftest import PYCAFFE_DATA, PYCAFFE_EXPECTED
 
 
 def test_transformer_round_trip_and_order():
@@ -70,18 +69,14 @@ def test_datum_and_blobproto_conversions():
 
 # ---- parity with the real pycaffe: tests/data/pycaffe/expected.npz (see its README) ----
 
-PYCAFFE_DATA = os.path.join(DATA, "pycaffe")
-sys.path.insert(0, PYCAFFE_DATA)
-import io_cases  # noqa: E402
-
-EXPECTED = np.load(os.path.join(PYCAFFE_DATA, "expected.npz"))
+import io_cases  # noqa: E402 (tests/data/pycaffe: on sys.path by tests/engine/conftest.py)
 
 
 def assert_identical(key, got):
     """`got` has pycaffe's dtype, shape and values, bit for bit (messages: their bytes)."""
     if isinstance(got, bytes):
         got = np.frombuffer(got, np.uint8)
-    want = EXPECTED[key]
+    want = PYCAFFE_EXPECTED[key]
     assert (got.dtype, got.shape) == (want.dtype, want.shape), key
     assert got.tobytes() == want.tobytes(), f"{key}: max difference {np.abs(got - want).max()}"
 

@@ -5,27 +5,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.func import functional_call
 
 import caffe
 from tests.conftest import net_from
-
-
-def layer(type_, bottoms, tops=("y",), extra=""):
-    b = " ".join(f'bottom: "{x}"' for x in bottoms)
-    t = " ".join(f'top: "{x}"' for x in tops)
-    return f'layer {{ name: "layer" type: "{type_}" {b} {t} {extra} }}\n'
-
-
-def run(net, diffs=None, **inputs):
-    """Set the inputs, forward, set the top diffs, backward; returns the net."""
-    for name, value in inputs.items():
-        net.blobs[name].data[...] = value
-    net.forward()
-    for name, value in (diffs or {}).items():
-        net.blobs[name].diff[...] = value
-    net.backward()
-    return net
+from tests.engine.conftest import check_gradients, forward_backward, layer
 
 
 # -- hand-computed values ----------------------------------------------------------------------
@@ -33,7 +16,7 @@ def test_eltwise_sum_coefficients(tmp_path):
     net = net_from(tmp_path, {"a": (2, 3), "b": (2, 3)},
                    layer("Eltwise", "ab", extra="eltwise_param { operation: SUM coeff: 2 coeff: -0.5 }"))
     a, b = np.arange(6.0).reshape(2, 3), np.full((2, 3), 4.0)
-    run(net, {"y": np.ones((2, 3))}, a=a, b=b)
+    forward_backward(net, {"y": np.ones((2, 3))}, a=a, b=b)
     np.testing.assert_allclose(net.blobs["y"].data, 2 * a - 2)
     np.testing.assert_allclose(net.blobs["a"].diff, 2.0)
     np.testing.assert_allclose(net.blobs["b"].diff, -0.5)
@@ -42,7 +25,7 @@ def test_eltwise_sum_coefficients(tmp_path):
 def test_eltwise_max_ties_and_gradient(tmp_path):
     net = net_from(tmp_path, {"a": (4,), "b": (4,), "c": (4,)},
                    layer("Eltwise", "abc", extra="eltwise_param { operation: MAX }"))
-    run(net, {"y": [1, 2, 3, 4]}, a=[1, 5, 2, 0], b=[1, 0, 2, 0], c=[0, 0, 2, 1])
+    forward_backward(net, {"y": [1, 2, 3, 4]}, a=[1, 5, 2, 0], b=[1, 0, 2, 0], c=[0, 0, 2, 1])
     np.testing.assert_array_equal(net.blobs["y"].data, [1, 5, 2, 1])
     # ties: b beats a; c (a later bottom) wins only when strictly greater
     np.testing.assert_array_equal(net.blobs["a"].diff, [0, 2, 0, 0])
@@ -65,7 +48,7 @@ def test_euclidean_loss_normalisation_and_weight(tmp_path, norm, divisor):
 
 def test_softmax(tmp_path):
     net = net_from(tmp_path, {"x": (1, 3, 1)}, layer("Softmax", "x"))
-    run(net, x=np.log([[[1.0], [2.0], [3.0]]]))
+    forward_backward(net, x=np.log([[[1.0], [2.0], [3.0]]]))
     np.testing.assert_allclose(net.blobs["y"].data.ravel(), [1 / 6, 2 / 6, 3 / 6], rtol=1e-6)
 
 
@@ -97,7 +80,7 @@ def test_softmax_loss_normalisation(tmp_path, loss_param, divisor):
     net = net_from(tmp_path, {"x": (2, 2, 2), "label": (2, 1, 2)},
                    layer("SoftmaxWithLoss", ("x", "label"), ("loss",),
                          f"loss_param {{ ignore_label: 5 {loss_param} }}"))
-    run(net, x=np.zeros((2, 2, 2)), label=[[[0, 1]], [[5, 1]]])
+    forward_backward(net, x=np.zeros((2, 2, 2)), label=[[[0, 1]], [[5, 1]]])
     assert float(net.blobs["loss"].data) == pytest.approx(3 * math.log(2) / divisor, rel=1e-6)
 
 
@@ -107,7 +90,7 @@ def test_sigmoid_cross_entropy_normalisation(tmp_path, loss_param, divisor):
     net = net_from(tmp_path, {"x": (2, 4), "t": (2, 4)},
                    layer("SigmoidCrossEntropyLoss", ("x", "t"), ("loss",),
                          f"loss_param {{ ignore_label: -1 {loss_param} }}"))
-    run(net, x=np.zeros((2, 4)), t=[[1, 0, -1, 0.5], [-1, -1, 0, 1]])
+    forward_backward(net, x=np.zeros((2, 4)), t=[[1, 0, -1, 0.5], [-1, -1, 0, 1]])
     assert float(net.blobs["loss"].data) == pytest.approx(5 * math.log(2) / divisor, rel=1e-6)
     grad = (0.5 - np.array([[1, 0, 0.5, 0.5], [0.5, 0.5, 0, 1]])) / divisor
     np.testing.assert_allclose(net.blobs["x"].diff, grad, rtol=1e-6)
@@ -118,7 +101,7 @@ def test_concat_slice_round_trip(tmp_path):
                    layer("Concat", "ab", ("c",)) +
                    'layer { name: "s" type: "Slice" bottom: "c" top: "a2" top: "b2" slice_param { slice_point: 1 } }')
     a, b = np.random.rand(2, 1, 3), np.random.rand(2, 2, 3)
-    run(net, {"a2": np.full((2, 1, 3), 2.0), "b2": np.full((2, 2, 3), 3.0)}, a=a, b=b)
+    forward_backward(net, {"a2": np.full((2, 1, 3), 2.0), "b2": np.full((2, 2, 3), 3.0)}, a=a, b=b)
     assert net.blobs["c"].data.shape == (2, 3, 3)
     np.testing.assert_allclose(net.blobs["a2"].data, a, rtol=1e-6)
     np.testing.assert_allclose(net.blobs["b2"].data, b, rtol=1e-6)
@@ -129,7 +112,7 @@ def test_concat_slice_round_trip(tmp_path):
 def test_slice_equal_parts_and_legacy_dim(tmp_path):
     net = net_from(tmp_path, {"x": (2, 6)},
                    layer("Slice", "x", ("p", "q", "r"), "slice_param { slice_dim: 1 }"))
-    run(net, x=np.arange(12.0).reshape(2, 6))
+    forward_backward(net, x=np.arange(12.0).reshape(2, 6))
     for i, name in enumerate("pqr"):
         np.testing.assert_array_equal(net.blobs[name].data, np.arange(12.0).reshape(2, 6)[:, 2 * i:2 * i + 2])
 
@@ -145,7 +128,7 @@ def test_slice_equal_parts_and_legacy_dim(tmp_path):
 def test_reshape_rules(tmp_path, params, shape):
     net = net_from(tmp_path, {"x": (2, 3, 4)}, layer("Reshape", "x", extra=f"reshape_param {{ {params} }}"))
     x = np.random.rand(2, 3, 4)
-    run(net, x=x)
+    forward_backward(net, x=x)
     assert net.blobs["y"].data.shape == shape
     np.testing.assert_allclose(net.blobs["y"].data.ravel(), x.ravel(), rtol=1e-6)
 
@@ -164,14 +147,14 @@ def test_reshape_errors(tmp_path, params, message):
 def test_argmax_ties_take_the_larger_index(tmp_path):
     net = net_from(tmp_path, {"x": (2, 4)},
                    layer("ArgMax", "x", extra="argmax_param { top_k: 2 out_max_val: true }"))
-    run(net, x=[[1, 3, 3, 0], [5, 5, 5, 5]])
+    forward_backward(net, x=[[1, 3, 3, 0], [5, 5, 5, 5]])
     np.testing.assert_array_equal(net.blobs["y"].data, [[[2, 1], [3, 3]], [[3, 2], [5, 5]]])
 
 
 def test_accuracy_ties_count_against_the_label(tmp_path):
     net = net_from(tmp_path, {"x": (3, 2), "label": (3,)}, layer("Accuracy", ("x", "label")),
                    caffe.TEST, force_backward=False)
-    run(net, x=[[0.5, 0.5], [0.5, 0.5], [0.2, 0.8]], label=[0, 1, 1])
+    forward_backward(net, x=[[0.5, 0.5], [0.5, 0.5], [0.2, 0.8]], label=[0, 1, 1])
     assert float(net.blobs["y"].data) == pytest.approx(1 / 3)
 
 
@@ -180,7 +163,7 @@ def test_split_sums_gradients_and_silence_consumes(tmp_path):
                    'layer { name: "s" type: "Split" bottom: "x" top: "p" top: "q" }\n'
                    'layer { name: "z" type: "Silence" bottom: "q" }\n')
     assert "q" not in net.outputs and "p" in net.outputs
-    run(net, {"p": [1.0, 2.0]}, x=[3.0, 4.0])
+    forward_backward(net, {"p": [1.0, 2.0]}, x=[3.0, 4.0])
     np.testing.assert_array_equal(net.blobs["p"].data, [3, 4])
     np.testing.assert_array_equal(net.blobs["x"].diff, [1, 2])
 
@@ -188,13 +171,13 @@ def test_split_sums_gradients_and_silence_consumes(tmp_path):
 def test_dropout_ratio_scaling_and_test_identity(tmp_path):
     spec = layer("Dropout", "x", extra="dropout_param { dropout_ratio: 0.25 }")
     x = np.random.rand(1000) + 1
-    train = run(net_from(tmp_path, {"x": (1000,)}, spec), {"y": np.ones(1000)}, x=x)
+    train = forward_backward(net_from(tmp_path, {"x": (1000,)}, spec), {"y": np.ones(1000)}, x=x)
     top = train.blobs["y"].data
     kept = top != 0
     np.testing.assert_allclose(top[kept], x[kept] / 0.75, rtol=1e-6)
     np.testing.assert_allclose(train.blobs["x"].diff, kept / 0.75, rtol=1e-6)
     assert 0.6 < kept.mean() < 0.9
-    test = run(net_from(tmp_path, {"x": (1000,)}, spec, caffe.TEST), x=x)
+    test = forward_backward(net_from(tmp_path, {"x": (1000,)}, spec, caffe.TEST), x=x)
     np.testing.assert_allclose(test.blobs["y"].data, x, rtol=1e-6)
 
 
@@ -246,23 +229,6 @@ GRADCHECK = {  # case: (type, params, bottoms as (shape, generator))
                    [((2, 3), _away_from_zero), ((2, 3), lambda s, g: torch.rand(s, generator=g).double())]),
     "euclidean": ("EuclideanLoss", "", [((2, 3), _away_from_zero)] * 2),
 }
-
-
-def check_gradients(tmp_path, type_, params, bottoms):
-    """torch's float64 gradcheck of one layer: bottoms [(shape, make(shape, generator))], the layer's
-    blobs drawn in [0.1, 1.1); no gradient is checked for its no_grad_bottoms."""
-    names = [f"b{i}" for i in range(len(bottoms))]
-    net = net_from(tmp_path, {n: shape for n, (shape, _) in zip(names, bottoms)}, layer(type_, names, extra=params))
-    module = net.layers[-1].module.double()
-    g = torch.Generator().manual_seed(0)
-    xs = [make(shape, g).requires_grad_(i not in module.no_grad_bottoms)
-          for i, (shape, make) in enumerate(bottoms)]
-    blobs = {f"blobs.{i}": (torch.rand_like(p) + 0.1).requires_grad_() for i, p in enumerate(module.blobs)}
-
-    def f(*args):
-        return functional_call(module, dict(zip(blobs, args[len(xs):])), tuple(args[:len(xs)]))
-
-    assert torch.autograd.gradcheck(f, (*xs, *blobs.values()))
 
 
 # -- bad input -----------------------------------------------------------------------------------

@@ -10,28 +10,28 @@ from torch.func import functional_call
 import caffe
 from caffe.net import NetError
 from tests.conftest import net_from
-from tests.engine.test_layers_basic import check_gradients, layer, run
+from tests.engine.conftest import check_gradients, forward_backward, layer
 
 
 # -- Clip (not in the golden set's Caffe) -----------------------------------------------------------
 def test_clip_values_and_gradient_mask_includes_the_bounds(tmp_path):
     net = net_from(tmp_path, {"x": (6,)}, layer("Clip", "x", extra="clip_param { min: -1 max: 0.5 }"))
     x = np.array([-3.0, -1.0, -0.25, 0.5, 0.75, 0.0])
-    run(net, {"y": np.arange(1.0, 7.0)}, x=x)
+    forward_backward(net, {"y": np.arange(1.0, 7.0)}, x=x)
     np.testing.assert_array_equal(net.blobs["y"].data, [-1, -1, -0.25, 0.5, 0.5, 0])
     np.testing.assert_array_equal(net.blobs["x"].diff, [0, 2, 3, 4, 0, 6])
 
 
 def test_clip_min_above_max_gives_min_and_no_gradient(tmp_path):
     net = net_from(tmp_path, {"x": (3,)}, layer("Clip", "x", extra="clip_param { min: 2 max: 1 }"))
-    run(net, {"y": np.ones(3)}, x=[0.0, 1.5, 3.0])
+    forward_backward(net, {"y": np.ones(3)}, x=[0.0, 1.5, 3.0])
     np.testing.assert_array_equal(net.blobs["y"].data, [2, 2, 2])
     np.testing.assert_array_equal(net.blobs["x"].diff, [0, 0, 0])
 
 
 def test_clip_bounds_are_float32(tmp_path):
     net = net_from(tmp_path, {"x": (1,)}, layer("Clip", "x", extra="clip_param { min: 0 max: 0.1 }"))
-    run(net, x=[1.0])
+    forward_backward(net, x=[1.0])
     assert net.blobs["y"].data[0] == np.float32(0.1)
     assert net.layers[-1].module.max == float(np.float32(0.1))
 
@@ -47,7 +47,7 @@ def test_contrastive_loss_by_hand(tmp_path):
     net = net_from(tmp_path, {"a": (3, 2), "b": (3, 2), "s": (3,)},
                    layer("ContrastiveLoss", "abs", ("loss",), "contrastive_loss_param { margin: 2 }"))
     a = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 3.0]])
-    run(net, a=a, b=np.zeros((3, 2)), s=[1, 0, 0])
+    forward_backward(net, a=a, b=np.zeros((3, 2)), s=[1, 0, 0])
     # similar: d^2 = 25; dissimilar d = 1 < margin: (2 - 1)^2 = 1; dissimilar d = 3: 0
     assert net.blobs["loss"].data == pytest.approx((25 + 1) / 3 / 2)
     np.testing.assert_allclose(net.blobs["a"].diff, [[1, 4 / 3], [-1 / 3 / (1 + 1e-4), 0], [0, 0]], rtol=1e-6)
@@ -59,14 +59,14 @@ def test_hinge_loss_by_hand(tmp_path):
     for norm, want, grad in (("L1", 0.5 + 1.2, [-1, 0, 1]), ("L2", 0.25 + 1.44, [-1.0, 0, 2.4])):
         net = net_from(tmp_path, {"x": (1, 3), "l": (1,)},
                        layer("HingeLoss", "xl", ("loss",), f"hinge_loss_param {{ norm: {norm} }}"))
-        run(net, x=x, l=[0])
+        forward_backward(net, x=x, l=[0])
         assert net.blobs["loss"].data == pytest.approx(want)
         np.testing.assert_allclose(net.blobs["x"].diff, [grad], rtol=1e-6)
 
 
 def test_multinomial_logistic_loss_by_hand(tmp_path):
     net = net_from(tmp_path, {"p": (2, 3), "l": (2,)}, layer("MultinomialLogisticLoss", "pl", ("loss",)))
-    run(net, p=[[0.2, 0.5, 0.3], [0.25, 0.5, 0.25]], l=[1, 2])
+    forward_backward(net, p=[[0.2, 0.5, 0.3], [0.25, 0.5, 0.25]], l=[1, 2])
     assert net.blobs["loss"].data == pytest.approx(-(np.log(0.5) + np.log(0.25)) / 2)
     np.testing.assert_allclose(net.blobs["p"].diff, [[0, -1, 0], [0, 0, -2]], rtol=1e-6)
 
@@ -80,8 +80,8 @@ def test_infogain_with_identity_h_is_softmax_loss(tmp_path):
                     layer("InfogainLoss", "xlh", ("loss",), common), name="info.prototxt")
     soft = net_from(tmp_path, {"x": (4, 3), "l": (4,)}, layer("SoftmaxWithLoss", "xl", ("loss",), common),
                     name="soft.prototxt")
-    run(info, x=x, l=labels, h=np.eye(3))
-    run(soft, x=x, l=labels)
+    forward_backward(info, x=x, l=labels, h=np.eye(3))
+    forward_backward(soft, x=x, l=labels)
     assert info.blobs["loss"].data == pytest.approx(float(soft.blobs["loss"].data), rel=1e-6)
     np.testing.assert_allclose(info.blobs["x"].diff, soft.blobs["x"].diff, rtol=1e-5, atol=1e-7)
     assert not info.blobs["h"].diff.any() and not info.blobs["l"].diff.any()
@@ -91,7 +91,7 @@ def test_batch_reindex_and_filter_by_hand(tmp_path):
     net = net_from(tmp_path, {"x": (3, 2), "i": (4,), "s": (3,)},
                    layer("BatchReindex", "xi", ("r",)) + layer("Filter", "xs", ("f",)).replace('"layer"', '"f"'))
     x = np.arange(6.0).reshape(3, 2)
-    run(net, {"r": np.ones((4, 2)), "f": np.full((2, 2), 10.0)}, x=x, i=[2, 2, 0, 2], s=[1, 0, -0.5])
+    forward_backward(net, {"r": np.ones((4, 2)), "f": np.full((2, 2), 10.0)}, x=x, i=[2, 2, 0, 2], s=[1, 0, -0.5])
     np.testing.assert_array_equal(net.blobs["r"].data, x[[2, 2, 0, 2]])
     np.testing.assert_array_equal(net.blobs["f"].data, x[[0, 2]])
     np.testing.assert_array_equal(net.blobs["x"].diff, [[11, 11], [0, 0], [13, 13]])
@@ -101,7 +101,7 @@ def test_batch_reindex_and_filter_by_hand(tmp_path):
 def test_filter_none_kept_gives_an_empty_top_and_zero_gradient(tmp_path):
     net = net_from(tmp_path, {"x": (3, 2), "s": (3, 1)}, layer("Filter", "xs"))
     assert net.blobs["y"].shape == (3, 2)  # Caffe's first Reshape: every item
-    run(net, x=np.ones((3, 2)), s=np.zeros((3, 1)))
+    forward_backward(net, x=np.ones((3, 2)), s=np.zeros((3, 1)))
     assert net.blobs["y"].shape == (0, 2)
     np.testing.assert_array_equal(net.blobs["x"].diff, np.zeros((3, 2)))
 
@@ -111,7 +111,7 @@ def test_embed_rows_and_bias(tmp_path):
               'bias_filler { type: "constant" value: 1 } }')
     net = net_from(tmp_path, {"i": (2, 2)}, layer("Embed", "i", extra=params))
     w = net.params["layer"][0].data.copy()
-    run(net, {"y": np.ones((2, 2, 2))}, i=[[2, 0], [2, 2]])
+    forward_backward(net, {"y": np.ones((2, 2, 2))}, i=[[2, 0], [2, 2]])
     np.testing.assert_allclose(net.blobs["y"].data, w[[[2, 0], [2, 2]]] + 1)
     np.testing.assert_array_equal(net.params["layer"][0].diff, [[1, 1], [0, 0], [3, 3]])
     np.testing.assert_array_equal(net.params["layer"][1].diff, [4, 4])
@@ -123,7 +123,7 @@ def test_im2col_equals_convolution_through_the_patch_matrix(tmp_path):
                    layer("Im2col", "x", ("cols",), f"convolution_param {{ {conv} }}")
                    + layer("Convolution", "x", ("conv",), f"convolution_param {{ num_output: 4 {conv} bias_term: false "
                            'weight_filler { type: "gaussian" std: 1 } }').replace('"layer"', '"conv"'))
-    run(net, x=np.random.RandomState(1).randn(2, 3, 7, 6))
+    forward_backward(net, x=np.random.RandomState(1).randn(2, 3, 7, 6))
     w = net.params["conv"][0].data.reshape(4, -1)
     cols = net.blobs["cols"].data
     assert cols.shape == (2, 3 * 3 * 2, 3, 3)
@@ -133,7 +133,7 @@ def test_im2col_equals_convolution_through_the_patch_matrix(tmp_path):
 def test_spp_bins_per_level(tmp_path):
     net = net_from(tmp_path, {"x": (1, 1, 4, 4)}, layer("SPP", "x", extra="spp_param { pyramid_height: 3 }"))
     x = np.arange(16.0).reshape(1, 1, 4, 4)
-    run(net, x=x)
+    forward_backward(net, x=x)
     level1 = [5, 7, 13, 15]  # max of each 2x2 quadrant
     np.testing.assert_array_equal(net.blobs["y"].data, [[15] + level1 + list(range(16))])
 
@@ -143,7 +143,7 @@ def test_parameter_top_is_the_blob(tmp_path):
                                  'parameter_param { shape { dim: 2 dim: 3 } } }\n')
     assert net.params["layer"][0].data.shape == (2, 3) and not net.params["layer"][0].data.any()
     net.params["layer"][0].data[...] = np.arange(6).reshape(2, 3)
-    run(net, {"y": np.full((2, 3), 0.5)})
+    forward_backward(net, {"y": np.full((2, 3), 0.5)})
     np.testing.assert_array_equal(net.blobs["y"].data, np.arange(6).reshape(2, 3))
     np.testing.assert_array_equal(net.params["layer"][0].diff, np.full((2, 3), 0.5))
 
@@ -258,7 +258,7 @@ def test_refused_bad_indices(tmp_path, type_, inputs, bottoms, params, values, m
 def test_infogain_ignored_labels_may_be_out_of_range(tmp_path):
     net = net_from(tmp_path, {"x": (2, 3), "l": (2,), "h": (3, 3)},
                    layer("InfogainLoss", "xlh", extra="loss_param { ignore_label: 255 }"))
-    run(net, x=np.zeros((2, 3)), l=[255, 1], h=np.eye(3))
+    forward_backward(net, x=np.zeros((2, 3)), l=[255, 1], h=np.eye(3))
     assert net.blobs["y"].data == pytest.approx(np.log(3))
 
 

@@ -4,9 +4,7 @@ without tops, the level reset, legacy (V0/V1) nets and solvers, and the inputs C
 Numbers come from tests/golden/rules (computed by the real Caffe, see tests/golden/README.md);
 the upgrade tools' outputs and logs from tests/data/legacy (written by the real Caffe's tools, see
 its README.md)."""
-import json
 import os
-import re
 import shutil
 
 import numpy as np
@@ -19,17 +17,11 @@ from caffe.proto import caffe_pb2
 from caffe.solvers.lr_policy import SolverError
 from caffe.tools import upgrade_proto
 from tests.conftest import DATA, GOLDEN
-from tests.engine.test_golden import compare
+from tests.engine.conftest import compare, glog_lines, golden_index
 
 RULES = os.path.join(GOLDEN, "rules")
-RULE_CASES = json.load(open(os.path.join(RULES, "index.json")))
+RULE_CASES = golden_index("rules")
 LEGACY = os.path.join(DATA, "legacy")
-GLOG = re.compile(r"^([IWEF])\d+ [\d:.]+ +\d+ (.*)$")
-
-
-def glog_lines(text):
-    """'S file:line] message' of each glog line (time and thread masked, as make_expected.sh does)."""
-    return [f"{m.group(1)} {m.group(2)}" for m in map(GLOG.match, text.splitlines()) if m]
 
 
 # -- golden rules ------------------------------------------------------------------------------

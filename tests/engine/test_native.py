@@ -11,7 +11,7 @@ from caffe.accel import native
 from caffe.layer_modules import norm
 from caffe.solvers.solver import Solver
 from caffe.solvers.sgd import SGDSolver
-from tests.conftest import ACCELERATED
+from tests.engine.conftest import ACCELERATED
 
 needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the kernels are not built")
 pytestmark = ACCELERATED

@@ -1,21 +1,14 @@
 """caffe.NetSpec / caffe.layers / caffe.params / caffe.to_proto: the NetParameter pycaffe writes."""
 import os
-import sys
 
-import numpy as np
 import pytest
 from google.protobuf import text_format
 
 import caffe
 from caffe import layers as L, params as P
 from caffe.proto import caffe_pb2
-from tests.conftest import DATA
-
-PYCAFFE_DATA = os.path.join(DATA, "pycaffe")
-sys.path.insert(0, PYCAFFE_DATA)
-import net_specs  # noqa: E402
-
-EXPECTED = np.load(os.path.join(PYCAFFE_DATA, "expected.npz"))
+from tests.engine.conftest import PYCAFFE_DATA, PYCAFFE_EXPECTED
+import net_specs  # tests/data/pycaffe, on sys.path by tests/engine/conftest.py
 
 
 def test_names_are_pycaffes():
@@ -30,7 +23,7 @@ def test_spec_writes_pycaffes_message_and_text(name):
     """The real pycaffe wrote the same message (bytes) and the same text (`str()`, byte for byte),
     which parses to our message."""
     ours = net_specs.CASES[name]()
-    assert ours.SerializeToString(deterministic=True) == EXPECTED[f"net_spec/{name}"].tobytes()
+    assert ours.SerializeToString(deterministic=True) == PYCAFFE_EXPECTED[f"net_spec/{name}"].tobytes()
     with open(os.path.join(PYCAFFE_DATA, f"net_spec_{name}.prototxt"), encoding="utf-8") as f:
         text = f.read()
     assert str(ours) == text

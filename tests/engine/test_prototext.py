@@ -5,18 +5,14 @@ the expected files were written by the real pycaffe and C++ tools with
 prototxt as C++'s WriteProtoToTextFile (fields by number, non-ASCII escaped), and both read back
 to the same message and printed again unchanged."""
 import os
-import sys
 
 import pytest
 from google.protobuf import text_format
 
 from caffe import io as caffe_io
 from caffe.formats.prototext import prototxt_text
-from tests.conftest import DATA
-
-PYCAFFE_DATA = os.path.join(DATA, "pycaffe")
-sys.path.insert(0, PYCAFFE_DATA)
-import text_cases  # noqa: E402
+from tests.engine.conftest import PYCAFFE_DATA
+import text_cases  # tests/data/pycaffe, on sys.path by tests/engine/conftest.py
 
 
 def expected(name):

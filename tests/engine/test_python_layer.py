@@ -12,6 +12,7 @@ import torch
 
 import caffe
 from tests.conftest import write_net
+from tests.engine.conftest import tool
 
 LAYERS = '''
 import numpy as np
@@ -278,7 +279,7 @@ def test_resume_continues_numpy_global_rng(here):
     write_net(tmp / "data.prototxt", DATA_NET.replace("LineData", "GlobalNoise").replace("MODULE", module))
     solver = ('net: "data.prototxt" base_lr: 0.1 momentum: 0.9 lr_policy: "fixed" max_iter: 8 snapshot: 4 '
               'snapshot_prefix: "{}/run" solver_mode: CPU')
-    caffe_tool = os.path.join(os.path.dirname(sys.executable), "caffe")
+    caffe_tool = tool("caffe")
     runs = {}
     for name, args in (("ref", []), ("res", ["--snapshot=ref/run_iter_4.solverstate"])):  # uninterrupted, resumed
         os.mkdir(tmp / name)
@@ -297,7 +298,7 @@ def test_python_data_layer_feeds_caffe_train(here):
     write_net(tmp / "data.prototxt", DATA_NET.replace("MODULE", module))
     (tmp / "solver.prototxt").write_text('net: "data.prototxt" base_lr: 0.2 momentum: 0.9 lr_policy: "fixed" '
                                          'max_iter: 150 display: 50 snapshot_prefix: "line" solver_mode: CPU')
-    caffe_tool = os.path.join(os.path.dirname(sys.executable), "caffe")
+    caffe_tool = tool("caffe")
     r = subprocess.run([caffe_tool, "train", "--solver=solver.prototxt"], cwd=tmp, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -354,7 +355,7 @@ def test_caffe_train_reports_a_failing_python_layer(here):
     tmp, module = here
     error_net(tmp, module, "Raises", "forward", extra="loss_weight: 1")
     (tmp / "solver.prototxt").write_text('net: "err_Raises.prototxt" base_lr: 0.1 lr_policy: "fixed" max_iter: 2')
-    caffe_tool = os.path.join(os.path.dirname(sys.executable), "caffe")
+    caffe_tool = tool("caffe")
     r = subprocess.run([caffe_tool, "train", "--solver=solver.prototxt"], cwd=tmp, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 1

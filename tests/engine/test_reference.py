@@ -11,7 +11,8 @@ from caffe.accel import fastpath, native, onednn, train_chains
 from caffe.layer_modules import inner_product, norm
 from caffe.net import net as net_class
 from caffe.tools import caffe_main
-from tests.conftest import ACCELERATED, net_from
+from tests.conftest import net_from
+from tests.engine.conftest import ACCELERATED
 
 # every acceleration's kind of layer: conv + BatchNorm/Scale/ReLU chain, LRN, pooling, a large
 # inner product (oneDNN from 16 rows and 2^20 weights), a loss

@@ -2,7 +2,6 @@
 (whose first use imports torch._dynamo, seconds per process): on every golden layer net they equal
 what a meta forward gives and what the real forward makes, and a net is built, run forward and
 backward, and reshaped without importing torch._dynamo."""
-import json
 import os
 import subprocess
 import sys
@@ -13,8 +12,9 @@ import pytest
 import caffe
 from caffe.layer_modules.base import LayerModule
 from tests.conftest import GOLDEN
+from tests.engine.conftest import golden_index
 
-LAYERS = json.load(open(os.path.join(GOLDEN, "layers", "index.json")))
+LAYERS = golden_index("layers")
 # forwards with effects (files, recurrent state, the user's code) or data-dependent top shapes
 NO_META_FORWARD = {"Python", "Filter", "LSTM", "RNN", "HDF5Output"}
 

@@ -1,7 +1,6 @@
 """extract_features and parse_log against the real Caffe's tools on the same inputs
 (expected outputs in tests/data/tools, written by tests/data/tools/make_expected.sh)."""
 import os
-import re
 import shutil
 
 import numpy as np
@@ -11,9 +10,9 @@ from caffe.formats.db.readers import open_db
 from caffe.proto import caffe_pb2
 from caffe.tools import extract_features
 from tests.conftest import DATA, GOLDEN
+from tests.engine.conftest import glog_lines
 
 TOOLS = os.path.join(DATA, "tools")
-GLOG = re.compile(r"^([IWEF])\d+ [\d:.]+ +\d+ (.*)$")
 
 
 def read_datums(path, backend):
@@ -27,8 +26,8 @@ def test_extract_features_as_caffe(golden_files, capfd, backend):
     proto = os.path.join(TOOLS, "features_net.prototxt")
     capfd.readouterr()
     assert extract_features.main(["tiny.caffemodel", proto, "fc,pool", "fc_db,pool_db", "2", backend, "CPU"]) == 0
-    log = [f"{m.group(1)} {m.group(2)}" for m in map(GLOG.match, capfd.readouterr().err.splitlines())
-           if m and m.group(1) != "I" and "extract_features.cpp" in m.group(2)]
+    log = [line for line in glog_lines(capfd.readouterr().err)
+           if not line.startswith("I ") and "extract_features.cpp" in line]
     assert log == open(os.path.join(TOOLS, "extract_features_expected.log")).read().splitlines()
     expected = np.load(os.path.join(TOOLS, "extract_features_expected.npz"))
     for blob in ("fc", "pool"):

@@ -5,7 +5,8 @@ import pytest
 
 import caffe
 from caffe.accel import native, train_chains
-from tests.conftest import ACCELERATED, net_from
+from tests.conftest import net_from
+from tests.engine.conftest import ACCELERATED
 
 pytestmark = [ACCELERATED,
               pytest.mark.skipif(native.library() is None, reason="no C compiler: the kernels are not built")]

@@ -7,8 +7,7 @@ import pytest
 
 import caffe
 from caffe.layer_modules.window_data import Window, WindowFileError, read_window_file, window_crop
-from tests.conftest import GOLDEN
-from tests.conftest import net_from
+from tests.conftest import GOLDEN, net_from
 
 FILES = os.path.join(GOLDEN, "files")
 
