@@ -21,10 +21,9 @@ import torch
 import caffe
 from caffe.accel import fastpath
 from caffe.layer_modules import conv, inner_product
-from bench_inference import random_weights
-from bench_vs_caffe import write_nets
-from stage1_shape import SIZE
-from timing import fastest_call, measure
+from lib.stage1_nets import random_weights, write_nets
+from lib.stage1_shape import SIZE
+from lib.timing import fastest_call, measure
 
 
 def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):

@@ -21,9 +21,9 @@ import caffe
 from caffe.accel import native, train_chains
 from caffe.layer_modules import inner_product
 from caffe.solvers.solver import Solver
-from bench_vs_caffe import write_nets
-from stage1_shape import LABELS, SIZE
-from timing import measure
+from lib.stage1_nets import write_nets
+from lib.stage1_shape import LABELS, SIZE
+from lib.timing import measure
 
 CHANGES = ("BatchNorm+Scale+ReLU kernel", "LRN kernels", "one-pass SGD kernel", "InnerProduct diff memory reused")
 

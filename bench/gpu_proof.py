@@ -30,9 +30,9 @@ import caffe
 from caffe.formats.caffemodel import read_weights
 from caffe.formats.protoio import read_prototxt, write_prototxt
 from caffe.proto import caffe_pb2
-from bench_distributed import make_lmdb as make_small_lmdb
-from bench_distributed import write_solver as write_small_solver
-from bench_train import make_lmdb, write_solver
+from lib.small_net import make_lmdb as make_small_lmdb
+from lib.small_net import write_solver as write_small_solver
+from lib.stage1_nets import make_lmdb, write_solver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE = ["tests/engine/test_golden.py", "tests/engine/test_layers_basic.py", "tests/engine/test_layers_vision.py",

@@ -1,5 +1,6 @@
 """The DeepPose nets (stage 1 and the refiner) written directly in PyTorch: the reference the
-benches measure our engine against. Weights are copied from a caffe.Net of the same prototxt."""
+benches measure our engine against (weights copied from a caffe.Net of the same prototxt), and
+the step of a plain PyTorch training loop of it (hand_written_step)."""
 import torch
 import torch.nn.functional as F
 
@@ -43,3 +44,22 @@ class DeepPoseTorch(torch.nn.Module):
         x = F.dropout(torch.relu(F.linear(x, w["fc6_0"], w["fc6_1"])), 0.5, self.training)
         x = F.dropout(torch.relu(F.linear(x, w["fc7_0"], w["fc7_1"])), 0.5, self.training)
         return F.linear(x, w["predict_0"], w["predict_1"])
+
+
+def hand_written_step(net, same_lrn=True):
+    """`step(x, y)`: one iteration of a plain PyTorch training loop of `net`'s stage-1
+    architecture (its weights copied) and update rule on the batch (x, y), with our LRN operator
+    if `same_lrn`, else torch's F.local_response_norm."""
+    lrn = net.layers[net._layer_names.index("norm1")].module
+    model = DeepPoseTorch(net, lrn=(lambda t: lrn(t)[0]) if same_lrn else None).train()
+    groups = [{"params": [p for n, p in model.w.items() if n.endswith("_0")], "lr": 1e-4, "weight_decay": 5e-3},
+              {"params": [p for n, p in model.w.items() if n.endswith("_1")], "lr": 2e-4, "weight_decay": 0.0}]
+    opt = torch.optim.SGD(groups, lr=1e-4, momentum=0.9)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).sum() / (2 * y.numel())
+        loss.backward()
+        opt.step()
+
+    return step

@@ -5,7 +5,7 @@ import os
 from caffe.formats.protoio import read_prototxt
 from caffe.proto import caffe_pb2
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 DEPLOY = os.path.join(ROOT, "models", "deeppose", "deeppose.prototxt")
 TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
 

@@ -1,5 +1,6 @@
 """The real Caffe's side of bench/bench_vs_caffe.py, run by the real Caffe's python (pycaffe on
-PYTHONPATH): reads one JSON request a line on stdin, answers one JSON line on stdout.
+PYTHONPATH) as `python -m lib.seed_caffe_worker` in bench/: reads one JSON request a line on
+stdin, answers one JSON line on stdout.
 
     {"op": "blas", "threadpoolctl": "/path/threadpoolctl.py"} -> {"blas": [threadpool_info]}
     {"op": "net", "key": k, "prototxt": p, "phase": "TEST"|"TRAIN", "weights": w, "inputs": {blob: .npy}}
@@ -15,7 +16,8 @@ import sys
 import numpy as np
 
 import caffe
-from timing import time_slice
+
+from .timing import time_slice
 
 
 def blas_info(threadpoolctl_path):
