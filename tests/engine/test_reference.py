@@ -1,6 +1,9 @@
 """The reference switch (caffe.accel): `caffe.set_reference(True)` / CAFFE_REFERENCE=1 runs plain
 PyTorch ops with Caffe's semantics and none of the accelerations; `engine: CAFFE` does it for one
-layer; `caffe device_query` lists the accelerations."""
+layer; each acceleration's own knob (`caffe.accel.switched`) turns it off; `caffe device_query`
+lists the accelerations."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -106,6 +109,47 @@ def test_the_switch_equals_every_acceleration_off_one_by_one(tmp_path, monkeypat
         np.testing.assert_array_equal(off[key], want, err_msg=key)
 
 
+def test_the_switch_equals_every_acceleration_off_by_its_own_knob(tmp_path, reference):
+    """Each acceleration's own knob set to 0 (caffe.accel.switched) gives the reference path's bits."""
+    ref, _ = _step(tmp_path, "ref")
+    caffe.set_reference(False)
+    with accel.switched(**{name: False for name in accel.REGISTRY}):
+        off, _ = _step(tmp_path, "off")
+    for key, want in ref.items():
+        np.testing.assert_array_equal(off[key], want, err_msg=key)
+
+
+def test_every_acceleration_has_its_own_knob(monkeypatch, reference):
+    """CAFFE_<NAME>=0 (the compiled forward's: CAFFE_COMPILE=0) turns that acceleration off and no
+    other; CAFFE_NATIVE=0 turns off the three that run C kernels."""
+    caffe.set_reference(False)
+    knobs = [a.knob for a in accel.REGISTRY.values()]
+    assert len(set(knobs)) == len(knobs) and "CAFFE_CONV_CHAINS" in knobs and "CAFFE_COMPILE" in knobs
+    for name, a in accel.REGISTRY.items():
+        with monkeypatch.context() as m:
+            m.setenv(a.knob, "0")
+            assert not accel.active(name) and a.why_off() == f"{a.knob}=0"
+            assert all(b.why_off() != f"{a.knob}=0" for b in accel.REGISTRY.values() if b is not a)
+    assert {n for n, a in accel.REGISTRY.items() if "CAFFE_NATIVE" in a.knobs} == {"native_lrn", "native_sgd",
+                                                                                   "train_chains"}
+
+
+def test_switched_sets_the_knobs_for_a_block_and_restores_them(monkeypatch, reference):
+    caffe.set_reference(False)
+    monkeypatch.setenv("CAFFE_CONV_CHAINS", "0")
+    monkeypatch.delenv("CAFFE_NATIVE_SGD", raising=False)
+    with accel.switched(conv_chains=True, native_sgd=False):
+        assert os.environ["CAFFE_CONV_CHAINS"] == "1" and os.environ["CAFFE_NATIVE_SGD"] == "0"
+        assert accel.REGISTRY["native_sgd"].why_off() == "CAFFE_NATIVE_SGD=0"
+    assert os.environ["CAFFE_CONV_CHAINS"] == "0" and "CAFFE_NATIVE_SGD" not in os.environ
+    with pytest.raises(KeyboardInterrupt), accel.switched(reused_diffs=False):
+        raise KeyboardInterrupt
+    assert "CAFFE_REUSED_DIFFS" not in os.environ
+    with pytest.raises(ValueError, match=r"unknown accelerations \['conv_chain'\] .*conv_chains"):
+        with accel.switched(conv_chain=False):
+            pass
+
+
 ENGINES = """
 layer { name: "conv_ref" type: "Convolution" bottom: "data" top: "a"
         convolution_param { num_output: 4 kernel_size: 3 engine: CAFFE weight_filler { type: "gaussian" std: 0.3 } } }
@@ -146,5 +190,5 @@ def test_device_query_lists_the_accelerations(capsys, reference):
         assert f"Reference path: {'on' if on else 'off'}" in log
         for name, a in accel.REGISTRY.items():
             line = next(line for line in log.splitlines() if f"Acceleration {name}: " in line)
-            assert a.replaces in line and a.gain in line
+            assert a.replaces in line and a.gain in line and " or ".join(f"{k}=0" for k in a.knobs) in line
             assert ("off (reference path" in line) == on
