@@ -24,7 +24,7 @@ from caffe.formats.db.readers import LMDB
 from caffe.formats.db.writers import LMDBWriter
 from caffe.formats.protoio import array_to_blobproto, parse_prototxt, write_binary_proto
 from caffe.proto import caffe_pb2
-from stage1_shape import LABELS, SIZE
+from lib.stage1_shape import LABELS, SIZE
 
 
 def make_db(folder, name, records, encoded):

@@ -1,10 +1,12 @@
-"""A/B of the engine's fast-path changes in one run, interleaved: the stage-1 deploy net's
+"""A/B of the engine's fast-path accelerations in one run, interleaved: the stage-1 deploy net's
 `caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
 default), and compiled (the default from call 2 x CAFFE_COMPILE_AFTER at a shape), the
 compiled one also without its convolution chains (Convolution + BatchNorm + Scale + ReLU as one
 oneDNN convolution), without oneDNN inner products (torch's BLAS instead) and without the LRN
 layers' C kernel (caffe.accel.native; their PyTorch implementation instead); the train net's
-forward + backward with NCHW and with channels-last convolutions.
+forward + backward with NCHW and with channels-last convolutions. Each acceleration is switched
+by its own knob (caffe.accel.switched: channels_last, compiled_forward, conv_chains,
+onednn_linear, native_lrn).
 
     python bench/bench_fastpath.py [--batch 32] [--seconds 10] [--calls 20]
 
@@ -19,28 +21,23 @@ import numpy as np
 import torch
 
 import caffe
-from caffe.accel import fastpath
-from caffe.layer_modules import conv, inner_product
-from bench_inference import random_weights
-from bench_vs_caffe import write_nets
-from stage1_shape import SIZE
-from timing import fastest_call, measure
+from caffe import accel
+from lib.stage1_nets import random_weights, write_nets
+from lib.stage1_shape import SIZE
+from lib.timing import fastest_call, measure
 
 
 def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):
-    """A callable running `step(net)` with the convolution layout, the compile switch, the
-    convolution chains and oneDNN inner products set (the defaults: all on)."""
-    layout, chain, rows = conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS
+    """A callable running `step(net)` with channels-last convolutions, the compiled forward, its
+    convolution chains and oneDNN inner products switched on or off (the defaults: all on; the
+    chains are read when the compiled forward's segments are made, in the first call, and in the
+    compiled segments each switch is read when they are compiled)."""
+    knobs = {"channels_last": channels_last, "compiled_forward": compiled, "conv_chains": chains,
+             "onednn_linear": onednn_ip}
 
     def run():
-        conv._BaseConvolution._layout = layout if channels_last else (lambda self, x: x)
-        fastpath._conv_chain = chain if chains else (lambda *args: None)  # read when the segments are made
-        inner_product.ONEDNN_MIN_ROWS = rows if onednn_ip else float("inf")
-        os.environ["CAFFE_COMPILE"] = "1" if compiled else "0"
-        try:
+        with accel.switched(**knobs):
             step(net)
-        finally:
-            conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS = layout, chain, rows
 
     run.net = net
     return run
@@ -61,12 +58,10 @@ def main():
         x = rng.uniform(-1, 1, (args.batch, 3, SIZE, SIZE)).astype(np.float32)
 
         def net(path, phase, lrn_kernel=True):
-            n = caffe.Net(path, phase)
+            with accel.switched(native_lrn=lrn_kernel):  # the LRN layers ask when the net is built
+                n = caffe.Net(path, phase)
             random_weights(n)
             n.blobs["data"].data[...] = x
-            for layer in n.module.layers:
-                if layer.type_name == "LRN":
-                    layer.native = layer.native and lrn_kernel
             return n
 
         forward, train = (lambda n: n.forward()), (lambda n: (n.forward(), n.backward()))

@@ -21,35 +21,14 @@ import numpy as np
 import torch
 
 import caffe
-from deeppose_torch import DeepPoseTorch
-from timing import measure
+from lib.deeppose_torch import DeepPoseTorch
+from lib.stage1_nets import flops_per_image, random_weights
+from lib.timing import measure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # inductor settings of our fastest path: weights frozen as constants (folded into the graph);
 # prepacking them for oneDNN measured ~9 % slower here than the plain BLAS calls
 FASTEST = {"freezing": True, "cpp.weight_prepack": False}
-
-
-def flops_per_image(net):
-    """Multiply-adds x 2 of the convolution and inner-product layers, from the blob shapes."""
-    total = 0
-    for name, blobs in net.params.items():
-        kind = net.layers[net._layer_names.index(name)].type
-        top = net.blobs[net.top_names[name][0]].shape
-        if kind == "Convolution":
-            total += 2 * blobs[0].count * int(np.prod(top[2:]))
-        elif kind == "InnerProduct":
-            total += 2 * blobs[0].count
-    return total
-
-
-def random_weights(net, seed=0):
-    """Fill the params with random values (1-axis ones in [0.5, 1), others N(0, 0.02)); returns the generator."""
-    rng = np.random.default_rng(seed)
-    for blobs in net.params.values():
-        for b in blobs:
-            b.data[...] = rng.uniform(0.5, 1.0, b.shape) if b.data.ndim <= 1 else rng.normal(0, 0.02, b.shape)
-    return rng
 
 
 def engines(prototxt, batch):

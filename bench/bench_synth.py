@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from deeppose.dataset import K2HPD
+from deeppose.datasets import K2HPD
 from deeppose.synth.kinect import SENSOR_SIZE, camera, measure, to_gray8
 from deeppose.synth.scene import sample_scene
 

@@ -9,7 +9,6 @@ layer (a second row uses torch's F.local_response_norm); the Data layer's own ra
 by bench/bench_data.py.
 """
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -20,53 +19,9 @@ import numpy as np
 import torch
 
 import caffe
-from caffe.formats.db.writers import LMDBWriter
-from caffe.formats.protoio import array_to_blobproto, read_prototxt, write_binary_proto, write_prototxt
-from caffe.proto import caffe_pb2
-from deeppose_torch import DeepPoseTorch
-from stage1_shape import LABELS, SIZE
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
-
-
-def make_lmdb(folder, records):
-    """Random stage-1 BGR records and labels, as convert_imageset_multilabel writes them, and their mean."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (records, 3, SIZE, SIZE), dtype=np.uint8)
-    labels = rng.normal(0, 50, (records, LABELS)).astype(np.float32)
-    with LMDBWriter(os.path.join(folder, "train_data_lmdb")) as db:
-        for i in range(records):
-            datum = caffe_pb2.Datum(channels=3, height=SIZE, width=SIZE, data=images[i].tobytes())
-            datum.float_data.extend(labels[i])
-            db.put(f"{i:08d}_img{i}.png", datum.SerializeToString())
-    mean = images.mean(axis=0, dtype=np.float64)[None]
-    write_binary_proto(os.path.join(folder, "train_mean.binaryproto"), array_to_blobproto(mean, legacy=True))
-    return images, labels, mean.astype(np.float32)
-
-
-def write_solver(folder, batch, iters):
-    """The committed train net with its paths in `folder`, TRAIN phase only, and a solver timing it."""
-    net = read_prototxt(TRAIN_NET, caffe_pb2.NetParameter)
-    keep = [layer for layer in net.layer if not any(r.phase == caffe_pb2.TEST for r in layer.include)]
-    del net.layer[:]
-    net.layer.extend(keep)
-    data = net.layer[0]
-    data.data_param.source = os.path.join(folder, "train_data_lmdb")
-    data.data_param.batch_size = batch
-    data.transform_param.mean_file = os.path.join(folder, "train_mean.binaryproto")
-    write_prototxt(os.path.join(folder, "train.prototxt"), net)
-    solver = read_prototxt(os.path.join(ROOT, "models", "deeppose", "deeppose_solver.prototxt"),
-                           caffe_pb2.SolverParameter)
-    solver.net = os.path.join(folder, "train.prototxt")
-    solver.max_iter, solver.display, solver.solver_mode = iters, 2, caffe_pb2.SolverParameter.CPU
-    solver.snapshot, solver.snapshot_after_train = 0, False
-    solver.snapshot_prefix = os.path.join(folder, "snapshot")  # `caffe train` locks it even without snapshots
-    solver.ClearField("test_iter")
-    solver.ClearField("test_interval")
-    path = os.path.join(folder, "solver.prototxt")
-    write_prototxt(path, solver)
-    return path
+from lib.deeppose_torch import hand_written_step
+from lib.stage1_nets import make_lmdb, write_solver
+from lib.stage1_shape import DEPLOY
 
 
 def caffe_train_rate(solver, batch):
@@ -78,28 +33,9 @@ def caffe_train_rate(solver, batch):
     return float(np.mean(rates)) * batch
 
 
-def hand_written_step(net, same_lrn=True):
-    """`step(x, y)`: one iteration of a plain PyTorch training loop of `net`'s stage-1
-    architecture (its weights copied) and update rule on the batch (x, y), with our LRN operator
-    if `same_lrn`, else torch's F.local_response_norm."""
-    lrn = net.layers[net._layer_names.index("norm1")].module
-    model = DeepPoseTorch(net, lrn=(lambda t: lrn(t)[0]) if same_lrn else None).train()
-    groups = [{"params": [p for n, p in model.w.items() if n.endswith("_0")], "lr": 1e-4, "weight_decay": 5e-3},
-              {"params": [p for n, p in model.w.items() if n.endswith("_1")], "lr": 2e-4, "weight_decay": 0.0}]
-    opt = torch.optim.SGD(groups, lr=1e-4, momentum=0.9)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = ((model(x) - y) ** 2).sum() / (2 * y.numel())
-        loss.backward()
-        opt.step()
-
-    return step
-
-
 def torch_loop_rate(images, labels, mean, batch, iters, same_lrn):
     """Images/s of a plain PyTorch training loop of the same net and update rule (`hand_written_step`)."""
-    net = caffe.Net(TRAIN_NET.replace("_train_test", ""), caffe.TEST)  # weights' shapes, xavier-filled
+    net = caffe.Net(DEPLOY, caffe.TEST)  # weights' shapes, xavier-filled
     x_all = torch.from_numpy((images.astype(np.float32) - mean) * 0.00390625)
     y_all = torch.from_numpy(labels)
     step, step_times = hand_written_step(net, same_lrn), []

@@ -1,63 +1,45 @@
-"""A/B of the training-step changes in one run, interleaved: the stage-1 DeepPose train net's
+"""A/B of the training-step accelerations in one run, interleaved: the stage-1 DeepPose train net's
 `solver.step(1)` (one `caffe train` iteration, the batch in the net's Input blobs) with every
-change on (the default), with each one off in turn, and with all of them off:
+acceleration on (the default), with each one off in turn, and with all of them off, each turned
+off by its own knob (caffe.accel.switched):
 
-- BatchNorm + Scale + ReLU in place as one C kernel pass each way (caffe/accel/train_chains.py);
-- the LRN layers' C kernels (caffe.accel.native lrn_forward / lrn_backward);
-- SGD's update as one C kernel pass per param (caffe.accel.native sgd_update);
-- InnerProduct's weight diff computed into the memory of the previous diff (blob.take_spare_diff).
+- train_chains: BatchNorm + Scale + ReLU in place as one C kernel pass each way
+  (caffe/accel/train_chains.py);
+- native_lrn: the LRN layers' C kernels (caffe.accel.native lrn_forward / lrn_backward);
+- native_sgd: SGD's update as one C kernel pass per param (caffe.accel.native sgd_update);
+- reused_diffs: InnerProduct's weight diff computed into the memory of the previous diff, and the
+  update copied into the param diffs only when one is read (caffe/blob.py).
 
     python bench/bench_train_ab.py [--batch 32] [--seconds 20] [--rounds 5]
 """
 import argparse
-import contextlib
 import tempfile
-import types
 
 import numpy as np
 import torch
 
 import caffe
-from caffe.accel import native, train_chains
-from caffe.layer_modules import inner_product
-from caffe.solvers.solver import Solver
-from bench_vs_caffe import write_nets
-from stage1_shape import LABELS, SIZE
-from timing import measure
+from caffe import accel
+from caffe.accel import native
+from lib.stage1_nets import write_nets
+from lib.stage1_shape import LABELS, SIZE
+from lib.timing import measure
 
-CHANGES = ("BatchNorm+Scale+ReLU kernel", "LRN kernels", "one-pass SGD kernel", "InnerProduct diff memory reused")
-
-
-def _layer_by_layer(module, env, start, end, after):
-    module.run(env, start, end, after=after)
-    return []
+CHANGES = ("train_chains", "native_lrn", "native_sgd", "reused_diffs")  # caffe.accel.REGISTRY's names
 
 
-@contextlib.contextmanager
-def _patched(obj, name, value):
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
-
-
-def variant(solver, off):
-    """A callable doing `solver.step(1)` with the changes named in `off` turned off."""
-    if "LRN kernels" in off:
-        for layer in solver.net.module.layers:
-            if layer.type_name == "LRN":
-                layer.native = False
-    if "one-pass SGD kernel" in off:
-        solver._update_params = types.MethodType(Solver._update_params, solver)
+def variant(solver_path, off, x, y):
+    """A callable doing `solver.step(1)` of a solver of its own, with the accelerations named in
+    `off` turned off and the other CHANGES on (the LRN layers ask when the net is built, the others
+    at each step), on the batch (x, y)."""
+    knobs = {name: name not in off for name in CHANGES}
+    with accel.switched(**knobs):
+        solver = caffe.get_solver(solver_path)
+    solver.net.blobs["data"].data[...] = x
+    solver.net.blobs["label"].data[...] = y
 
     def step():
-        with contextlib.ExitStack() as stack:
-            if "BatchNorm+Scale+ReLU kernel" in off:
-                stack.enter_context(_patched(train_chains, "run", _layer_by_layer))
-            if "InnerProduct diff memory reused" in off:
-                stack.enter_context(_patched(inner_product, "take_spare_diff", lambda param: None))
+        with accel.switched(**knobs):
             solver.step(1)
     return step
 
@@ -74,17 +56,14 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (args.batch, 3, SIZE, SIZE)).astype(np.float32)
     y = rng.normal(0, 0.5, (args.batch, LABELS)).astype(np.float32)
-    offs = {"all changes on (the default)": ()}
-    offs.update({f"without the {change}": (change,) for change in CHANGES})
-    offs["all changes off"] = CHANGES
+    offs = {"all on (the default)": ()}
+    offs.update({f"without {name}": (name,) for name in CHANGES})
+    offs["all off"] = CHANGES
     runs = {}
     with tempfile.TemporaryDirectory() as folder:
         paths = write_nets(folder, args.batch)
         for name, off in offs.items():
-            solver = caffe.get_solver(paths["solver"])
-            solver.net.blobs["data"].data[...] = x
-            solver.net.blobs["label"].data[...] = y
-            runs[name] = variant(solver, off)
+            runs[name] = variant(paths["solver"], off, x, y)
             runs[name]()
         results = measure(runs, args.batch, args.seconds, args.rounds)
     base = next(iter(results.values()))

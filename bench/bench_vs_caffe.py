@@ -5,7 +5,7 @@ loop of the same net, at each batch size.
 
     python bench/bench_vs_caffe.py [--batches 32 1] [--seconds 8] [--calls 10] [--seed-caffe /opt/seed-caffe]
 
-The real Caffe runs in its own process (its python, its pycaffe: bench/seed_caffe_worker.py),
+The real Caffe runs in its own process (its python, its pycaffe: bench/lib/seed_caffe_worker.py),
 driven slice by slice, so both sides share the machine's drift. Both load the same weights and
 inputs; the forward outputs are checked to agree. Prints images/s and the ratio to the real
 Caffe, and which BLAS / threading libraries each side loaded (threadpoolctl, in each process),
@@ -21,22 +21,18 @@ import sys
 import tempfile
 
 import numpy as np
-import threadpoolctl
 import torch
 
 import caffe
 from caffe.formats.protoio import read_prototxt, write_prototxt
 from caffe.proto import caffe_pb2
-from bench_inference import flops_per_image, random_weights
-from bench_train import hand_written_step
-from stage1_shape import LABELS, SIZE
-from seed_caffe_worker import read
-from timing import fastest_call, measure
+from lib.deeppose_torch import hand_written_step
+from lib.seed_caffe_worker import read
+from lib.stage1_nets import flops_per_image, random_weights, write_nets
+from lib.stage1_shape import LABELS, SIZE
+from lib.timing import fastest_call, measure
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEPLOY = os.path.join(ROOT, "models", "deeppose", "deeppose.prototxt")
-TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
-SOLVER = os.path.join(ROOT, "models", "deeppose", "deeppose_solver.prototxt")
+BENCH = os.path.dirname(os.path.abspath(__file__))
 
 
 class SeedCaffe:
@@ -45,9 +41,8 @@ class SeedCaffe:
     def __init__(self, home):
         env = dict(os.environ, PYTHONPATH=os.path.join(home, "python"), GLOG_minloglevel="2")
         env["PATH"] = os.path.join(home, "bin") + os.pathsep + env.get("PATH", "")
-        self.proc = subprocess.Popen([os.path.join(home, "venv", "bin", "python"),
-                                      os.path.join(ROOT, "bench", "seed_caffe_worker.py")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen([os.path.join(home, "venv", "bin", "python"), "-m", "lib.seed_caffe_worker"],
+                                     cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def ask(self, **request):
         self.proc.stdin.write(json.dumps(request) + "\n")
@@ -84,30 +79,6 @@ def blas_lines(info):
     return [f"{i['internal_api']} {i.get('version') or ''} {i.get('architecture') or ''} "
             f"{i['num_threads']} threads ({os.path.basename(i['filepath'])})".replace("  ", " ")
             for i in info]
-
-
-def write_nets(folder, batch):
-    """The deploy net and the train net (TRAIN phase, Input layers for data and label) at `batch`,
-    and a CPU solver for the train net; returns their paths."""
-    deploy = read_prototxt(DEPLOY, caffe_pb2.NetParameter)
-    deploy.layer[0].input_param.shape[0].dim[0] = batch
-    train = read_prototxt(TRAIN_NET, caffe_pb2.NetParameter)
-    keep = [lp for lp in train.layer if lp.type != "Data"]
-    del train.layer[:]
-    for name, shape in (("data", (batch, 3, SIZE, SIZE)), ("label", (batch, LABELS))):
-        lp = train.layer.add(name=name, type="Input", top=[name])
-        lp.input_param.shape.add(dim=shape)
-    train.layer.extend(keep)
-    solver = read_prototxt(SOLVER, caffe_pb2.SolverParameter)
-    solver.solver_mode, solver.display, solver.snapshot = caffe_pb2.SolverParameter.CPU, 0, 0
-    solver.snapshot_after_train = False
-    for field in ("test_iter", "test_interval"):
-        solver.ClearField(field)
-    paths = {k: os.path.join(folder, f"{k}_{batch}.prototxt") for k in ("deploy", "train", "solver")}
-    solver.net = paths["train"]
-    for key, msg in (("deploy", deploy), ("train", train), ("solver", solver)):
-        write_prototxt(paths[key], msg)
-    return paths
 
 
 CHECKED = ("conv1", "conv1.diff", "norm1.diff", "fc6.diff", "conv1/0.diff", "scale1/0.diff", "scale1/1.diff",
@@ -215,6 +186,7 @@ def main():
                     help="also this many interleaved rounds of single calls: each engine's fastest call")
     ap.add_argument("--seed-caffe", default="/opt/seed-caffe", help="the real Caffe's install (bin, python, venv)")
     args = ap.parse_args()
+    import threadpoolctl  # pip install .[bench]
     caffe.init_log(2)
     # our inference fast path compiles a shape once it has spent this many seconds eagerly (20 by
     # default); the bench compiles at once, in its warm-up, to time the steady state

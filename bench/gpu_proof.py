@@ -30,13 +30,14 @@ import caffe
 from caffe.formats.caffemodel import read_weights
 from caffe.formats.protoio import read_prototxt, write_prototxt
 from caffe.proto import caffe_pb2
-from bench_distributed import make_lmdb as make_small_lmdb
-from bench_distributed import write_solver as write_small_solver
-from bench_train import make_lmdb, write_solver
+from lib.small_net import make_lmdb as make_small_lmdb
+from lib.small_net import write_solver as write_small_solver
+from lib.stage1_nets import make_lmdb, write_solver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE = ["tests/test_golden.py", "tests/test_layers_basic.py", "tests/test_layers_vision.py", "tests/test_net.py",
-         "tests/test_solvers.py", "tests/test_data.py", "tests/test_io.py"]
+SUITE = ["tests/engine/test_golden.py", "tests/engine/test_layers_basic.py", "tests/engine/test_layers_vision.py",
+         "tests/engine/test_net.py", "tests/engine/test_solvers.py", "tests/engine/test_data.py",
+         "tests/engine/test_io.py"]
 SEED_ITERS, SEED_BATCH = 120000, 32
 
 

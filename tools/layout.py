@@ -1,5 +1,5 @@
 """The layout of the engine and the application as read from their sources: the modules, what
-each imports (at any depth of its code), pycaffe's public surface; tests/test_layout.py checks
+each imports (at any depth of its code), pycaffe's public surface; tests/engine/test_layout.py checks
 the rules of docs/architecture.md on it and tools/draw_architecture.py draws it."""
 import ast
 import os

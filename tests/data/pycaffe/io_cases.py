@@ -1,5 +1,5 @@
 """caffe.io inputs whose outputs the real pycaffe computed (make_expected.py) and ours must equal
-(tests/test_io.py): {name: (function name, positional arguments)} built from seeded arrays."""
+(tests/engine/test_io.py): {name: (function name, positional arguments)} built from seeded arrays."""
 import numpy as np
 
 

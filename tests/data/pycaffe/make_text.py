@@ -1,7 +1,7 @@
 """Write the text of the messages of text_cases.py as the real Caffe writes it (see README.md):
 `text_<case>.prototxt`, pycaffe's `str()`; `cpp_<case>.prototxt`, that text read and written back
 by C++ (the real upgrade_net_proto_text / upgrade_solver_proto_text: WriteProtoToTextFile).
-tests/test_prototext.py compares ours to them byte for byte.
+tests/engine/test_prototext.py compares ours to them byte for byte.
 
 Run with the real Caffe's python and tools (BVLC Caffe 1.0 + DeepPose patches, built at /opt/seed-caffe):
     (source /opt/seed-caffe/env.sh; $SEED_PY tests/data/pycaffe/make_text.py tests/data/pycaffe)

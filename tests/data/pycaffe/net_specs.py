@@ -1,4 +1,4 @@
-"""NetSpec cases written by the real pycaffe (make_expected.py) and by ours (tests/test_net_spec.py):
+"""NetSpec cases written by the real pycaffe (make_expected.py) and by ours (tests/engine/test_net_spec.py):
 in-place layers, several tops, ntop=0, repeated and nested fields, enum names, python_param,
 LayerParameter fields given as keywords (name, include/exclude, loss_weight, propagate_down) and
 automatic names."""

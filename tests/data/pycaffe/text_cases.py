@@ -1,5 +1,5 @@
 """Messages whose text (`str()`) the real pycaffe wrote (make_text.py) and ours must equal byte for
-byte (tests/test_prototext.py): a NetSpec net with every kind of field (nested and repeated
+byte (tests/engine/test_prototext.py): a NetSpec net with every kind of field (nested and repeated
 messages, repeated scalars, enums, strings with escapes, floats of every form, bools, int64,
 uint32, `group` with `stride`), a solver holding that net, a Datum (bytes) and a BlobProto
 (doubles)."""

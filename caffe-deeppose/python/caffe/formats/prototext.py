@@ -11,7 +11,7 @@ Both write numbers in the short form of C++'s SimpleFtoa / SimpleDtoa: `%g` with
 significant digits when that reads back to the same value, else 9 (17): `1`, `0.1`, `1e-05`,
 `0.00392156886`; C++ also takes the long form for a float whose short form reads back as a
 subnormal (strtof's ERANGE: 1.40129846e-45, where pycaffe writes 1.4013e-45).
-tests/test_prototext.py compares both to the real Caffe's.
+tests/engine/test_prototext.py compares both to the real Caffe's.
 """
 import io
 import struct

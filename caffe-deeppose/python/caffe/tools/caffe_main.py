@@ -306,7 +306,7 @@ def device_query(flags):
     for name, a in accel.REGISTRY.items():
         why = a.why_off()
         glog.info("caffe.cpp", f"Acceleration {name}: {'on' if why is None else f'off ({why})'}; replaces {a.replaces}; "
-                               f"measured {a.gain}")
+                               f"measured {a.gain}; off with {' or '.join(f'{k}=0' for k in a.knobs)}")
     return 0
 
 

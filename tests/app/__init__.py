@@ -1,0 +1,1 @@
+"""Tests of the application: DeepPose (deeppose/, models/, data/K2HPD, tools/)."""

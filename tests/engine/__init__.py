@@ -1,0 +1,1 @@
+"""Tests of the engine: the Caffe-compatible runtime (caffe-deeppose/python/caffe)."""

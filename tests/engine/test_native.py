@@ -1,0 +1,107 @@
+"""The C kernels (caffe.accel.native) against the PyTorch implementations they replace."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from caffe.accel import native
+from caffe.layer_modules import norm
+from caffe.solvers.solver import Solver
+from caffe.solvers.sgd import SGDSolver
+from tests.engine.conftest import ACCELERATED
+
+needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the kernels are not built")
+pytestmark = ACCELERATED
+
+
+def _lrn_both(x, top_diff, size, alpha, beta, k):
+    """(top, bottom diff) of the C kernels and of the PyTorch LRN."""
+    out = []
+    for fn in (lambda t: norm._NativeLRN.apply(t, size, alpha, beta, k),
+               lambda t: norm._AcrossChannelsLRN.apply(t, size, alpha, beta, k, False)):
+        t = x.detach().clone().requires_grad_()
+        top = fn(t)
+        (grad,) = torch.autograd.grad(top, t, top_diff)
+        out.append((top.detach(), grad))
+    return out
+
+
+@needs_native
+@pytest.mark.parametrize("size,beta", [(5, 0.75), (3, 0.5), (5, 1.0), (7, 0.6)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_lrn_kernels_match_the_pytorch_lrn(size, beta, channels_last):
+    g = torch.Generator().manual_seed(size)
+    x = torch.randn(2, 11, 5, 4, generator=g) * 20
+    top_diff = torch.randn(2, 11, 5, 4, generator=g)
+    if channels_last:
+        x, top_diff = (t.contiguous(memory_format=torch.channels_last) for t in (x, top_diff))
+    (top, grad), (ref_top, ref_grad) = _lrn_both(x, top_diff, size, 1e-2, beta, 2.0)
+    np.testing.assert_allclose(top.numpy(), ref_top.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad.numpy(), ref_grad.numpy(), rtol=1e-5, atol=1e-6)
+    # without a gradient the kernel keeps no scale; the top is the same
+    np.testing.assert_array_equal(norm._lrn_top(x, size, 1e-2, beta, 2.0).numpy(), top.numpy())
+
+
+@needs_native
+def test_lrn_layer_runs_the_kernels_inside_a_compiled_graph():
+    """The kernels are opaque custom ops: torch.compile calls them as they are."""
+    x = torch.randn(2, 6, 4, 4).contiguous(memory_format=torch.channels_last)
+    fn = torch.compile(lambda t: norm.lrn_across_channels_top(t, 5, 1e-2, 0.75, 1.0), backend="eager", fullgraph=True)
+    np.testing.assert_array_equal(fn(x).numpy(), norm._lrn_top(x, 5, 1e-2, 0.75, 1.0).numpy())
+
+
+def _sgd(tmp_path, weight_decay=0.01):
+    """An SGD solver on a small net with two learnable blobs (its diffs set to fixed values)."""
+    net = tmp_path / "net.prototxt"
+    net.write_text('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 } } }\n'
+                   'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param {'
+                   ' num_output: 5 weight_filler { type: "gaussian" std: 1 } bias_filler { type: "gaussian" } } }\n'
+                   'layer { name: "loss" type: "Reduction" bottom: "y" top: "loss" loss_weight: 1 }\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}" base_lr: 0.1 momentum: 0.9 weight_decay: {weight_decay} lr_policy: "fixed" '
+                      'solver_mode: CPU random_seed: 3\n')
+    return SGDSolver(str(solver))
+
+
+@needs_native
+def test_fused_sgd_update_matches_the_generic_update(tmp_path):
+    """Three updates each way from the same state: params and history agree to rounding (the
+    kernel's fused multiply-adds are those of Caffe's BLAS), the diffs read as the update."""
+    results = []
+    for update in (SGDSolver._update_params, Solver._update_params):
+        solver = _sgd(tmp_path)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            grads = [torch.randn(p.shape, generator=g) for p in solver._params]
+            with torch.no_grad():
+                update(solver, grads, [0.1, 0.2])
+        results.append(([p.detach().clone() for p in solver._params], [h.clone() for h in solver._slots[0]],
+                        [np.array(b.diff) for b in solver.net.params["ip"]]))
+    (params, history, diffs), (ref_params, ref_history, _) = results
+    for a, b in zip(params + history, ref_params + ref_history):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+    for diff, h in zip(diffs, history):
+        np.testing.assert_array_equal(diff, h.numpy())
+
+
+def test_without_native_kernels_the_engine_uses_pytorch(tmp_path):
+    """CAFFE_NATIVE=0: no kernels are built, and the LRN layer runs its PyTorch implementation."""
+    code = ("from caffe import accel; from caffe.layer_modules import norm; from caffe.proto import caffe_pb2; "
+            "assert not accel.active('native_lrn') and accel.REGISTRY['native_lrn'].why_off() == 'CAFFE_NATIVE=0'; "
+            "assert not norm.LRN(caffe_pb2.LayerParameter(type=\"LRN\"), 0).native; print('ok')")
+    env = dict(os.environ, CAFFE_NATIVE="0", CAFFE_NATIVE_CACHE=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_missing_compiler_is_a_warning_not_an_error(tmp_path):
+    """With no C compiler, one warning names the reason and the engine goes on without kernels."""
+    code = "from caffe.accel import native; assert native.library() is None; print('ok')"
+    env = dict(os.environ, CC=str(tmp_path / "no-such-cc"), PATH="", CAFFE_NATIVE_CACHE=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+    assert "native kernels unavailable" in out.stderr and "no C compiler" in out.stderr
