@@ -1,6 +1,7 @@
 """Peak memory of `caffe train` beside its images/s: the stage-1 DeepPose solver (the seed's net and
-solver, CPU, batch 32) on one LMDB of random 227x227 images, for our engine as shipped, our engine on
-Caffe's reference path (CAFFE_REFERENCE=1) and the real Caffe, each in its own process.
+solver, CPU, batch 32, TRAIN phase) on an LMDB of random 227x227 images (bench/lib/stage1_nets.py),
+for our engine as shipped, our engine on Caffe's reference path (CAFFE_REFERENCE=1) and the real
+Caffe, each in its own process.
 
     python bench/bench_memory.py [--iters 20] [--batch 32] [--seed-caffe /opt/seed-caffe] [--runs 1]
 
@@ -16,65 +17,32 @@ import sys
 import tempfile
 import time
 
-import lmdb
-import numpy as np
-
 import caffe
 from caffe.formats.protoio import read_prototxt, write_prototxt
 from caffe.proto import caffe_pb2
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_NET = os.path.join(ROOT, "models", "deeppose", "deeppose_train_test.prototxt")
-SOLVER = os.path.join(ROOT, "models", "deeppose", "deeppose_solver.prototxt")
-SIZE, LABELS = 227, 30
+from lib.stage1_nets import make_lmdb, write_solver
 
 
-def write_lmdb(path, count, seed=0):
-    """`count` Datums of random 3x227x227 uint8 images with LABELS float labels (the multi-label
-    Data layer's records), as convert_imageset_multilabel writes them."""
-    rng = np.random.default_rng(seed)
-    env = lmdb.open(path, map_size=1 << 30)
-    with env.begin(write=True) as txn:
-        for i in range(count):
-            datum = caffe_pb2.Datum(channels=3, height=SIZE, width=SIZE,
-                                    data=rng.integers(0, 256, (3, SIZE, SIZE), np.uint8).tobytes())
-            datum.float_data.extend(rng.uniform(-100, 100, LABELS).astype(np.float32))
-            txn.put(f"{i:08d}".encode(), datum.SerializeToString())
-    env.close()
-
-
-def write_solver(folder, iters, batch):
-    """The seed's train net reading the random LMDB (no mean file: the same work for both engines),
-    and its solver for `iters` CPU iterations, no test, one snapshot at the end."""
-    net = read_prototxt(TRAIN_NET, caffe_pb2.NetParameter)
-    for layer in net.layer:
-        if layer.type == "Data":
-            layer.data_param.source = os.path.join(folder, "lmdb")
-            layer.transform_param.ClearField("mean_file")
-            if any(rule.phase == caffe_pb2.TRAIN for rule in layer.include):
-                layer.data_param.batch_size = batch
-    solver = read_prototxt(SOLVER, caffe_pb2.SolverParameter)
-    solver.net = os.path.join(folder, "net.prototxt")
-    solver.max_iter, solver.display, solver.snapshot = iters, 0, 0
-    solver.solver_mode = caffe_pb2.SolverParameter.CPU
-    solver.snapshot_prefix = os.path.join(folder, "snap")
-    solver.test_interval, solver.test_initialization = iters + 1, False
-    write_prototxt(solver.net, net)
-    path = os.path.join(folder, "solver.prototxt")
+def snapshotting_solver(folder, batch, iters):
+    """bench/lib's stage-1 solver on its random LMDB, with the snapshot `caffe train` writes at the end."""
+    make_lmdb(folder, batch * 4)
+    path = write_solver(folder, batch, iters)
+    solver = read_prototxt(path, caffe_pb2.SolverParameter)
+    solver.snapshot_after_train = True
     write_prototxt(path, solver)
     return path
 
 
 def run(command, env):
     """(peak resident MB, wall seconds) of `command`; exits naming it if it fails."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{err[-2000:]}")
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            sys.exit(f"{' '.join(command)} failed:\n{err.read().decode(errors='replace')[-2000:]}")
     return usage.ru_maxrss / 1024, wall
 
 
@@ -86,8 +54,7 @@ def main():
     p.add_argument("--seed-caffe", default="/opt/seed-caffe", help="the real Caffe's install (skipped if absent)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        write_lmdb(os.path.join(folder, "lmdb"), a.batch * 4)
-        solver = write_solver(folder, a.iters, a.batch)
+        solver = snapshotting_solver(folder, a.batch, a.iters)
         base = dict(os.environ, GLOG_minloglevel="1")
         ours = [sys.executable, "-m", "caffe.tools.caffe_main", "train", "-solver", solver]
         engines = {"ours (as shipped)": (ours, dict(base, CAFFE_REFERENCE="0")),
