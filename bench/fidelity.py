@@ -1,7 +1,8 @@
 """Fidelity as a measured distance from float64: the real Caffe, a 1-ulp-nudged real Caffe, and
 our engine (reference path, and as shipped), each against a float64 replay, per blob.
 
-    python bench/fidelity.py [--steps 8] [--batch 32] [--ablate] [--off NAME ...] [--out docs/fidelity.md]
+    python bench/fidelity.py [--steps 8] [--batch 32] [--cases ...] [--draws 16] [--ablate] [--off NAME ...]
+                             [--out docs/fidelity.md]
 
 Cases:
   stage1   the seed's stage-1 train net (models/deeppose/deeppose_train_test.prototxt, its Data layers
@@ -16,7 +17,9 @@ Cases:
            deploy nets (random weights and BatchNorm statistics), eager and compiled;
   golden   tests/golden's layer cases (forward, and backward where Caffe has one; Dropout in TRAIN and
            the exact layers ArgMax / Accuracy / Threshold left out) and solver cases (the change of
-           W and b over 6 steps, the losses).
+           W and b over 6 steps, the losses);
+  relu     AlexNet's forward on `--draws` random inputs: how many ReLU decisions each engine takes
+           against float64 (a count, not a distance: see docs/fidelity.md).
 Engines (each in its own process, bench/fidelity_worker.py, one thread):
   caffe    the real Caffe (BVLC Caffe 1.0 + the DeepPose patches, pycaffe, CPU), `--seed-caffe`;
   nudged   the real Caffe with every initial weight (golden: every input and param) moved one ulp
@@ -30,14 +33,19 @@ The float64 result each is measured against: for stage1 / alexnet / infer, bench
 for golden, `f64`. Distance: relative L2, |x - x64| / |x64| (absolute where |x64| = 0). The check:
 neither of our paths farther than 1.5 x the nudged Caffe, per blob.
 
-The real Caffe's results are cached under --cache (keyed by the content of everything they depend
-on), as is the float64 replay; ours are recomputed. `--ablate` also runs ours as shipped with each
-acceleration off in turn (stage1, alexnet, infer) and tabulates the worst ratios.
+Each engine's arrays are measured as soon as its worker is done and deleted (the stage-1 net and
+AlexNet hold 60 M params: 240 MB an array set); the real Caffe's distances are cached under --cache
+(keyed by the content of everything they depend on: the inputs, the worker, the float64 result),
+ours are recomputed, and so is the float64 replay (a few minutes). `--ablate` also runs ours as
+shipped with each acceleration switched in turn (off, or on for those off by default; stage1,
+alexnet, infer) and tabulates each variant's median distance and worst ratio.
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -116,6 +124,18 @@ def file_digest(path):
         return digest(*(file_digest(os.path.join(path, f)) + f for f in sorted(os.listdir(path))))
     with open(path, "rb") as f:
         return digest(f.read())
+
+
+def digest_obj(obj):
+    if isinstance(obj, dict):
+        return digest(*(k + digest_obj(v) for k, v in sorted(obj.items())))
+    if isinstance(obj, (list, tuple)):
+        return digest(*(digest_obj(v) for v in obj))
+    if isinstance(obj, np.ndarray):
+        return digest(obj.dtype.str, obj.shape, obj.tobytes())
+    if hasattr(obj, "SerializeToString"):
+        return digest(obj.SerializeToString(deterministic=True))
+    return digest(repr(obj))
 
 
 def nudge(a):
@@ -293,7 +313,8 @@ class Engine:
 
     def command(self, args):
         env = {k: v for k, v in os.environ.items() if k not in OURS_ENV and k != "PYTHONPATH"}
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", GLOG_minloglevel="2")
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", GLOG_minloglevel="2",
+                   GLOG_logtostderr="1")
         if self.real:
             env["PYTHONPATH"] = os.path.join(args.seed_caffe, "python")
             env["PATH"] = os.path.join(args.seed_caffe, "bin") + os.pathsep + env.get("PATH", "")
@@ -302,44 +323,56 @@ class Engine:
         env.update(self.env)
         return [sys.executable, WORKER], env
 
-
-def engines(args):
-    out = [Engine("caffe", "real Caffe", real=True),
-           Engine("nudged", "nudged Caffe", real=True, nudged=True),
-           Engine("ref", "ours, reference", env={"CAFFE_REFERENCE": "1"}),
-           Engine("accel", "ours, as shipped" + (f" without {', '.join(args.off)}" if args.off else ""),
-                  off=args.off),
-           Engine("f64", "ours in float64", env={"CAFFE_REFERENCE": "1"}, float64=True)]
-    return {e.name: e for e in out}
+    def key(self):
+        return digest(self.name, self.real, self.float64, self.off, sorted(self.env.items()))
 
 
-def run_engine(engine, tasks, args, cache_real):
-    """Run `tasks` (dicts without "out") on `engine`; returns {task id: npz path}. The real
-    Caffe's results are reused from the cache when everything they depend on is the same."""
+def run_worker(engine, tasks, args, info=None):
+    """Run `tasks` ({id: task without "out"}) in one process of `engine`; returns {id: npz path}."""
+    outs = {tid: os.path.join(args.cache, "work", f"{tid}.{engine.name}.npz") for tid in tasks}
+    job = {"float64": engine.float64, "off": None if engine.real else engine.off, "info": info,
+           "tasks": [dict(t, out=outs[tid]) for tid, t in tasks.items()]}
+    path = os.path.join(args.cache, "work", f"job.{engine.name}.json")
+    with open(path, "w") as f:
+        json.dump(job, f, indent=1)
+    cmd, env = engine.command(args)
+    began = time.time()
+    print(f"# {engine.label}: {', '.join(tasks) or 'library info'}", flush=True)
+    subprocess.run(cmd + [path], env=env, check=True)
+    print(f"#   {time.time() - began:.0f} s", flush=True)
+    return outs
+
+
+def measure(engine, cases, args):
+    """Each case's distances ({row: (distance, absolute)}) for `engine`, from its worker's results
+    (deleted once measured). The real Caffe's are cached under --cache/dists, keyed by everything
+    they depend on (the task's files, the worker, the float64 reference)."""
     worker_digest = file_digest(WORKER)
-    todo, outs = [], {}
-    for tid, task in tasks.items():
-        deps = [file_digest(v) for k, v in sorted(task.items()) if isinstance(v, str) and os.path.exists(v)]
-        key = digest(engine.name, engine.real, engine.float64, engine.off, sorted(engine.env.items()),
-                     json.dumps(task, sort_keys=True), worker_digest, *deps)
-        out = os.path.join(args.cache, "results", f"{tid}.{engine.name}.{key}.npz")
-        outs[tid] = out
-        if not ((engine.real and cache_real or args.reuse_ours) and os.path.exists(out)):
-            todo.append(dict(task, out=out))
-    info = os.path.join(args.cache, "results", f"info.{engine.name}.json")
+    dists, todo, cached = {}, {}, {}
+    for case in cases:
+        for tid, task in case.tasks(engine).items():
+            deps = [file_digest(v) for _, v in sorted(task.items()) if isinstance(v, str) and os.path.exists(v)]
+            key = digest(engine.key(), json.dumps(task, sort_keys=True), worker_digest, case.ref_digest, *deps)
+            cached[tid] = os.path.join(args.cache, "dists", f"{tid}.{engine.name}.{key}.json")
+            if engine.real and not args.no_cache and os.path.exists(cached[tid]):
+                dists[tid] = json.load(open(cached[tid]))
+            else:
+                todo[tid] = task
+    info = os.path.join(args.cache, "dists" if engine.real else "work", f"info.{engine.name}.json")
     if todo or not os.path.exists(info):
-        job = {"float64": engine.float64, "off": engine.off if not engine.real else None,
-               "info": info, "tasks": todo}
-        path = os.path.join(args.cache, f"job.{engine.name}.json")
-        with open(path, "w") as f:
-            json.dump(job, f, indent=1)
-        cmd, env = engine.command(args)
-        began = time.time()
-        print(f"# {engine.label}: {len(todo)} task(s) ({', '.join(t['id'] for t in todo) or 'library info'})",
-              flush=True)
-        subprocess.run(cmd + [path], env=env, check=True)
-        print(f"#   done in {time.time() - began:.0f} s", flush=True)
-    return outs, json.load(open(info))
+        outs = run_worker(engine, todo, args, info)
+        for case in cases:
+            for tid in case.tasks(engine):
+                if tid in outs:
+                    with np.load(outs[tid]) as z:
+                        dists[tid] = case.distances(z, engine, tid)
+                    os.remove(outs[tid])
+                    if engine.real:
+                        for old in glob.glob(os.path.join(args.cache, "dists", f"{tid}.{engine.name}.*.json")):
+                            os.remove(old)
+                        with open(cached[tid], "w") as f:
+                            json.dump(dists[tid], f)
+    return dists, json.load(open(info))
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -349,7 +382,7 @@ def distance(x, ref):
         raise ValueError(f"shape {x.shape} vs {ref.shape}")
     norm = np.linalg.norm(ref)
     err = np.linalg.norm(x - ref)
-    return (err / norm, False) if norm > 0 else (err, True)
+    return (float(err / norm), False) if norm > 0 else (float(err), True)
 
 
 def ratio(ours, nudged, floor=0.0):
@@ -360,8 +393,172 @@ def ratio(ours, nudged, floor=0.0):
     return 0.0 if ours == 0 else float("inf")
 
 
+class Case:
+    """One table: its tasks per engine, the float64 reference, each engine's distances from it.
+    `rows` ({row: note}) in order; `floor()` the reference rounded to float32."""
+    columns = ["floor", "caffe", "nudged", "ref", "accel", "f64"]
+    ref_digest = ""
+
+    def tasks(self, engine):
+        return {self.tid: self.task_nudged if engine.nudged else self.task}
+
+    def table(self, dists):
+        """{engine: {tid: {row: (d, absolute)}}} -> Table."""
+        t = Table(self.tid, self.title, self.columns)
+        floor = self.floor()
+        for row, note in self.rows.items():
+            d, absolute = {"floor": floor[row]}, False
+            for e, per_task in dists.items():
+                for tid, rows in per_task.items():
+                    if tid in self.tasks(ENGINES_BY_NAME.get(e, PLAIN)) and row in rows:
+                        d[e if tid == self.tid else "compiled"], absolute = rows[row]
+            t.add(row, d, absolute, note)
+        return t
+
+
+class Stage1(Case):
+    def __init__(self, work, args):
+        self.tid = "stage1"
+        net, solver, params, inputs, p = stage1_inputs(work, args.batch)
+        self.title = (f"the seed's stage-1 train net, {args.steps} SGD steps, batch {args.batch}: each param blob's "
+                      "change (final - initial), and the losses")
+        base = dict(kind="sgd", solver=p["solver"], inputs=p["inputs"], steps=args.steps)
+        self.task, self.task_nudged = dict(base, params=p["params"]), dict(base, params=p["params_nudged"])
+        began = time.time()
+        print("# float64 replay: stage1", flush=True)
+        final64, losses64 = replay.sgd(net, solver, params, inputs, args.steps)
+        print(f"#   {time.time() - began:.0f} s", flush=True)
+        self.flat0 = flat_params(params)
+        flat64 = flat_params(final64)
+        self.change64 = {k: flat64[k].astype(np.float64) - self.flat0[k] for k in self.flat0}
+        self.final64 = {k: flat64[k].astype(np.float32) for k in self.flat0}
+        self.losses64 = np.array(losses64)
+        self.ref_digest = digest(digest_obj(flat64), digest_obj(self.losses64))
+        self.rows = {k: "" for k in self.flat0 if self.change64[k].any()}  # lr_mult 0 and no statistics: still
+        self.rows["loss (each step)"] = ""
+
+    def floor(self):
+        out = {k: distance(self.final64[k].astype(np.float64) - self.flat0[k], self.change64[k])[0]
+               for k in self.rows if k in self.change64}
+        out["loss (each step)"] = distance(np.float32(self.losses64), self.losses64)[0]
+        return out
+
+    def distances(self, z, engine, tid):
+        out = {}
+        for k in self.rows:
+            if k in self.change64:
+                start = nudge(self.flat0[k]) if engine.nudged else self.flat0[k]
+                out[k] = distance(z[f"final/{k}"].astype(np.float64) - start, self.change64[k])
+        out["loss (each step)"] = distance(z["loss"], self.losses64)
+        return out
+
+
+class Net(Case):
+    """A deploy net's forward (and with `top_diffs` one backward), against the float64 replay."""
+
+    def __init__(self, tid, title, work, name, source, batch, seed, outputs, top_diffs=None, compiled=False):
+        self.tid, self.title = tid, title
+        net, params, inputs, p = deploy_inputs(work, name, source, batch, seed, force_backward=bool(top_diffs))
+        base = dict(kind="net", prototxt=p["net"], phase="TEST", inputs=p["inputs"], outputs=outputs,
+                    backward=bool(top_diffs))
+        if top_diffs:
+            top_diffs = {k: np.random.default_rng(seed + 5).normal(0, 1, v).astype(np.float32)
+                         for k, v in top_diffs.items()}
+            base["top_diffs"] = save(os.path.join(work, f"{tid}_topdiff.npz"), top_diffs)
+        self.task, self.task_nudged = dict(base, params=p["params"]), dict(base, params=p["params_nudged"])
+        self.compiled = compiled
+        if compiled:
+            self.columns = Case.columns[:5] + ["compiled", "f64"]
+        began = time.time()
+        print(f"# float64 replay: {tid}", flush=True)
+        blobs, pdiffs, idiffs = replay.forward_backward(net, "TEST", params, inputs, top_diffs or {})
+        print(f"#   {time.time() - began:.0f} s", flush=True)
+        self.ref = {f"blob/{b}": blobs[b] for b in outputs}
+        if top_diffs:
+            self.ref.update({f"paramdiff/{k}": v for k, v in flat_params(pdiffs).items()})
+            self.ref.update({f"inputdiff/{k}": v for k, v in idiffs.items()})
+        self.ref_digest = digest_obj(self.ref)
+        self.rows = {k.split("/", 1)[1] if k.startswith("blob/") else k: "" for k in self.ref}
+        self.params_path, self.prototxt = p["params"], p["net"]
+
+    def tasks(self, engine):
+        out = Case.tasks(self, engine)
+        if self.compiled and engine.name.startswith("accel"):  # the inference path after torch.compile
+            out[self.tid + "_compiled"] = dict(self.task, env={"CAFFE_COMPILE_AFTER": "0"})
+        return out
+
+    def floor(self):
+        return {self._row(k): distance(v.astype(np.float32), v)[0] for k, v in self.ref.items()}
+
+    @staticmethod
+    def _row(k):
+        return k.split("/", 1)[1] if k.startswith("blob/") else k
+
+    def distances(self, z, engine, tid):
+        return {self._row(k): distance(z[k], v) for k, v in self.ref.items()}
+
+
+class GoldenLayers(Case):
+    columns = ["floor", "caffe", "nudged", "ref", "accel"]
+
+    def __init__(self, work):
+        self.tid = "golden_layers"
+        self.title = ("the golden layer cases (tests/golden/layers): forward tops, BatchNorm's updated blobs, bottom "
+                      "and param gradients; float64: ours in float64")
+        self.cases, self.left_out = golden_cases()
+        plain, nudged = golden_arrays(work, self.cases)
+        base = dict(kind="golden_layers", dir=os.path.join(GOLDEN, "layers"), cases=self.cases)
+        self.task, self.task_nudged = dict(base, arrays=plain), dict(base, arrays=nudged)
+
+    def set_reference(self, z):
+        self.ref = {k: z[k] for k in z.files}
+        self.ref_digest = digest_obj(self.ref)
+        self.rows = {k: self.cases[k.split(":")[0]]["type"] for k in self.ref}
+
+    def floor(self):
+        return {k: distance(v.astype(np.float32), v)[0] for k, v in self.ref.items()}
+
+    def distances(self, z, engine, tid):
+        return {k: distance(z[k], v) for k, v in self.ref.items()}
+
+
+class GoldenSolvers(Case):
+    columns = ["floor", "caffe", "nudged", "ref", "accel"]
+
+    def __init__(self, work):
+        self.tid = "golden_solvers"
+        self.title = "the golden solver cases (tests/golden/solvers): the change of W and b over 6 steps, the losses"
+        self.cases, (plain, nudged) = golden_solver_arrays(work)
+        base = dict(kind="golden_solvers", dir=os.path.join(GOLDEN, "solvers"), cases=self.cases, steps=6)
+        self.task, self.task_nudged = dict(base, arrays=plain), dict(base, arrays=nudged)
+        self.start = {c: np.load(os.path.join(GOLDEN, "solvers", c + ".npz")) for c in self.cases}
+
+    def set_reference(self, z):
+        self.ref = {k: z[k] for k in z.files}
+        self.ref_digest = digest_obj(self.ref)
+        self.rows = {f"{c}: {r}": "" for c in self.cases for r in ("W change", "b change", "loss")}
+
+    def _values(self, z, nudged):
+        out = {}
+        for c in self.cases:
+            for k, start in (("W", "W0"), ("b", "b0")):
+                s = nudge(self.start[c][start]) if nudged else self.start[c][start]
+                out[f"{c}: {k} change"] = z[f"{c}:{k}"][-1].astype(np.float64) - s
+            out[f"{c}: loss"] = z[f"{c}:loss"]
+        return out
+
+    def floor(self):
+        ref = self._values(self.ref, False)
+        rounded = self._values({k: v.astype(np.float32) for k, v in self.ref.items()}, False)
+        return {k: distance(rounded[k], ref[k])[0] for k in ref}
+
+    def distances(self, z, engine, tid):
+        ref, mine = self._values(self.ref, False), self._values(z, engine.nudged)
+        return {k: distance(mine[k], ref[k]) for k in ref}
+
+
 class Table:
-    """Rows of (blob, {engine: distance}) for one case."""
+    """Rows of (row, {engine: distance}, absolute, note) for one case."""
 
     def __init__(self, case, title, columns):
         self.case, self.title, self.columns, self.rows = case, title, columns, []
@@ -372,123 +569,62 @@ class Table:
                 "rounding noise (the two float64 computations differ)"
         self.rows.append((blob, dists, absolute, note))
 
-    def ratios(self, floor=FLOOR):
-        """[(ours / nudged, engine, blob)] of the checked rows (the nudged distance at least `floor`)."""
-        out = []
-        for blob, d, _, _ in self.rows:
-            if "nudged" in d and d.get("f64", 0) <= NOISE and np.isfinite(d["nudged"]):
-                for e in ("ref", "accel", "compiled"):
-                    if e in d:
-                        out.append((ratio(d[e], d["nudged"], floor), e, blob))
-        return out
+    def checked(self, d):
+        return "nudged" in d and d.get("f64", 0) <= NOISE and np.isfinite(d["nudged"])
+
+    def ratios(self, floor=FLOOR, engines=("ref", "accel", "compiled")):
+        """[(ours / nudged, engine, row)] of the checked rows (the nudged distance at least `floor`)."""
+        return [(ratio(d[e], d["nudged"], floor), e, blob) for blob, d, _, _ in self.rows if self.checked(d)
+                for e in engines if e in d]
 
 
-def stage1_table(outs, solver, net, params, inputs, steps, args):
-    r64, losses64 = cached_replay("stage1", lambda: replay.sgd(net, solver, params, inputs, steps), args,
-                                  net, solver, params, inputs, steps)
-    table = Table("stage1", f"stage 1 train net, {steps} SGD steps, batch {inputs['data'].shape[0]}: "
-                  "each param blob's change (final - initial), and the losses", ENGINE_COLUMNS + ["f64"])
-    flat0, flat64 = flat_params(params), flat_params(r64)
-    results = {e: np.load(p) for e, p in outs.items()}
-    for key in flat0:
-        change64 = flat64[key].astype(np.float64) - flat0[key]
-        if not change64.any():
-            continue  # lr_mult 0 and no running statistics: nothing moves
-        dists = {"floor": distance(flat64[key].astype(np.float32).astype(np.float64) - flat0[key], change64)[0]}
-        for e, res in results.items():
-            start = nudge(flat0[key]) if e == "nudged" else flat0[key]
-            dists[e], absolute = distance(res[f"final/{key}"].astype(np.float64) - start, change64)
-        table.add(key, dists, absolute)
-    loss = {e: distance(res["loss"], losses64)[0] for e, res in results.items()}
-    loss["floor"] = distance(np.float32(losses64), losses64)[0]
-    table.add("loss (each step)", loss)
-    return table
+def summary(table):
+    """(median distance of ours as shipped over the checked rows, worst ratio to the nudged, how many over)."""
+    dists = [d[e] for _, d, a, _ in table.rows for e in ("compiled", "accel")
+             if e in d and not a and table.checked(d)]
+    rs = table.ratios(engines=("accel", "compiled"))
+    return float(np.median(dists)) if dists else 0.0, max(rs, default=(0, "", "")), sum(r > LIMIT for r, _, _ in rs)
 
 
-def cached_replay(name, fn, args, *deps):
-    key = digest(name, file_digest(replay.__file__), *[digest_obj(d) for d in deps])
-    path = os.path.join(args.cache, "results", f"{name}.replay.{key}.npz")
-    if os.path.exists(path):
-        z = np.load(path)
-        return nested({k[2:]: z[k] for k in z.files if k.startswith("p:")}), z["loss"]
-    print(f"# float64 replay: {name}", flush=True)
-    params, losses = fn()
-    save(path, dict({"p:" + k: v for k, v in flat_params(params).items()}, loss=np.array(losses)))
-    return params, np.array(losses)
+RELU_BLOBS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
 
 
-def digest_obj(obj):
-    if isinstance(obj, dict):
-        return digest(*(k + digest_obj(v) for k, v in sorted(obj.items())))
-    if isinstance(obj, (list, tuple)):
-        return digest(*(digest_obj(v) for v in obj))
-    if isinstance(obj, np.ndarray):
-        return digest(obj.dtype.str, obj.shape, obj.tobytes())
-    if hasattr(obj, "SerializeToString"):
-        return digest(obj.SerializeToString(deterministic=True))
-    return digest(repr(obj))
-
-
-def replay_forward(name, net, phase, params, inputs, top_diffs, outputs, args):
-    key = digest(name, file_digest(replay.__file__), digest_obj(net), phase, digest_obj(params),
-                 digest_obj(inputs), digest_obj(top_diffs), outputs)
-    path = os.path.join(args.cache, "results", f"{name}.replay.{key}.npz")
-    if not os.path.exists(path):
-        print(f"# float64 replay: {name}", flush=True)
-        blobs, pdiffs, idiffs = replay.forward_backward(net, phase, params, inputs, top_diffs)
-        out = {f"blob/{b}": blobs[b] for b in outputs}
-        if top_diffs:
-            out.update({f"paramdiff/{k}": v for k, v in flat_params(pdiffs).items()})
-            out.update({f"inputdiff/{k}": v for k, v in idiffs.items()})
-        save(path, out)
-    return dict(np.load(path))
-
-
-def net_table(case, title, outs, ref64, columns):
-    table = Table(case, title, columns)
-    results = {e: np.load(p) for e, p in outs.items()}
-    for key in ref64:
-        dists = {"floor": distance(ref64[key].astype(np.float32), ref64[key])[0]}
-        absolute = False
-        for e, res in results.items():
-            if key in res.files:
-                dists[e], absolute = distance(res[key], ref64[key])
-        table.add(key.split("/", 1)[1] if key.startswith("blob/") else key, dists, absolute)
-    return table
-
-
-def golden_tables(outs, cases, solver_cases):
-    layers = {e: np.load(p) for e, p in outs["golden_layers"].items()}
-    f64 = layers.pop("f64")
-    table = Table("golden", "golden layer cases (tests/golden/layers): forward tops, BatchNorm's updated "
-                  "blobs, bottom and param gradients", ENGINE_COLUMNS)
-    for key in f64.files:
-        dists = {"floor": distance(f64[key].astype(np.float32), f64[key])[0]}
-        absolute = False
-        for e, res in layers.items():
-            dists[e], absolute = distance(res[key], f64[key])
-        table.add(key, dists, absolute, note=cases[key.split(":")[0]]["type"])
-    solvers = {e: np.load(p) for e, p in outs["golden_solvers"].items()}
-    s64 = solvers.pop("f64")
-    stable = Table("golden_solvers", "golden solver cases (tests/golden/solvers): the change of W and b over "
-                   "6 steps, the losses", ENGINE_COLUMNS)
-    for case in solver_cases:
-        a = np.load(os.path.join(GOLDEN, "solvers", case + ".npz"))
-        for k, start in (("W", "W0"), ("b", "b0")):
-            ref = s64[f"{case}:{k}"][-1].astype(np.float64) - a[start]
-            dists = {"floor": distance(s64[f"{case}:{k}"][-1].astype(np.float32).astype(np.float64) - a[start],
-                                       ref)[0]}
-            for e, res in solvers.items():
-                s = nudge(a[start]) if e == "nudged" else a[start]
-                dists[e], absolute = distance(res[f"{case}:{k}"][-1].astype(np.float64) - s, ref)
-            stable.add(f"{case}: {k} change", dists, absolute)
-        loss = {e: distance(res[f"{case}:loss"], s64[f"{case}:loss"])[0] for e, res in solvers.items()}
-        loss["floor"] = distance(s64[f"{case}:loss"].astype(np.float32), s64[f"{case}:loss"])[0]
-        stable.add(f"{case}: loss", loss)
-    return table, stable
-
-
-ENGINE_COLUMNS = ["floor", "caffe", "nudged", "ref", "accel"]
+def relu_decisions(alexnet, engines_, args, work):
+    """AlexNet's forward (force_backward: our training path) with the alexnet case's weights on
+    `args.draws` random inputs: per engine, how many ReLU decisions (top > 0 or not) differ from
+    float64's, per draw."""
+    import torch
+    net = read_prototxt(alexnet.prototxt, caffe_pb2.NetParameter)
+    params = nested(dict(np.load(alexnet.params_path)))
+    tasks, refs = {}, {}
+    print(f"# float64 replay: {args.draws} AlexNet forwards", flush=True)
+    for seed in range(100, 100 + args.draws):
+        shape = tuple(net.layer[0].input_param.shape[0].dim)
+        inputs = {"data": np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)}
+        tid = f"relu{seed}"
+        tasks[tid] = dict(kind="net", prototxt=alexnet.prototxt, phase="TEST", params=alexnet.params_path,
+                          inputs=save(os.path.join(work, f"{tid}_inputs.npz"), inputs), outputs=RELU_BLOBS,
+                          backward=False, signs=True)
+        with torch.no_grad():
+            blobs = replay.Replay(net, "TEST", params).forward(inputs)
+        refs[tid] = {b: np.packbits(blobs[b].numpy() > 0) for b in RELU_BLOBS}
+    ref_digest = digest_obj(refs)
+    counts = {}
+    for name, e in engines_.items():
+        cached = os.path.join(args.cache, "dists", f"relu.{name}.{digest(e.key(), ref_digest, file_digest(WORKER))}.json")
+        if e.real and not args.no_cache and os.path.exists(cached):
+            counts[name] = json.load(open(cached))
+            continue
+        outs = run_worker(e, tasks, args)
+        counts[name] = []
+        for tid in tasks:
+            with np.load(outs[tid]) as z:
+                counts[name].append(sum(int(np.unpackbits(z[f"sign/{b}"] ^ refs[tid][b]).sum()) for b in RELU_BLOBS))
+            os.remove(outs[tid])
+        if e.real:
+            with open(cached, "w") as f:
+                json.dump(counts[name], f)
+    return counts
 
 
 # ------------------------------------------------------------------------------------ the report
@@ -497,56 +633,78 @@ def fmt(x):
         return "0"
     if x == float("inf"):
         return "inf"
+    if x != x:
+        return "nan"
     return f"{x:.2g}" if x < 1e-3 or x >= 100 else f"{x:.3g}"
 
 
-def render(tables, infos, labels, args, ablations, golden_left_out, elapsed):
+def render(tables, infos, labels, args, ablations, golden_left_out, elapsed, relu):
     lines = ["# Fidelity: distance from float64", "",
              "Generated by `bench/fidelity.py` (do not edit by hand). Each number is a relative L2 distance "
              "|x - x64| / |x64| of a blob computed in float32 from the same blob computed in float64 "
              "(absolute where |x64| = 0, marked `abs`). The real Caffe's own distance is its rounding; the "
-             "1-ulp-nudged real Caffe (initial weights, for golden cases inputs and params, moved one ulp "
-             "toward +inf) shows how far a perturbation of Caffe's own rounding size carries. "
+             "1-ulp-nudged real Caffe (every nonzero initial weight, for golden cases every input and param, "
+             "moved one ulp toward +inf) shows how far a perturbation of the size of Caffe's own rounding carries. "
              f"**The check: neither of our paths farther than {LIMIT} x the nudged Caffe, per blob** "
              "(the ratio columns).", "",
-             "Reproduce (about 25 minutes on one thread, the real Caffe's results cached after the first run):",
+             "Reproduce (one thread each side; the real Caffe's distances are cached in `--cache`):",
              "```", "export PYTHONPATH=$PWD/caffe-deeppose/python:$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1",
              " ".join(["python bench/fidelity.py"] + args.argv), "```", ""]
-    lines += ["Columns: `floor` the float64 result rounded to float32 (no float32 engine can be nearer); " + "; ".join(f"`{k}` {v}" for k, v in labels.items()) + ". float64: "
+    lines += ["Columns: `floor` the float64 result rounded to float32 (no float32 engine can be nearer); " +
+              "; ".join(f"`{k}` {v}" for k, v in labels.items()) + ". The float64 result: "
               "`bench/fidelity_replay.py` (plain torch in double with Caffe's rules, independent of the engine) "
-              "for stage1 / alexnet / infer, where `f64` (our reference path run in double) is a cross-check; "
-              "for the golden cases `f64` itself.", ""]
-    # summary
-    summary = ENGINE_COLUMNS[1:] + ["compiled"]
-    lines += ["## Summary", "", "| case | worst: " + " | ".join(summary) +
+              "for stage1 / alexnet / infer, where `f64` (our reference path run in double) is a cross-check "
+              "(its 3e-8 on the SGD steps: the solver rounds its rates to float32, as Caffe's does); for the golden "
+              "cases `f64` itself.", ""]
+    summary_cols = ["caffe", "nudged", "ref", "accel", "compiled"]
+    lines += ["## Summary", "", "| case | worst: " + " | ".join(summary_cols) +
               " | worst ours / nudged | over " + f"{LIMIT} | over {LIMIT} raw |",
-              "|" + "---|" * (len(summary) + 4)]
+              "|" + "---|" * (len(summary_cols) + 4)]
     failures = []
     for t in tables:
-        worst = {e: max((d[e] for _, d, a, _ in t.rows if e in d and not a and d.get("f64", 0) <= NOISE),
-                        default=None) for e in summary}
+        worst = {e: max((d[e] for _, d, a, _ in t.rows if e in d and not a and t.checked(d)), default=None)
+                 for e in summary_cols}
         rs, raw = t.ratios(), t.ratios(floor=0.0)
         over = [(r, e, b) for r, e, b in rs if r > LIMIT]
         failures += [(t.case, r, e, b) for r, e, b in over]
         w = max(rs, default=(0, "", ""))
-        lines.append(f"| {t.case} | " + " | ".join("—" if worst[e] is None else fmt(worst[e]) for e in summary) +
+        lines.append(f"| {t.case} | " + " | ".join("—" if worst[e] is None else fmt(worst[e]) for e in summary_cols) +
                      f" | {fmt(w[0])} ({w[1]}, {w[2]}) | {len(over)} of {len(rs)} | "
                      f"{sum(r > LIMIT for r, _, _ in raw)} |")
     lines += ["", f"`over {LIMIT}`: blobs of ours farther than {LIMIT} x the nudged Caffe's distance, that distance "
-              f"taken as at least {FLOOR:.2g} (2^-22, four float32 rounding units: below it, a distance is a handful of "
-              f"roundings and the ratio of two engines' is chance); `raw`: without that floor. Not checked: blobs "
-              f"whose exact value is 0 (the float64 replay and our float64 run differ by over {NOISE:g}: e.g. the "
-              f"gradient of a convolution's bias under BatchNorm) and nudged runs that fail (NaN).", ""]
+              f"taken as at least {FLOOR:.2g} (2^-22, four float32 rounding units: below it a distance is a handful of "
+              f"roundings, a scalar or a short sum, and two engines' ratio is chance); `raw`: without that floor. "
+              f"The worst columns leave out the rows not checked: those whose exact value is 0 (the float64 replay "
+              f"and our float64 run differ by over {NOISE:g}: the gradient of a convolution's bias under BatchNorm) "
+              f"and nudged runs that fail (NaN).", ""]
     if failures:
         lines += [f"Over {LIMIT}: " + "; ".join(f"{c} {b} {e} {fmt(r)}" for c, r, e, b in failures[:40]) +
                   (" ..." if len(failures) > 40 else ""), ""]
     else:
         lines += [f"No checked blob of ours is farther than {LIMIT} x the nudged Caffe's distance.", ""]
+    if relu:
+        lines += [f"## ReLU decisions against float64 (AlexNet's forward, {args.draws} random inputs)", "",
+                  "A ReLU input that rounds to the other side of 0 than float64's routes or blocks a whole element "
+                  "of the gradient (about 1e-3 of a gradient blob's norm at batch 10), so one draw's gradient "
+                  "distances hold such an event or not, by chance; how often an engine takes one follows how far "
+                  "its forward rounds. Count per input (conv1..fc7 tops, batch 10, the alexnet case's weights; "
+                  "ours with gradients: the training path), and in all:", "",
+                  "| engine | per input | in all |", "|---|---|---|"]
+        for name, counts in relu.items():
+            lines.append(f"| {name} | {' '.join(map(str, counts))} | {sum(counts)} |")
+        lines.append("")
     if ablations:
-        lines += ["## One acceleration off at a time (ours as shipped otherwise; stage1, alexnet, infer)", "",
-                  "| off | worst distance | worst ratio to nudged | blobs over " + f"{LIMIT} |", "|---|---|---|---|"]
-        for name, (worst, wr, over, n) in ablations.items():
-            lines.append(f"| {name} | {fmt(worst)} | {fmt(wr[0])} ({wr[2]}) | {over} of {n} |")
+        cases = list(next(iter(ablations.values())))
+        lines += ["## Each acceleration switched (ours as shipped otherwise)", "",
+                  "Per case: the median distance of ours as shipped over the checked blobs; the worst ratio to "
+                  f"the nudged Caffe and its blob (blobs over {LIMIT} in brackets).", "",
+                  "| variant | " + " | ".join(cases) + " |", "|" + "---|" * (len(cases) + 1)]
+        for name, per_case in ablations.items():
+            cells = []
+            for c in cases:
+                med, (r, e, b), over = per_case[c]
+                cells.append(f"{fmt(med)}; {fmt(r)} {b}" + (f" **({over})**" if over else ""))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Libraries", ""]
     for e, info in infos.items():
@@ -558,16 +716,16 @@ def render(tables, infos, labels, args, ablations, golden_left_out, elapsed):
             parts.append("accelerations: " + ", ".join(f"{k} {'on' if v == 'on' else 'off'}"
                                                         for k, v in info["accelerations"].items()))
         lines.append(f"- `{e}`: " + "; ".join(parts))
-    lines += ["", f"Run time {elapsed / 60:.0f} min.", ""]
+    lines += ["", f"This run: {elapsed / 60:.0f} min.", ""]
     for t in tables:
         cols = [c for c in t.columns if any(c in d for _, d, _, _ in t.rows)]
         ours = [c for c in ("ref", "accel", "compiled") if c in cols]
         lines += [f"## {t.case}: {t.title}", ""]
-        if t.case == "golden" and golden_left_out:
+        if t.case == "golden_layers" and golden_left_out:
             lines += ["Left out: " + "; ".join(f"{c} ({why})" for c, why in golden_left_out.items()) + ".", ""]
         big = len(t.rows) > 60
         if big:
-            lines += ["<details><summary>" + f"{len(t.rows)} blobs" + "</summary>", ""]
+            lines += [f"<details><summary>{len(t.rows)} rows</summary>", ""]
         lines += ["| blob | " + " | ".join(cols) + " | " + " | ".join(f"{c} / nudged" for c in ours) + " |",
                   "|" + "---|" * (1 + len(cols) + len(ours))]
         for blob, d, absolute, note in t.rows:
@@ -576,7 +734,7 @@ def render(tables, infos, labels, args, ablations, golden_left_out, elapsed):
             for c in ours:
                 if c in d and "nudged" in d:
                     r = ratio(d[c], d["nudged"])
-                    rs.append(f"**{fmt(r)}**" if ratio(d[c], d["nudged"], FLOOR) > LIMIT else fmt(r))
+                    rs.append(f"**{fmt(r)}**" if t.checked(d) and ratio(d[c], d["nudged"], FLOOR) > LIMIT else fmt(r))
                 else:
                     rs.append("—")
             name = f"{blob} ({note})" if note else blob
@@ -588,144 +746,108 @@ def render(tables, infos, labels, args, ablations, golden_left_out, elapsed):
 
 
 # ------------------------------------------------------------------------------------ main
+PLAIN = None
+ENGINES_BY_NAME = {}
+
+
 def main():
+    global PLAIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=32, help="the stage-1 train net's batch")
-    ap.add_argument("--cases", nargs="+", default=["stage1", "alexnet", "infer", "golden"])
-    ap.add_argument("--ablate", action="store_true", help="ours as shipped with each acceleration off in turn")
+    ap.add_argument("--cases", nargs="+", default=["stage1", "alexnet", "infer", "golden", "relu"])
+    ap.add_argument("--draws", type=int, default=16, help="random inputs of AlexNet for the relu case")
+    ap.add_argument("--ablate", action="store_true", help="ours as shipped with each acceleration switched in turn")
     ap.add_argument("--off", nargs="*", default=[], help="run ours as shipped with these accelerations off")
     ap.add_argument("--seed-caffe", default="/opt/seed-caffe")
     ap.add_argument("--cache", default=os.path.join(ROOT, ".cache", "fidelity"))
     ap.add_argument("--no-cache", action="store_true", help="recompute the real Caffe's results")
-    ap.add_argument("--reuse-ours", action="store_true",
-                    help="reuse our engine's cached results too (only to re-render after a run)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "fidelity.md"))
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     began = time.time()
-    work = os.path.join(args.cache, "inputs")
-    os.makedirs(work, exist_ok=True)
-    os.makedirs(os.path.join(args.cache, "results"), exist_ok=True)
+    work = os.path.join(args.cache, "work")
+    for d in ("work", "dists"):
+        os.makedirs(os.path.join(args.cache, d), exist_ok=True)
     os.environ["FIDELITY_TMP"] = work
-    all_engines = engines(args)
+    from caffe import accel
+    PLAIN = Engine("plain", "")
+    engines = {e.name: e for e in (
+        Engine("f64", "ours, reference path in float64", env={"CAFFE_REFERENCE": "1"}, float64=True),
+        Engine("caffe", "the real Caffe", real=True),
+        Engine("nudged", "the real Caffe, initial weights one ulp up", real=True, nudged=True),
+        Engine("ref", "ours, reference path (CAFFE_REFERENCE=1)", env={"CAFFE_REFERENCE": "1"}),
+        Engine("accel", "ours as shipped" + (f" without {', '.join(args.off)}" if args.off else ""), off=args.off))}
+    ENGINES_BY_NAME.update(engines)
+    labels = {k: e.label for k, e in engines.items() if k != "f64"}
+    labels["compiled"] = "ours as shipped, inference after torch.compile (CAFFE_COMPILE_AFTER=0; infer cases)"
+    labels["f64"] = engines["f64"].label
 
-    # the tasks each engine runs, and the float64 references
-    tasks = {e: {} for e in all_engines}  # engine -> task id -> task
+    try:
+        cases = []
+        if "stage1" in args.cases:
+            cases.append(Stage1(work, args))
+        alexnet = None
+        if "alexnet" in args.cases or "relu" in args.cases:
+            alexnet = Net("alexnet", "AlexNet's deploy net (BVLC's shapes, batch 10, random weights): forward outputs, "
+                          "and one backward of a fixed diff on prob: the param and input gradients",
+                          work, "alexnet", ALEXNET, 10, 3, ["fc8", "prob"], top_diffs={"prob": (10, 1000)})
+            if "alexnet" in args.cases:
+                cases.append(alexnet)
+        if "infer" in args.cases:
+            cases.append(Net("infer_alexnet", "AlexNet's deploy net, the forward alone (our inference path)",
+                             work, "alexnet", ALEXNET, 10, 3, ["fc8", "prob"], compiled=True))
+            cases.append(Net("infer_deploy", "the seed's stage-1 deploy net (random weights and BatchNorm "
+                             "statistics, batch 8), the forward alone (our inference path)",
+                             work, "deploy", DEPLOY, 8, 4, ["predict"], compiled=True))
+        golden = []
+        if "golden" in args.cases:
+            golden = [GoldenLayers(work), GoldenSolvers(work)]
+            # their float64 result is ours in float64: run it first
+            outs = run_worker(engines["f64"], {g.tid: g.task for g in golden}, args)
+            for g in golden:
+                with np.load(outs[g.tid]) as z:
+                    g.set_reference(z)
+                os.remove(outs[g.tid])
+        cases += golden
 
-    def add(tid, task, nudged_task=None, only=None):
-        for name, e in all_engines.items():
-            if only and name not in only:
-                continue
-            tasks[name][tid] = dict(nudged_task if (e.nudged and nudged_task) else task, id=tid)
+        dists, infos = {}, {}
+        for name, e in engines.items():
+            todo = [c for c in cases if not (name == "f64" and c in golden)]
+            dists[name], infos[name] = measure(e, todo, args)
+        tables = [c.table(dists) for c in cases]
 
-    plan = {}
-    if "stage1" in args.cases:
-        net, solver, params, inputs, p = stage1_inputs(work, args.batch)
-        base = dict(kind="sgd", solver=p["solver"], inputs=p["inputs"], steps=args.steps)
-        add("stage1", dict(base, params=p["params"]), dict(base, params=p["params_nudged"]))
-        plan["stage1"] = (net, solver, params, inputs)
-    if "alexnet" in args.cases:
-        net, params, inputs, p = deploy_inputs(work, "alexnet", ALEXNET, 10, 3, force_backward=True)
-        top_diffs = {"prob": np.random.default_rng(5).normal(0, 1, (10, 1000)).astype(np.float32)}
-        p["top_diffs"] = save(os.path.join(work, "alexnet_topdiff.npz"), top_diffs)
-        base = dict(kind="net", prototxt=p["net"], phase="TEST", inputs=p["inputs"], top_diffs=p["top_diffs"],
-                    outputs=["fc8", "prob"], backward=True)
-        add("alexnet", dict(base, params=p["params"]), dict(base, params=p["params_nudged"]))
-        plan["alexnet"] = (net, params, inputs, top_diffs)
-    if "infer" in args.cases:
-        plan["infer"] = []
-        for name, src, batch, outputs in (("alexnet", ALEXNET, 10, ["fc8", "prob"]),
-                                          ("deploy", DEPLOY, 8, ["predict"])):
-            net, params, inputs, p = deploy_inputs(work, name, src, batch, 3 if name == "alexnet" else 4,
-                                                   force_backward=False)
-            base = dict(kind="net", prototxt=p["net"], phase="TEST", inputs=p["inputs"], outputs=outputs,
-                        backward=False)
-            tid = f"infer_{name}"
-            add(tid, dict(base, params=p["params"]), dict(base, params=p["params_nudged"]))
-            tasks["accel"][tid + "_compiled"] = dict(base, params=p["params"], id=tid + "_compiled",
-                                                     env={"CAFFE_COMPILE_AFTER": "0"})
-            plan["infer"].append((tid, net, params, inputs, outputs))
-    golden_left_out, cases, solver_cases = {}, {}, []
-    if "golden" in args.cases:
-        cases, golden_left_out = golden_cases()
-        plain, nudged = golden_arrays(work, cases)
-        base = dict(kind="golden_layers", dir=os.path.join(GOLDEN, "layers"), cases=cases)
-        add("golden_layers", dict(base, arrays=plain), dict(base, arrays=nudged))
-        solver_cases, (splain, snudged) = golden_solver_arrays(work)
-        base = dict(kind="golden_solvers", dir=os.path.join(GOLDEN, "solvers"), cases=solver_cases, steps=6)
-        add("golden_solvers", dict(base, arrays=splain), dict(base, arrays=snudged))
+        ablations = {}
+        ablated = [c for c in cases if c.tid in ("stage1", "alexnet", "infer_alexnet", "infer_deploy")]
+        if args.ablate and ablated:
+            ablations["as shipped"] = {t.case: summary(t) for t in tables if t.case in {c.tid for c in ablated}}
+            for acc, entry in accel.REGISTRY.items():
+                if acc == "heap":
+                    continue  # the allocator's settings: no arithmetic
+                if entry.off_by_default:
+                    e = Engine(f"accel+{acc}", f"ours as shipped with {acc} on", off=args.off, env={entry.knob: "1"})
+                    label = f"{acc} on ({entry.knob}=1)"
+                else:
+                    e = Engine(f"accel-{acc}", f"ours as shipped without {acc}", off=args.off + [acc])
+                    label = f"{acc} off"
+                ENGINES_BY_NAME[e.name] = e
+                got, _ = measure(e, ablated, args)
+                sub = {k: dists[k] for k in ("caffe", "nudged", "f64")}
+                sub["accel"] = got
+                ablations[label] = {c.tid: summary(c.table(sub)) for c in ablated}
 
-    outs, infos = {}, {}
-    for name, e in all_engines.items():
-        if not tasks[name]:
-            continue
-        res, infos[name] = run_engine(e, tasks[name], args, cache_real=not args.no_cache)
-        for tid, path in res.items():
-            outs.setdefault(tid, {})[name] = path
+        relu = None
+        if "relu" in args.cases:
+            knob = accel.REGISTRY["channels_last"].knob
+            relu = relu_decisions(alexnet, {"caffe": engines["caffe"], "ref": engines["ref"], "accel": engines["accel"],
+                                            "accel, channels_last on": Engine("accel+cl", "ours, channels_last on",
+                                                                              off=args.off, env={knob: "1"})},
+                                  args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the inputs (rewritten each run) and the engines' arrays
 
-    # ablations: ours as shipped, one acceleration off at a time
-    ablations = {}
-    if args.ablate:
-        from caffe import accel
-        for acc in accel.REGISTRY:
-            if acc == "heap":
-                continue  # the allocator's settings: no arithmetic
-            e = Engine(f"accel-{acc}", f"ours as shipped without {acc}", off=args.off + [acc])
-            todo = {tid: t for tid, t in tasks["accel"].items() if not tid.startswith("golden")}
-            res, _ = run_engine(e, todo, args, cache_real=False)
-            ablations[acc] = res
-
-    tables = []
-    labels = {e.name: e.label for e in all_engines.values()}
-    if "infer" in args.cases:
-        labels["compiled"] = "ours as shipped, inference after torch.compile (CAFFE_COMPILE_AFTER=0)"
-    if "stage1" in args.cases:
-        net, solver, params, inputs = plan["stage1"]
-        tables.append(stage1_table(outs["stage1"], solver, net, params, inputs, args.steps, args))
-    if "alexnet" in args.cases:
-        net, params, inputs, top_diffs = plan["alexnet"]
-        ref64 = replay_forward("alexnet", net, "TEST", params, inputs, top_diffs, ["fc8", "prob"], args)
-        tables.append(net_table("alexnet", "AlexNet deploy (batch 10, random weights): forward outputs, one "
-                                "backward of a fixed diff on prob: param and input gradients",
-                                outs["alexnet"], ref64, ENGINE_COLUMNS + ["f64"]))
-    if "infer" in args.cases:
-        for tid, net, params, inputs, outputs in plan["infer"]:
-            ref64 = replay_forward(tid, net, "TEST", params, inputs, {}, outputs, args)
-            o = dict(outs[tid], compiled=outs[tid + "_compiled"]["accel"])
-            tables.append(net_table(tid, f"{'AlexNet' if 'alexnet' in tid else 'the seed stage-1'} deploy net, "
-                                    "forward alone (our inference path)", o, ref64,
-                                    ENGINE_COLUMNS + ["compiled", "f64"]))
-    if "golden" in args.cases:
-        tables += golden_tables(outs, cases, solver_cases)
-
-    for acc, res in ablations.items():
-        rows = []
-        for t in tables:
-            if t.case not in ("stage1", "alexnet") and not t.case.startswith("infer"):
-                continue
-            tid = t.case
-            sub = {"caffe": outs[tid]["caffe"], "nudged": outs[tid]["nudged"], "accel": res[tid], "f64": outs[tid]["f64"]}
-            if t.case == "stage1":
-                net, solver, params, inputs = plan["stage1"]
-                tt = stage1_table(sub, solver, net, params, inputs, args.steps, args)
-            elif t.case == "alexnet":
-                net, params, inputs, top_diffs = plan["alexnet"]
-                tt = net_table("alexnet", "", sub, replay_forward("alexnet", net, "TEST", params, inputs, top_diffs,
-                                                                   ["fc8", "prob"], args), ENGINE_COLUMNS)
-            else:
-                _, net, params, inputs, outputs = [x for x in plan["infer"] if x[0] == tid][0]
-                sub["compiled"] = res[tid + "_compiled"]
-                tt = net_table(tid, "", sub, replay_forward(tid, net, "TEST", params, inputs, {}, outputs, args),
-                               ENGINE_COLUMNS + ["compiled"])
-            rows.append(tt)
-        dists = [d[e] for t in rows for _, d, a, _ in t.rows for e in ("accel", "compiled")
-                 if e in d and not a and d.get("f64", 0) <= NOISE]
-        rs = [r for t in rows for r in t.ratios()]
-        ablations[acc] = (max(dists, default=0), max(rs, default=(0, "", "")), sum(r > LIMIT for r, _, _ in rs),
-                          len(rs))
-
-    text = render(tables, infos, labels, args, ablations, golden_left_out, time.time() - began)
+    text = render(tables, infos, labels, args, ablations, golden[0].left_out if golden else {},
+                  time.time() - began, relu)
     with open(args.out, "w") as f:
         f.write(text)
     print(text.split("## Libraries")[0])

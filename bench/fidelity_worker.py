@@ -12,8 +12,9 @@ JOB.json: {"float64": false, "off": [acceleration names], "info": path or null, 
 - tasks, each with "kind", "out" and optionally "env" (variables set while it runs):
   sgd     {solver, params: npz "layer/i", inputs: npz "blob", steps}
           -> npz "final/layer/i" (the blobs after the steps), "loss" (each step's forward)
-  net     {prototxt, phase, params, inputs, top_diffs: npz or null, outputs: [blob], backward}
-          -> npz "blob/NAME", and with backward "paramdiff/layer/i", "inputdiff/NAME"
+  net     {prototxt, phase, params, inputs, top_diffs: npz or null, outputs: [blob], backward, diffs: [blob],
+          signs} -> npz "blob/NAME" (with signs: "sign/NAME", np.packbits(data > 0)), and with backward
+          "paramdiff/layer/i", "inputdiff/NAME", "blobdiff/NAME"
   golden_layers  {dir, cases: {case: phase}, arrays: npz "case:key" (bottom_i, param_i, topdiff_i)}
           -> npz "case:top_i", "case:param_after_i", "case:bottomdiff_i", "case:paramdiff_i"
   golden_solvers {dir, cases: [case], arrays: npz "case:x|y|W0|b0", steps}
@@ -97,7 +98,10 @@ def run_net(caffe, task, f64):
     inputs = load(task["inputs"])
     set_inputs(net, inputs)
     net.forward()
-    out = {f"blob/{name}": np.array(net.blobs[name].data) for name in task["outputs"]}
+    if task.get("signs"):  # which elements are > 0 (e.g. ReLU tops), one bit each
+        out = {f"sign/{name}": np.packbits(net.blobs[name].data > 0) for name in task["outputs"]}
+    else:
+        out = {f"blob/{name}": np.array(net.blobs[name].data) for name in task["outputs"]}
     if task.get("backward"):
         for blobs in net.params.values():
             for b in blobs:
@@ -110,6 +114,8 @@ def run_net(caffe, task, f64):
                 out[f"paramdiff/{layer}/{i}"] = np.array(b.diff)
         for name in inputs:
             out[f"inputdiff/{name}"] = np.array(net.blobs[name].diff)
+        for name in task.get("diffs", []):
+            out[f"blobdiff/{name}"] = np.array(net.blobs[name].diff)
     return out
 
 
