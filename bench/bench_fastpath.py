@@ -1,6 +1,6 @@
 """A/B of the engine's fast-path changes in one run, interleaved: the stage-1 deploy net's
-`caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
-default), and compiled (the default from call 2 x CAFFE_COMPILE_AFTER at a shape), the
+`caffe.Net.forward` eager with NCHW convolutions (the default: caffe.accel's `channels_last` is
+off, docs/fidelity.md), eager with channels-last convolutions, and compiled (the default from call 2 x CAFFE_COMPILE_AFTER at a shape), the
 compiled one also without its convolution chains (Convolution + BatchNorm + Scale + ReLU as one
 oneDNN convolution), without oneDNN inner products (torch's BLAS instead) and without the LRN
 layers' C kernel (caffe.accel.native; their PyTorch implementation instead); the train net's
@@ -27,13 +27,18 @@ from stage1_shape import SIZE
 from timing import fastest_call, measure
 
 
+def _channels_last(self, x):
+    """A convolution's bottom channels-last (caffe.accel's `channels_last` on)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and not self.transposed else x
+
+
 def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):
     """A callable running `step(net)` with the convolution layout, the compile switch, the
     convolution chains and oneDNN inner products set (the defaults: all on)."""
     layout, chain, rows = conv._BaseConvolution._layout, fastpath._conv_chain, inner_product.ONEDNN_MIN_ROWS
 
     def run():
-        conv._BaseConvolution._layout = layout if channels_last else (lambda self, x: x)
+        conv._BaseConvolution._layout = _channels_last if channels_last else layout
         fastpath._conv_chain = chain if chains else (lambda *args: None)  # read when the segments are made
         inner_product.ONEDNN_MIN_ROWS = rows if onednn_ip else float("inf")
         os.environ["CAFFE_COMPILE"] = "1" if compiled else "0"

@@ -18,7 +18,7 @@ import caffe
 from bench import fidelity_replay as replay
 from caffe.proto import caffe_pb2
 from caffe.protoio import read_prototxt
-from conftest import input_layers, write_net
+from conftest import input_layers, net_from, write_net
 
 BOUND = 5e-5
 STEPS = 2
@@ -136,3 +136,32 @@ def test_replay_catches_a_wrong_rule(problem):
     wrong.layer[[lp.name for lp in wrong.layer].index("fc4")].param[1].lr_mult = 1
     bad64, _ = replay.sgd(wrong, solver_param, params, inputs, STEPS)
     assert rel(final["fc4"][1] - params["fc4"][1], bad64["fc4"][1] - params["fc4"][1]) > 100 * BOUND
+
+
+CONV_AFTER_LRN = """
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 6 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "norm1" type: "LRN" bottom: "conv1" top: "norm1" lrn_param { local_size: 3 } }
+layer { name: "conv2" type: "Convolution" bottom: "norm1" top: "conv2"
+        convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 } } }
+"""
+
+
+@pytest.mark.parametrize("channels_last", ["default", "1"])
+def test_convolutions_read_nchw_unless_asked(tmp_path, monkeypatch, channels_last):
+    """caffe.accel's `channels_last` is off by default (oneDNN's channels-last convolutions round
+    2-4x farther from float64: docs/fidelity.md): a convolution reads NCHW, also after the LRN's C
+    kernel, which writes channels-last; CAFFE_CHANNELS_LAST=1 turns them on."""
+    from caffe import accel
+    if accel.reference():
+        pytest.skip("tests an acceleration: the reference switch is on")
+    if channels_last != "default":
+        monkeypatch.setenv("CAFFE_CHANNELS_LAST", channels_last)
+    else:
+        monkeypatch.delenv("CAFFE_CHANNELS_LAST", raising=False)
+        assert accel.REGISTRY["channels_last"].why_off().startswith("off by default")
+    net = net_from(tmp_path, {"data": (2, 3, 9, 9)}, CONV_AFTER_LRN, phase=caffe.TEST)
+    net.forward()
+    nchw = channels_last == "default"
+    for blob in ("conv1", "conv2"):
+        assert net.blobs[blob].data_tensor().is_contiguous() == nchw, blob

@@ -7,7 +7,8 @@ below replaces a part of it with something faster that computes the same values 
 - the reference switch is on: `CAFFE_REFERENCE=1` in the environment, or `set_reference(True)`;
 - the layer asks for Caffe's own implementation (`engine: CAFFE` in its convolution, pooling, LRN,
   ReLU, Sigmoid, TanH or Softmax parameters; `engine: CUDNN` and `DEFAULT` change nothing);
-- its own knob turns it off (`CAFFE_NATIVE=0`, `CAFFE_COMPILE=0`);
+- its own knob turns it off (`CAFFE_NATIVE=0`, `CAFFE_COMPILE=0`), or it is off by default and its
+  knob does not turn it on (`CAFFE_CHANNELS_LAST=1`: its entry says why it is off);
 - it cannot run here (no C compiler for the kernels, no oneDNN in torch).
 `caffe device_query` lists them with their state. The switch is read where a choice is made:
 most at each call, the LRN layer's kernel when the layer is built, the allocator tuning once,
@@ -49,10 +50,12 @@ def _onednn():
 
 class Acceleration:
     """One acceleration: what it replaces, its measured gain, its own off knob (an environment
-    variable set to 0) and a check that it can run here (None, or why not)."""
+    variable set to 0) and a check that it can run here (None, or why not). With `off_by_default`
+    (why) it is off unless its knob is set to 1."""
 
-    def __init__(self, name, replaces, gain, knob=None, available=None):
+    def __init__(self, name, replaces, gain, knob=None, available=None, off_by_default=None):
         self.name, self.replaces, self.gain, self.knob, self.available = name, replaces, gain, knob, available
+        self.off_by_default = off_by_default
 
     def why_off(self, layer=None):
         """None where it is on (for `layer`, if given), else why it is off."""
@@ -60,8 +63,9 @@ class Acceleration:
             return "reference path (CAFFE_REFERENCE=1 or caffe.set_reference)"
         if layer is not None and layer.caffe_engine:
             return f"layer {layer.name!r} has engine: CAFFE"
-        if self.knob and os.environ.get(self.knob, "1") == "0":
-            return f"{self.knob}=0"
+        if self.knob and os.environ.get(self.knob, "0" if self.off_by_default else "1") == "0":
+            return f"off by default: {self.off_by_default} ({self.knob}=1 turns it on)" if self.off_by_default \
+                and self.knob not in os.environ else f"{self.knob}=0"
         return self.available() if self.available else None
 
 
@@ -78,7 +82,11 @@ REGISTRY = {a.name: a for a in (
                  "+4 % compiled inference at batch 32; fc6 in 2/3 of the time (bench/bench_fastpath.py)",
                  available=_onednn),
     Acceleration("channels_last", "NCHW 2-d convolutions on the CPU: channels-last (oneDNN's faster kernels)",
-                 "+4 % eager inference at batch 32 (179.5 vs 172.6 images/s, bench/bench_fastpath.py)"),
+                 "+4 % eager inference at batch 32 (179.5 vs 172.6 images/s, bench/bench_fastpath.py)",
+                 "CAFFE_CHANNELS_LAST", off_by_default="oneDNN's channels-last convolution kernels round 2-4x farther "
+                 "from float64 than its NCHW ones (forward and bottom diff), which put our AlexNet gradients at 2x "
+                 "the real Caffe's distance and took 3x as many ReLU decisions against float64 (docs/fidelity.md); "
+                 "without it a convolution reads NCHW, also after the C kernels' channels-last LRN and BatchNorm"),
     Acceleration("native_lrn", "the PyTorch across-channels LRN (Caffe's running sum and backward): "
                  "a C kernel pass each way (caffe/accel/native.py)",
                  "+23 % training step, +23 % compiled inference at batch 32 (bench/bench_train_ab.py, "
