@@ -1,6 +1,7 @@
 """A/B of the engine's fast-path accelerations in one run, interleaved: the stage-1 deploy net's
-`caffe.Net.forward` eager with NCHW convolutions, eager with channels-last convolutions (the
-default), and compiled (the default from call 2 x CAFFE_COMPILE_AFTER at a shape), the
+`caffe.Net.forward` eager with NCHW convolutions (the default: caffe.accel's `channels_last` is
+off, docs/fidelity.md), eager with channels-last convolutions, and compiled (the default from
+call 2 x CAFFE_COMPILE_AFTER at a shape), the
 compiled one also without its convolution chains (Convolution + BatchNorm + Scale + ReLU as one
 oneDNN convolution), without oneDNN inner products (torch's BLAS instead) and without the LRN
 layers' C kernel (caffe.accel.native; their PyTorch implementation instead); the train net's
@@ -29,7 +30,7 @@ from lib.timing import fastest_call, measure
 
 def variant(net, step, channels_last, compiled, chains=True, onednn_ip=True):
     """A callable running `step(net)` with channels-last convolutions, the compiled forward, its
-    convolution chains and oneDNN inner products switched on or off (the defaults: all on; the
+    convolution chains and oneDNN inner products switched on or off (the engine by default: all on but channels-last; the
     chains are read when the compiled forward's segments are made, in the first call, and in the
     compiled segments each switch is read when they are compiled)."""
     knobs = {"channels_last": channels_last, "compiled_forward": compiled, "conv_chains": chains,

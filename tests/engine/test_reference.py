@@ -164,7 +164,9 @@ layer { name: "sum" type: "Eltwise" bottom: "la" bottom: "lb" top: "sum" }
 @ACCELERATED
 def test_engine_caffe_runs_that_layer_on_the_reference_path(tmp_path, monkeypatch):
     """engine: CAFFE: the LRN's C kernel is not called, the convolution reads NCHW, and the
-    compiled forward leaves the layer out; engine: CUDNN on the CPU is the default (accelerated)."""
+    compiled forward leaves the layer out; engine: CUDNN on the CPU is the default (accelerated;
+    channels-last convolutions turned on, they are off by default)."""
+    monkeypatch.setenv("CAFFE_CHANNELS_LAST", "1")
     calls = []
     lrn_top = norm._lrn_top
     monkeypatch.setattr(norm, "_lrn_top", lambda x, *a: calls.append(x.shape) or lrn_top(x, *a))

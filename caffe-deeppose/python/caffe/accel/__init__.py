@@ -10,7 +10,8 @@ below replaces a part of it with something faster that computes the same values 
 - its own knob turns it off: an environment variable set to 0, `CAFFE_<NAME>` (CAFFE_CONV_CHAINS,
   CAFFE_NATIVE_LRN, ...; the compiled forward's is CAFFE_COMPILE), and `CAFFE_NATIVE=0` turns off
   the three that run C kernels together; `switched(conv_chains=False, ...)` sets knobs for a
-  block (the benches time each acceleration against the others so);
+  block (the benches time each acceleration against the others so); or it is off by default and
+  its knob set to 1 turns it on (`CAFFE_CHANNELS_LAST=1`: its entry says why it is off);
 - it cannot run here (no C compiler for the kernels, no oneDNN in torch).
 `caffe device_query` lists them with their state and knobs. The switches are read where a choice
 is made: most at each call (in a compiled segment's code: when it is compiled), a net's executor
@@ -58,11 +59,12 @@ def _onednn():
 class Acceleration:
     """One acceleration: what it replaces, its measured gain, its own off knob (an environment
     variable set to 0), the knob it shares with others if any (`group`) and a check that it can
-    run here (None, or why not)."""
+    run here (None, or why not). With `off_by_default` (why) it is off unless its knob is set to 1."""
 
-    def __init__(self, name, replaces, gain, knob, group=None, available=None):
+    def __init__(self, name, replaces, gain, knob, group=None, available=None, off_by_default=None):
         self.name, self.replaces, self.gain, self.knob, self.available = name, replaces, gain, knob, available
         self.knobs = (knob,) + ((group,) if group else ())
+        self.off_by_default = off_by_default
 
     def why_off(self, layer=None):
         """None where it is on (for `layer`, if given), else why it is off."""
@@ -71,7 +73,9 @@ class Acceleration:
         if layer is not None and layer.caffe_engine:
             return f"layer {layer.name!r} has engine: CAFFE"
         for knob in self.knobs:
-            if os.environ.get(knob, "1") == "0":
+            if os.environ.get(knob, "0" if self.off_by_default and knob == self.knob else "1") == "0":
+                if self.off_by_default and knob not in os.environ:
+                    return f"off by default: {self.off_by_default} ({knob}=1 turns it on)"
                 return f"{knob}=0"
         return self.available() if self.available else None
 
@@ -91,7 +95,10 @@ REGISTRY = {a.name: a for a in (
                  "CAFFE_ONEDNN_LINEAR", available=_onednn),
     Acceleration("channels_last", "NCHW 2-d convolutions on the CPU: channels-last (oneDNN's faster kernels)",
                  "+4 % eager inference at batch 32 (179.5 vs 172.6 images/s, bench/bench_fastpath.py)",
-                 "CAFFE_CHANNELS_LAST"),
+                 "CAFFE_CHANNELS_LAST", off_by_default="oneDNN's channels-last convolution kernels round 2-4x farther "
+                 "from float64 than its NCHW ones (forward and bottom diff), which put our AlexNet gradients at 2x "
+                 "the real Caffe's distance and took 3x as many ReLU decisions against float64 (docs/fidelity.md); "
+                 "without it a convolution reads NCHW, also after the C kernels' channels-last LRN and BatchNorm"),
     Acceleration("native_lrn", "the PyTorch across-channels LRN (Caffe's running sum and backward): "
                  "a C kernel pass each way (caffe/accel/native.py)",
                  "+23 % training step, +23 % compiled inference at batch 32 (bench/bench_train_ab.py, "

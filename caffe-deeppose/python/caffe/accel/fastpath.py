@@ -101,7 +101,8 @@ class _ConvChain:
             weight = weight * a.reshape(-1, 1, 1, 1)
             bias = c if bias is None else torch.addcmul(c, a, bias)
         weight = weight.contiguous(memory_format=torch.channels_last)  # what oneDNN reads (else it copies)
-        return onednn.conv2d(conv._layout(x), weight, bias, list(conv.stride), list(conv.pad),
+        x = x.contiguous(memory_format=torch.channels_last)  # the layout of the weight (else oneDNN reorders)
+        return onednn.conv2d(x, weight, bias, list(conv.stride), list(conv.pad),
                              list(conv.dilation), conv.group, self.relu)
 
 

@@ -126,11 +126,17 @@ class _BaseConvolution(LayerModule):
                               dilation=self.dilation, groups=self.group) for x in bottoms)
 
     def _layout(self, x):
-        """On the CPU a 2-d convolution reads its bottom in channels-last layout: oneDNN's faster
-        kernels; the top comes out channels-last and the layers after it keep that layout, so only
-        the net's input is converted. Same values, other strides (blobs read as before)."""
-        if x.dim() == 4 and x.device.type == "cpu" and not self.transposed and active("channels_last", self):
-            return x.contiguous(memory_format=torch.channels_last)
+        """On the CPU a 2-d convolution reads its bottom NCHW: oneDNN's channels-last kernels are
+        faster but round 2-4x farther from float64 (caffe.accel: `channels_last`, off by default),
+        and a channels-last bottom (the C kernels' LRN and BatchNorm chains write channels-last,
+        pooling keeps it) would take them. With `channels_last` on (CAFFE_CHANNELS_LAST=1) it reads
+        channels-last; the top comes out channels-last and the layers after it keep that layout, so
+        only the net's input is converted. Same values up to rounding, other strides (blobs read as
+        before)."""
+        if x.dim() == 4 and x.device.type == "cpu" and not self.transposed:
+            if active("channels_last", self):
+                return x.contiguous(memory_format=torch.channels_last)
+            return x.contiguous()
         return x
 
 
