@@ -280,3 +280,30 @@ def test_convert_imageset_skips_an_unreadable_image(tmp_path):
     recs = [(k.decode(), caffe_pb2.Datum.FromString(v)) for k, v in LMDB(tmp_path / "db").records()]
     assert [k for k, _ in recs] == ["00000000_a.png", "00000002_c.png"]
     assert [(d.channels, d.label) for _, d in recs] == [(1, 1), (1, 3)]
+
+
+def test_prefetch_holds_at_most_depth_batches_with_the_one_handed_out():
+    """As Caffe's `prefetch` batches: the thread starts on another batch only once the consumer
+    has asked for the batch after the one it holds (no batch more in the thread's hands)."""
+    import time
+    from caffe.prefetch import Prefetcher
+    made = []
+
+    def load():
+        made.append(len(made))
+        return (np.full(3, len(made) - 1, np.float32),)
+
+    def settled(count):
+        deadline = time.monotonic() + 10
+        while len(made) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # time for a batch too many
+        return len(made)
+
+    prefetcher = Prefetcher(load, 2)
+    try:
+        assert settled(2) == 2
+        assert int(prefetcher.get()[0][0]) == 0 and settled(2) == 2  # batch 0 is in use
+        assert int(prefetcher.get()[0][0]) == 1 and settled(3) == 3  # batch 0 is done with
+    finally:
+        prefetcher.stop()

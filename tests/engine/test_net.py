@@ -143,3 +143,22 @@ def test_bad_input_errors_name_the_place(tmp_path):
     (tmp_path / "cut.caffemodel").write_bytes(data[: len(data) // 2])
     with pytest.raises(ProtoFileError, match=r"cut.caffemodel: not a valid NetParameter"):
         net.copy_from(str(tmp_path / "cut.caffemodel"))
+
+
+def test_backward_lets_go_of_the_old_blob_diffs_first(tmp_path):
+    """The whole-net backward drops the previous blob diffs before computing the new ones (Caffe
+    overwrites them in place: the net never holds two sets), and still ends with the same diffs."""
+    import weakref
+    net = make(tmp_path, HEAD + ip("h", "x", n=6) + ip("fc", "h") + LOSS % "")
+    fill(net)
+    net.forward()
+    net.backward()
+    first = {name: net.blobs[name].diff.copy() for name in ("h", "fc")}
+    old = {name: weakref.ref(net.blobs[name]._diff.tensor) for name in ("h", "fc")}
+    net.forward()
+    alive = []
+    net._live["fc"].register_hook(lambda g: alive.append([name for name, ref in old.items() if ref() is not None]))
+    net.backward()
+    assert alive == [[]]
+    for name, diff in first.items():
+        np.testing.assert_array_equal(net.blobs[name].diff, diff)

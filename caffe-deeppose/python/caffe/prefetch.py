@@ -10,12 +10,17 @@ import torch
 
 
 class Prefetcher:
-    """Calls `load_batch()` (-> tuple of numpy arrays) on a thread and keeps up to `depth`
-    results as torch tensors (in pinned memory if `pin`, for fast non-blocking copies to a GPU).
-    An exception in `load_batch` is raised by the next `get()`, and every one after it."""
+    """Calls `load_batch()` (-> tuple of numpy arrays) on a thread and keeps the results as torch
+    tensors (in pinned memory if `pin`, for fast non-blocking copies to a GPU), at most `depth`
+    batches in all, the one last handed out included (as Caffe's `prefetch` batches: the thread
+    starts on a batch once the consumer has asked for the one after the batch it holds). An
+    exception in `load_batch` is raised by the next `get()`, and every one after it."""
 
     def __init__(self, load_batch, depth, pin=False, name="data"):
-        self._queue = queue.Queue(maxsize=max(1, int(depth)))
+        depth = max(1, int(depth))
+        self._queue = queue.Queue(maxsize=depth)
+        self._slots = threading.Semaphore(depth)  # one per batch being loaded, ready or handed out
+        self._handed = False  # whether the consumer holds a batch (its slot is freed by the next get)
         self._stop = threading.Event()
         self._error = None
         self._pin = pin
@@ -25,6 +30,8 @@ class Prefetcher:
 
     def _run(self, load_batch):
         while not self._stop.is_set():
+            if not self._slots.acquire(timeout=0.1):
+                continue
             try:
                 item = tuple(torch.from_numpy(a) for a in load_batch())
                 if self._pin:
@@ -41,7 +48,11 @@ class Prefetcher:
                 return
 
     def get(self):
-        """The next batch (a tuple of CPU tensors), waiting for it if it is not ready."""
+        """The next batch (a tuple of CPU tensors), waiting for it if it is not ready. The batch
+        handed out before is then no longer counted: the thread may load one more."""
+        if self._handed:
+            self._handed = False
+            self._slots.release()
         while self._error is None:
             try:
                 item = self._queue.get(timeout=1.0)
@@ -50,6 +61,7 @@ class Prefetcher:
                     self._error = RuntimeError(f"{self._thread.name}: the loading thread has stopped")
                 continue
             if not isinstance(item, BaseException):
+                self._handed = True
                 return item
             self._error = item
         raise self._error

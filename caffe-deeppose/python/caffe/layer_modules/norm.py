@@ -69,23 +69,32 @@ def _channel_window_sum(t, n, sliced):
     return cs[:, n:] - cs[:, :c]
 
 
+def _lrn_scale(x, n, alpha, beta, k, sliced):
+    """(scale, scale^-beta) of the across-channels LRN of `x`: scale = k + alpha / n * window_sum(x^2)."""
+    scale = _channel_window_sum(x * x, n, sliced).mul_(alpha / n).add_(k)
+    return scale, scale.pow(-beta)
+
+
 class _AcrossChannelsLRN(torch.autograd.Function):
     """scale = k + alpha / n * window_sum(x^2); top = x * scale^-beta; Caffe's backward:
     bottom_diff = top_diff * scale^-beta - 2 alpha beta / n * x * window_sum(top_diff * top / scale).
-    Far fewer passes over the (large) blob than autograd through a pooling formulation."""
+    Far fewer passes over the (large) blob than autograd through a pooling formulation. Keeps only
+    the bottom and the top (the blobs): the backward computes scale and scale^-beta again from the
+    bottom, as the forward did (the same bits), where keeping them held two more blobs' worth."""
 
     @staticmethod
     def forward(ctx, x, n, alpha, beta, k, sliced):
-        scale = _channel_window_sum(x * x, n, sliced).mul_(alpha / n).add_(k)
-        p = scale.pow(-beta)
+        scale, p = _lrn_scale(x, n, alpha, beta, k, sliced)
         y = x * p
-        ctx.save_for_backward(x, scale, p, y)
+        ctx.save_for_backward(x, y)
+        ctx.params = n, alpha, beta, k, sliced
         ctx.n, ctx.coeff = n, 2 * alpha * beta / n
         return y
 
     @staticmethod
     def backward(ctx, top_diff):
-        x, scale, p, y = ctx.saved_tensors
+        x, y = ctx.saved_tensors
+        scale, p = _lrn_scale(x, *ctx.params)
         window = _channel_window_sum(torch.mul(top_diff, y).div_(scale), ctx.n, False)
         return torch.addcmul(top_diff * p, x, window, value=-ctx.coeff), None, None, None, None, None
 

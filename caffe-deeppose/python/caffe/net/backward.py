@@ -21,6 +21,9 @@ def backward_all(net):
     for p in net._learnable:  # param diffs accumulate, also onto an update not yet copied
         settle_diff(p)
     net._diffs.clear()  # blob diffs are overwritten, not accumulated
+    for name in net._grad_src:  # so the old ones go now: their memory serves the new (Caffe overwrites in place)
+        if name not in root_names:
+            net.blobs[name].set_diff(None)
     torch.autograd.backward(roots, grads, retain_graph=True)  # Caffe may run Backward twice
     for name, t in net._grad_src.items():
         if name not in root_names:
