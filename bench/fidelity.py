@@ -745,7 +745,17 @@ def render(tables, infos, labels, args, ablations, golden_left_out, elapsed, rel
               ""]
     if failures:
         lines += [f"Over {LIMIT}: " + "; ".join(f"{c} {b} {e} {fmt(r)}" for c, r, e, b in failures[:40]) +
-                  (" ..." if len(failures) > 40 else ""), ""]
+                  (" ..." if len(failures) > 40 else "") + ".", ""]
+        by_row = {(t.case, blob): d for t in tables for blob, d, _, _ in t.rows}
+        for c, r, e, b in failures:
+            d = by_row[(c, b)]
+            if e.endswith("~") or "caffe~" not in d:
+                continue
+            lines += [f"- {c} {b}: {e} {fmt(d[e])} is {fmt(r)} x the nudged run's {fmt(d['nudged'])}; the real Caffe "
+                      f"itself is {fmt(d['caffe'])}, {fmt(ratio(d['caffe'], d['nudged']))} x its nudged twin; over the "
+                      f"{len(SAMPLES)} perturbed runs ours averages {fmt(d[e + '~'])}, "
+                      f"{fmt(ratio(d[e + '~'], d['caffe~']))} x the real Caffe's {fmt(d['caffe~'])}."]
+        lines.append("")
     else:
         lines += [f"No checked row of ours is farther than {LIMIT} x the nudged Caffe's distance.", ""]
     if relu:
@@ -788,7 +798,7 @@ def render(tables, infos, labels, args, ablations, golden_left_out, elapsed, rel
             parts.append("accelerations: " + ", ".join(f"{k} {'on' if v == 'on' else 'off'}"
                                                         for k, v in info["accelerations"].items()))
         lines.append(f"- `{e}`: " + "; ".join(parts))
-    lines += ["", f"This run: {elapsed / 60:.0f} min.", ""]
+    lines += ["", f"This run: {elapsed / 60:.0f} min wall clock (the machine shared).", ""]
     for t in tables:
         cols = [c for c in t.columns if any(c in d for _, d, _, _ in t.rows)]
         pairs = [(c, "nudged") for c in ("ref", "accel", "compiled") if c in cols]
@@ -830,8 +840,27 @@ def main():
     ap.add_argument("--cache", default=os.path.join(ROOT, ".cache", "fidelity"))
     ap.add_argument("--no-cache", action="store_true", help="recompute the real Caffe's results")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "fidelity.md"))
+    ap.add_argument("--render", action="store_true",
+                    help="only write --out again from the last run's measurements (--cache/last_run.json)")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
+    last = os.path.join(args.cache, "last_run.json")
+    if args.render:
+        run = json.load(open(last))
+        tables = []
+        for t in run["tables"]:
+            table = Table(t["case"], t["title"], t["columns"])
+            table.rows = [tuple(r) for r in t["rows"]]
+            tables.append(table)
+        args.argv, args.draws = run["argv"], run["draws"]
+        ablations = {k: {c: [tuple(x) if isinstance(x, list) else x for x in v] for c, v in per.items()}
+                     for k, per in run["ablations"].items()}
+        text = render(tables, run["infos"], run["labels"], args, ablations, run["left_out"], run["elapsed"],
+                      run["relu"])
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(f"# written: {os.path.relpath(args.out, ROOT)}")
+        return
     began = time.time()
     work = os.path.join(args.cache, "work")
     for d in ("work", "dists"):
@@ -913,8 +942,12 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the inputs (rewritten each run) and the engines' arrays
 
-    text = render(tables, infos, labels, args, ablations, golden[0].left_out if golden else {},
-                  time.time() - began, relu)
+    elapsed, left_out = time.time() - began, golden[0].left_out if golden else {}
+    with open(last, "w") as f:  # what --render needs
+        json.dump({"tables": [dict(case=t.case, title=t.title, columns=t.columns, rows=t.rows) for t in tables],
+                   "infos": infos, "labels": labels, "ablations": ablations, "left_out": left_out,
+                   "elapsed": elapsed, "relu": relu, "argv": args.argv, "draws": args.draws}, f)
+    text = render(tables, infos, labels, args, ablations, left_out, elapsed, relu)
     with open(args.out, "w") as f:
         f.write(text)
     print(text.split("## Libraries")[0])
