@@ -3,7 +3,7 @@ golden set against the real Caffe): here a small net of every kind of layer the 
 replace (convolution, BatchNorm + Scale + ReLU in place, LRN, MAX pooling, inner products,
 EuclideanLoss) takes SGD steps (momentum, L2 decay, lr_mult / decay_mult) on both of our paths,
 the reference one and the accelerated one, and each param's change and each loss must stay within
-BOUND of bench/fidelity_replay.py, an independent float64 replay in plain torch with Caffe's rules.
+BOUND of bench/lib/fidelity_replay.py, an independent float64 replay in plain torch with Caffe's rules.
 
 The bound: float32 through this net and two steps is 1e-7 .. 1e-5 from float64 per blob (measured
 on 4 seeds, both paths: worst 2.4e-6 .. 6.4e-6, Scale's slope or conv1's weights, whose changes are
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import caffe
-from bench import fidelity_replay as replay
+from bench.lib import fidelity_replay as replay
 from caffe.proto import caffe_pb2
 from caffe.formats.protoio import read_prototxt
 from tests.conftest import input_layers, net_from, write_net

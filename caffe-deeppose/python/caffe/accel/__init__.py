@@ -96,8 +96,9 @@ REGISTRY = {a.name: a for a in (
     Acceleration("channels_last", "NCHW 2-d convolutions on the CPU: channels-last (oneDNN's faster kernels)",
                  "+4 % eager inference at batch 32 (179.5 vs 172.6 images/s, bench/bench_fastpath.py)",
                  "CAFFE_CHANNELS_LAST", off_by_default="oneDNN's channels-last convolution kernels round 2-4x farther "
-                 "from float64 than its NCHW ones (forward and bottom diff), which put our AlexNet gradients at 2x "
-                 "the real Caffe's distance and took 3x as many ReLU decisions against float64 (docs/fidelity.md); "
+                 "from float64 than its NCHW ones (forward and bottom diff): our AlexNet gradients at 2x the real "
+                 "Caffe's distance, twice as many ReLU decisions against float64, fc7 over 8 stage-1 steps 1.8x the "
+                 "real Caffe's, on the mean of 4 perturbed runs (docs/fidelity.md); "
                  "without it a convolution reads NCHW, also after the C kernels' channels-last LRN and BatchNorm"),
     Acceleration("native_lrn", "the PyTorch across-channels LRN (Caffe's running sum and backward): "
                  "a C kernel pass each way (caffe/accel/native.py)",

@@ -2,7 +2,7 @@
 writes each result as an .npz. The same file runs under the real Caffe's python (its pycaffe on
 PYTHONPATH) and under ours (caffe-deeppose/python on PYTHONPATH), so both do exactly the same calls.
 
-    python bench/fidelity_worker.py JOB.json
+    python bench/lib/fidelity_worker.py JOB.json
 
 JOB.json: {"float64": false, "off": [acceleration names], "info": path or null, "tasks": [...]}
 - "float64" (ours only): torch's default dtype is float64 and every net is cast to it (our
