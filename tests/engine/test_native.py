@@ -42,7 +42,40 @@ def test_lrn_kernels_match_the_pytorch_lrn(size, beta, channels_last):
     np.testing.assert_allclose(top.numpy(), ref_top.numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(grad.numpy(), ref_grad.numpy(), rtol=1e-5, atol=1e-6)
     # without a gradient the kernel keeps no scale; the top is the same
-    np.testing.assert_array_equal(norm._lrn_top(x, size, 1e-2, beta, 2.0).numpy(), top.numpy())
+    np.testing.assert_array_equal(native.lrn_forward(x, size, 1e-2, beta, 2.0).numpy(), top.numpy())
+
+
+@needs_native
+@pytest.mark.parametrize("shape,size,beta", [((3, 70, 9, 11), 5, 0.75), ((2, 5, 1, 1), 3, 0.6), ((2, 9, 13, 13), 7, 1.0)])
+def test_kernels_keep_the_layout_they_are_given_and_compute_the_same_values(shape, size, beta):
+    """No layout converted: the LRN reads NCHW or channels-last and writes its top channels-last
+    (for the pooling after it), its bottom diff in the bottom's layout from a top diff in either;
+    BatchNorm keeps the layout. The LRN and the BatchNorm top are the same bits either way (the
+    same operations per element); the statistics and the BatchNorm backward's channel sums agree
+    to rounding and with float64."""
+    g = torch.Generator().manual_seed(size)
+    x, d = torch.randn(*shape, generator=g) * 3, torch.randn(*shape, generator=g)
+    rows = [t.contiguous(memory_format=torch.channels_last) for t in (x, d)]
+    spatial = shape[2] * shape[3] > 1
+    tops = [native.lrn_forward(a, size, 5e-3, beta, 2.0) for a in (x, rows[0])]
+    assert torch.equal(tops[0], tops[1]) and all(t.is_contiguous(memory_format=torch.channels_last) for t in tops)
+    diffs = [native.lrn_backward(b, a, size, 5e-3, beta, 2.0) for a, b in ((x, d), (x, rows[1]), rows)]
+    assert diffs[0].is_contiguous() and diffs[1].is_contiguous() and (not spatial or not diffs[2].is_contiguous())
+    assert torch.equal(diffs[0], diffs[1]) and torch.equal(diffs[0], diffs[2])
+    stats = [native.bn_stats(a) for a in (x, rows[0])]
+    x64 = x.double()
+    for mean, var in stats:
+        np.testing.assert_allclose(mean.double(), x64.mean((0, 2, 3)), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(var.double(), x64.var((0, 2, 3), unbiased=False), rtol=1e-6)
+    mean, var = stats[0]
+    std, gamma, beta_ = torch.sqrt(var + 1e-5), torch.rand(shape[1], generator=g) + 0.5, torch.randn(shape[1], generator=g)
+    for relu in (0, 1):
+        tops = [native.bn_scale_forward(a, mean, std, gamma, beta_, relu) for a in (x, rows[0])]
+        assert torch.equal(tops[0], tops[1]) and tops[0].is_contiguous()
+        back = [native.bn_scale_backward(b, a, mean, std, gamma, beta_, relu) for a, b in ((x, d), rows)]
+        assert back[0][0].is_contiguous()
+        for planes, row in zip(*back):
+            np.testing.assert_allclose(planes, row, rtol=1e-5, atol=1e-5)
 
 
 @needs_native
@@ -50,7 +83,7 @@ def test_lrn_layer_runs_the_kernels_inside_a_compiled_graph():
     """The kernels are opaque custom ops: torch.compile calls them as they are."""
     x = torch.randn(2, 6, 4, 4).contiguous(memory_format=torch.channels_last)
     fn = torch.compile(lambda t: norm.lrn_across_channels_top(t, 5, 1e-2, 0.75, 1.0), backend="eager", fullgraph=True)
-    np.testing.assert_array_equal(fn(x).numpy(), norm._lrn_top(x, 5, 1e-2, 0.75, 1.0).numpy())
+    np.testing.assert_array_equal(fn(x).numpy(), native.lrn_forward(x, 5, 1e-2, 0.75, 1.0).numpy())
 
 
 def _sgd(tmp_path, weight_decay=0.01):

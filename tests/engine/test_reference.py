@@ -168,8 +168,8 @@ def test_engine_caffe_runs_that_layer_on_the_reference_path(tmp_path, monkeypatc
     channels-last convolutions turned on, they are off by default)."""
     monkeypatch.setenv("CAFFE_CHANNELS_LAST", "1")
     calls = []
-    lrn_top = norm._lrn_top
-    monkeypatch.setattr(norm, "_lrn_top", lambda x, *a: calls.append(x.shape) or lrn_top(x, *a))
+    lrn_top = native.lrn_forward
+    monkeypatch.setattr(native, "lrn_forward", lambda x, *a: calls.append(x.shape) or lrn_top(x, *a))
     net = net_from(tmp_path, {"data": (2, 6, 7, 7)}, ENGINES, phase=caffe.TEST)
     layers = dict(zip(net._layer_names, net.module.layers))
     assert layers["lrn_ref"].caffe_engine and not layers["lrn_ref"].native

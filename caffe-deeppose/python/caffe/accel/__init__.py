@@ -99,7 +99,7 @@ REGISTRY = {a.name: a for a in (
                  "from float64 than its NCHW ones (forward and bottom diff): our AlexNet gradients at 2x the real "
                  "Caffe's distance, twice as many ReLU decisions against float64, fc7 over 8 stage-1 steps 1.8x the "
                  "real Caffe's, on the mean of 4 perturbed runs (docs/fidelity.md); "
-                 "without it a convolution reads NCHW, also after the C kernels' channels-last LRN and BatchNorm"),
+                 "without it the convolutions and the C kernels read and write NCHW"),
     Acceleration("native_lrn", "the PyTorch across-channels LRN (Caffe's running sum and backward): "
                  "a C kernel pass each way (caffe/accel/native.py)",
                  "+23 % training step, +23 % compiled inference at batch 32 (bench/bench_train_ab.py, "

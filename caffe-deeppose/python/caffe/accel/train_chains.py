@@ -45,22 +45,15 @@ def _fits(x, bn):
             and x.shape[0] * x.shape[2] * x.shape[3] > 1 and x.shape[1] == bn.blobs[0].shape[0])
 
 
-def _rows(t):
-    return t.contiguous(memory_format=torch.channels_last)
-
-
 class _BatchNormScale(torch.autograd.Function):
     """top = [relu](gamma (x - mean) / std + beta) with the batch's mean and std given; keeps x
     (the backward recomputes what it needs of the top from it)."""
 
     @staticmethod
     def forward(ctx, x, gamma, beta, mean, std, relu):
-        x = _rows(x)
-        top = torch.empty_like(x)
+        x, _ = native.dense(x)
         beta = beta.detach() if beta is not None else torch.zeros_like(gamma)
-        native.library().bn_scale_forward(x.data_ptr(), top.data_ptr(), x.numel() // x.shape[1], x.shape[1],
-                                          mean.data_ptr(), std.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
-                                          relu, torch.get_num_threads())
+        top = native.bn_scale_forward(x, mean, std, gamma.detach(), beta, relu)
         ctx.save_for_backward(x, mean, std, gamma, beta)
         ctx.relu = relu
         return top
@@ -68,13 +61,7 @@ class _BatchNormScale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, top_diff):
         x, mean, std, gamma, beta = ctx.saved_tensors
-        top_diff = _rows(top_diff)
-        bottom_diff = torch.empty_like(x)
-        d_gamma, d_beta = torch.empty_like(gamma), torch.empty_like(gamma)
-        native.library().bn_scale_backward(top_diff.data_ptr(), x.data_ptr(), x.numel() // x.shape[1], x.shape[1],
-                                           mean.data_ptr(), std.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
-                                           ctx.relu, bottom_diff.data_ptr(), d_gamma.data_ptr(), d_beta.data_ptr(),
-                                           torch.get_num_threads())
+        bottom_diff, d_gamma, d_beta = native.bn_scale_backward(top_diff, x, mean, std, gamma, beta, ctx.relu)
         needs = ctx.needs_input_grad
         return (bottom_diff if needs[0] else None, d_gamma if needs[1] else None, d_beta if needs[2] else None,
                 None, None, None)
@@ -82,11 +69,8 @@ class _BatchNormScale(torch.autograd.Function):
 
 def _forward_chain(bn, scale, relu, x):
     """The chain's top; BatchNorm counts the batch's statistics."""
-    x = _rows(x)
-    channels, m = x.shape[1], x.numel() // x.shape[1]
-    mean, var = torch.empty(channels), torch.empty(channels)
-    native.library().bn_stats(x.detach().data_ptr(), m, channels, mean.data_ptr(), var.data_ptr(),
-                              torch.get_num_threads())
+    m = x.numel() // x.shape[1]
+    mean, var = native.bn_stats(x.detach())
     bn.count_statistics(mean, var * (m / (m - 1)))
     std = torch.sqrt(var + bn.eps)
     gamma = scale.blobs[0]

@@ -128,11 +128,11 @@ class _BaseConvolution(LayerModule):
     def _layout(self, x):
         """On the CPU a 2-d convolution reads its bottom NCHW: oneDNN's channels-last kernels are
         faster but round 2-4x farther from float64 (caffe.accel: `channels_last`, off by default),
-        and a channels-last bottom (the C kernels' LRN and BatchNorm chains write channels-last,
-        pooling keeps it) would take them. With `channels_last` on (CAFFE_CHANNELS_LAST=1) it reads
-        channels-last; the top comes out channels-last and the layers after it keep that layout, so
-        only the net's input is converted. Same values up to rounding, other strides (blobs read as
-        before)."""
+        and a channels-last bottom (the compiled inference's convolutions write one, the C kernels
+        and pooling keep the layout they are given) would take them. With `channels_last` on
+        (CAFFE_CHANNELS_LAST=1) it reads channels-last; the top comes out channels-last and the
+        layers after it keep that layout, so only the net's input is converted. Same values up to
+        rounding, other strides (blobs read as before)."""
         if x.dim() == 4 and x.device.type == "cpu" and not self.transposed:
             if active("channels_last", self):
                 return x.contiguous(memory_format=torch.channels_last)

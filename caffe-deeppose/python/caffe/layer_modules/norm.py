@@ -42,7 +42,7 @@ class LRN(LayerModule):
             if self.native and _native_lrn(x):
                 if torch.is_grad_enabled() and x.requires_grad:
                     return (_NativeLRN.apply(x, self.size, self.alpha, self.beta, self.k),)
-                top = lrn_across_channels_top if _traced(x) else _lrn_top
+                top = lrn_across_channels_top if _traced(x) else native.lrn_forward
                 return (top(x, self.size, self.alpha, self.beta, self.k),)
             sliced = torch.compiler.is_compiling() and not torch.is_grad_enabled()
             return (_AcrossChannelsLRN.apply(x, self.size, self.alpha, self.beta, self.k, sliced),)
@@ -104,31 +104,10 @@ def _native_lrn(x):
     return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
 
 
-def _pixel_rows(t):
-    """`t` (4-d) as channels-last memory: rows of channels, one per pixel."""
-    return t.contiguous(memory_format=torch.channels_last)
-
-
-def _lrn_top(x, size, alpha, beta, k):
-    x = _pixel_rows(x)
-    top = torch.empty_like(x)
-    native.library().lrn_forward(x.data_ptr(), top.data_ptr(), x.numel() // x.shape[1], x.shape[1], size,
-                                 alpha, beta, k, torch.get_num_threads())
-    return top
-
-
-def _lrn_backward(top_diff, x, size, alpha, beta, k):
-    top_diff, x = _pixel_rows(top_diff), _pixel_rows(x)
-    bottom_diff = torch.empty_like(x)
-    native.library().lrn_backward(top_diff.data_ptr(), x.data_ptr(), bottom_diff.data_ptr(), x.numel() // x.shape[1],
-                                  x.shape[1], size, alpha, beta, k, torch.get_num_threads())
-    return bottom_diff
-
-
 @torch.library.custom_op("caffe::lrn_across_channels_top", mutates_args=())
 def lrn_across_channels_top(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
     """The top of Caffe's across-channels LRN by the C kernel, channels-last."""
-    return _lrn_top(x, size, alpha, beta, k)
+    return native.lrn_forward(x, size, alpha, beta, k)
 
 
 @lrn_across_channels_top.register_fake
@@ -139,15 +118,15 @@ def _(x, size, alpha, beta, k):
 @torch.library.custom_op("caffe::lrn_across_channels_backward", mutates_args=())
 def lrn_across_channels_backward(top_diff: torch.Tensor, x: torch.Tensor, size: int, alpha: float, beta: float,
                                  k: float) -> torch.Tensor:
-    """Caffe's LRN backward (bottom diff, channels-last) from the forward's bottom (an opaque op
+    """Caffe's LRN backward (bottom diff, in x's layout) from the forward's bottom (an opaque op
     for torch.compile; eager code calls the kernel directly: calling a custom op imports
     torch._dynamo)."""
-    return _lrn_backward(top_diff, x, size, alpha, beta, k)
+    return native.lrn_backward(top_diff, x, size, alpha, beta, k)
 
 
 @lrn_across_channels_backward.register_fake
 def _(top_diff, x, size, alpha, beta, k):
-    return torch.empty_like(x, memory_format=torch.channels_last)
+    return torch.empty_like(x, memory_format=native.memory_format(x))
 
 
 def _traced(t):
@@ -162,12 +141,12 @@ class _NativeLRN(torch.autograd.Function):
     def forward(ctx, x, n, alpha, beta, k):
         ctx.save_for_backward(x)
         ctx.params = n, alpha, beta, k
-        return (lrn_across_channels_top if _traced(x) else _lrn_top)(x, n, alpha, beta, k)
+        return (lrn_across_channels_top if _traced(x) else native.lrn_forward)(x, n, alpha, beta, k)
 
     @staticmethod
     def backward(ctx, top_diff):
         (x,) = ctx.saved_tensors
-        backward = lrn_across_channels_backward if _traced(top_diff) else _lrn_backward
+        backward = lrn_across_channels_backward if _traced(top_diff) else native.lrn_backward
         return backward(top_diff, x, *ctx.params), None, None, None, None
 
 

@@ -20,6 +20,25 @@ _P = caffe_pb2.PoolingParameter
 _FLT_MAX = float(torch.finfo(torch.float32).max)
 
 
+class _GradientInLayout(torch.autograd.Function):
+    """The identity, its gradient passed on in `memory_format`: torch's pooling backward runs in the
+    layout of the top's gradient, and with a bottom of another layout copies the bottom's gradient
+    (the large blob) to it and back."""
+
+    @staticmethod
+    def forward(ctx, t, memory_format):
+        ctx.memory_format = memory_format
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous(memory_format=ctx.memory_format), None
+
+
+def _channels_last(x):
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _hw(p, name, short):
     """(h, w) from the scalar field `name` or from both `short_h` and `short_w`."""
     has_h, has_w = p.HasField(short + "_h"), p.HasField(short + "_w")
@@ -134,7 +153,10 @@ class Pooling(LayerModule):
     def _max(self, x, k, out, native):
         if native:
             if not self.with_mask:
-                return (F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil),)
+                top = F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil)
+                if top.requires_grad and _channels_last(x):  # a channels-last bottom (the LRN kernel's top)
+                    top = _GradientInLayout.apply(top, torch.channels_last)
+                return (top,)
             top, index = F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil, return_indices=True)
             return top, index.to(x.dtype)
         # Caffe starts each window at -FLT_MAX and takes strictly greater values: -FLT_MAX padding
