@@ -118,7 +118,9 @@ REGISTRY = {a.name: a for a in (
                  "CAFFE_REUSED_DIFFS"),
     Acceleration("heap", "glibc mmap-ing every block over 32 MB: kept on the heap (mallopt; set once, "
                  "when caffe.Net is imported)",
-                 "+30 % forward at batch 32, training step 1.29 -> 0.88 s (commit f0d5b4f)", "CAFFE_HEAP"),
+                 "+30 % forward at batch 32, training step 1.29 -> 0.88 s (commit f0d5b4f); at a7095ff the "
+                 "training step 0.705-0.710 s against 0.743-0.757 s, for 80-100 MB more peak memory (README)",
+                 "CAFFE_HEAP"),
 )}
 
 
