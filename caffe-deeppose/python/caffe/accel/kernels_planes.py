@@ -49,40 +49,45 @@ static void lrn_scale_block(const float *restrict x, long P, int nb, float *rest
         free(s);                                                                          \
     }
 
-/* the top of nb pixels (channel c of pixel j at top[c cs + j ps]) */
-static inline void lrn_top_block(const float *restrict xb, long P, float *restrict tb, long cs, long ps, int nb,
-                                 const float *restrict s, float *restrict p, int C, float beta) {
+/* the top of nb pixels (channel c at tb + c cs) */
+static void lrn_top_block(const float *restrict xb, long P, float *restrict tb, long cs, int nb,
+                          const float *restrict s, float *restrict p, int C, float beta) {
     for (int c = 0; c < C; c++) {
         if (beta == 0.75f) {
-            for (int j = 0; j < nb; j++) { float r = sqrtf(s[c * PB + j]); tb[c * cs + j * ps] = xb[c * P + j] * (1.0f / (r * sqrtf(r))); }
+            for (int j = 0; j < nb; j++) { float r = sqrtf(s[c * PB + j]); tb[c * cs + j] = xb[c * P + j] * (1.0f / (r * sqrtf(r))); }
         } else {
             neg_pow(s + c * PB, p + c * PB, nb, beta);
-            for (int j = 0; j < nb; j++) tb[c * cs + j * ps] = xb[c * P + j] * p[c * PB + j];
+            for (int j = 0; j < nb; j++) tb[c * cs + j] = xb[c * P + j] * p[c * PB + j];
         }
     }
 }
 
-/* x in planes; the top in rows (top_rows) or planes */
+/* x in planes; the top in rows (top_rows: computed as planes in the scratch tile u, then written
+   out as rows) or planes */
 void lrn_forward_planes(const float *x, float *top, long N, int C, long P, int size, float alpha, float beta,
                         float k, int top_rows, int threads) {
     PLANE_BLOCKS(
         const float *xb = x + off;
         lrn_scale_block(xb, P, nb, s, sq, C, size, alpha / size, k);
-        if (top_rows)
-            lrn_top_block(xb, P, top + (t / nblk) * C * P + (t % nblk) * PB * C, 1, C, nb, s, p, C, beta);
-        else
-            lrn_top_block(xb, P, top + off, P, 1, nb, s, p, C, beta);)
+        if (top_rows) {
+            float *tr = top + (t / nblk) * C * P + (t % nblk) * PB * C;
+            lrn_top_block(xb, P, u, PB, nb, s, p, C, beta);
+            for (int j = 0; j < nb; j++)
+                for (int c = 0; c < C; c++) tr[j * C + c] = u[c * PB + j];
+        } else {
+            lrn_top_block(xb, P, top + off, P, nb, s, p, C, beta);
+        })
 }
 
-/* the bottom diff of nb pixels from the top diff (channel c of pixel j at db[c cs + j ps]) */
-static inline void lrn_bottom_diff_block(const float *restrict db, long cs, long ps, const float *restrict xb,
-                                         float *restrict bb, long P, int nb, float *restrict s, float *restrict p,
-                                         float *restrict sq, int C, int size, float beta, float coeff) {
+/* the bottom diff of nb pixels from the top diff (channel c at db + c cs) */
+static void lrn_bottom_diff_block(const float *restrict db, long cs, const float *restrict xb,
+                                  float *restrict bb, long P, int nb, float *restrict s, float *restrict p,
+                                  float *restrict sq, int C, int size, float beta, float coeff) {
     int h = size / 2;
     for (int c = 0; c < C; c++) {
         neg_pow(s + c * PB, p + c * PB, nb, beta);
         for (int j = 0; j < nb; j++)
-            sq[(h + c) * PB + j] = db[c * cs + j * ps] * (xb[c * P + j] * p[c * PB + j]) / s[c * PB + j];
+            sq[(h + c) * PB + j] = db[c * cs + j] * (xb[c * P + j] * p[c * PB + j]) / s[c * PB + j];
     }
     for (int c = 0; c < C; c++) {
         const float *q = sq + c * PB;
@@ -95,7 +100,7 @@ static inline void lrn_bottom_diff_block(const float *restrict db, long cs, long
                 for (int j = 0; j < nb; j++) w[j] += q[i * PB + j];
         }
         for (int j = 0; j < nb; j++)
-            bb[c * P + j] = db[c * cs + j * ps] * p[c * PB + j] - coeff * xb[c * P + j] * w[j];
+            bb[c * P + j] = db[c * cs + j] * p[c * PB + j] - coeff * xb[c * P + j] * w[j];
     }
 }
 
@@ -110,9 +115,9 @@ void lrn_backward_planes(const float *top_diff, const float *x, float *bottom_di
             const float *db = top_diff + (t / nblk) * C * P + (t % nblk) * PB * C;
             for (int j = 0; j < nb; j++)
                 for (int c = 0; c < C; c++) u[c * PB + j] = db[j * C + c];
-            lrn_bottom_diff_block(u, PB, 1, xb, bottom_diff + off, P, nb, s, p, sq, C, size, beta, coeff);
+            lrn_bottom_diff_block(u, PB, xb, bottom_diff + off, P, nb, s, p, sq, C, size, beta, coeff);
         } else
-            lrn_bottom_diff_block(top_diff + off, P, 1, xb, bottom_diff + off, P, nb, s, p, sq, C, size, beta, coeff);)
+            lrn_bottom_diff_block(top_diff + off, P, xb, bottom_diff + off, P, nb, s, p, sq, C, size, beta, coeff);)
 }
 
 /* sum of m <= 64 values: float sums of 8 lanes, the lanes added pairwise */
