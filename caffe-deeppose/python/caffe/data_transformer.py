@@ -5,7 +5,6 @@ so the results equal Caffe's bit for bit (the random crops and mirrors come from
 """
 import os
 
-import cv2
 import numpy as np
 import torch
 
@@ -14,6 +13,7 @@ from .formats import protoio
 from .formats.db.backends import parse_datum, record_error
 from .formats.image_list import to_chw
 from .formats.upgrade import UpgradeError, net_needs_upgrade, upgrade_net
+from .lazy_modules import cv2
 from .net.filtering import included, net_state
 from .proto import caffe_pb2
 

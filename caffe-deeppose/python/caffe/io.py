@@ -2,12 +2,12 @@
 conversions, with pycaffe's results: the same arrays (values and dtypes) and the same message
 bytes. Images load and resize as pycaffe's scikit-image calls do (RGB in [0, 1]; scipy.ndimage
 zoom with anti-aliasing), written here on OpenCV and scipy."""
-import cv2
 import numpy as np
 from scipy import ndimage
 
 from .atomic_file import atomic_write
 from .formats import protoio
+from .lazy_modules import cv2
 from .proto import caffe_pb2
 
 _GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray

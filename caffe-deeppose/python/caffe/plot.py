@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 
 from .atomic_file import atomic_write
+from .lazy_modules import cv2
 
 COLOURS = [(90, 90, 90), (200, 110, 30), (40, 40, 220), (40, 170, 40), (160, 40, 160), (20, 160, 200)]
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
@@ -42,20 +41,20 @@ def line_chart(series: dict[str, tuple], path, title: str = "", xlabel: str = ""
     for t in _ticks(y0, y1):
         (u, v), = px([x0], [t])
         cv2.line(img, (left, v), (w - right, v), (225, 225, 225), 1)
-        cv2.putText(img, f"{t:g}", (4, v + 4), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{t:g}", (4, v + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     for t in _ticks(x0, x1):
         (u, v), = px([t], [y0])
-        cv2.putText(img, f"{t:g}", (u - 10, h - bottom + 16), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{t:g}", (u - 10, h - bottom + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    cv2.putText(img, title, (left, 24), _FONT, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, xlabel, (w // 2 - 4 * len(xlabel), h - 10), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, ylabel, (4, top - 8), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (left, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, xlabel, (w // 2 - 4 * len(xlabel), h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, ylabel, (4, top - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for i, (name, (x, y)) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         cv2.polylines(img, [px(x, y)], False, colour, 2, cv2.LINE_AA)
         ly = top + 18 + 18 * i
         cv2.line(img, (left + 10, ly - 4), (left + 34, ly - 4), colour, 2, cv2.LINE_AA)
-        cv2.putText(img, name, (left + 40, ly), _FONT, 0.45, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, name, (left + 40, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise OSError(f"could not encode the chart for {path}")

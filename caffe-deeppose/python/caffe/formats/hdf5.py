@@ -10,12 +10,12 @@ written whole in memory and then atomically (a killed writer never leaves a half
 import io
 import os
 
-import h5py
 import numpy as np
 import torch
 
 from .. import glog
 from ..atomic_file import atomic_write
+from ..lazy_modules import h5py
 
 
 class HDF5Error(ValueError):

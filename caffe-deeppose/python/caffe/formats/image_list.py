@@ -2,7 +2,7 @@
 shared by the ImageData layer and the convert_imageset tools."""
 import math
 
-import cv2
+from ..lazy_modules import cv2
 
 
 class ListFileError(ValueError):

@@ -17,12 +17,12 @@ mean come from transform_param and the scale from window_data_param.
 """
 import math
 
-import cv2
 import numpy as np
 
 from .. import glog
 from ..data_transformer import caffe_rng
 from ..formats import protoio
+from ..lazy_modules import cv2
 from ..proto import caffe_pb2
 from ..registry import register_layer
 from .data import _PrefetchingLayer

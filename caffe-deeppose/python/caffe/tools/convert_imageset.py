@@ -21,13 +21,13 @@ import os
 import random
 import sys
 
-import cv2
 from tqdm import tqdm
 
 from .. import glog
 from ..formats.db.backends import DBError, backend_name
 from ..formats.db.writers import COMMIT_EVERY, new_db
 from ..formats.image_list import ListFileError, read_image, read_list, to_chw
+from ..lazy_modules import cv2
 from ..proto import caffe_pb2
 from .flags import Flag, parse_or_exit
 
