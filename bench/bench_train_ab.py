@@ -6,6 +6,7 @@ off by its own knob (caffe.accel.switched):
 - train_chains: BatchNorm + Scale + ReLU in place as one C kernel pass each way
   (caffe/accel/train_chains.py);
 - native_lrn: the LRN layers' C kernels (caffe.accel.native lrn_forward / lrn_backward);
+- native_pool: MAX pooling's C kernels with an int32 mask (caffe.accel.native max_pool);
 - native_sgd: SGD's update as one C kernel pass per param (caffe.accel.native sgd_update);
 - reused_diffs: InnerProduct's weight diff computed into the memory of the previous diff, and the
   update copied into the param diffs only when one is read (caffe/blob.py).
@@ -25,7 +26,7 @@ from lib.stage1_nets import write_nets
 from lib.stage1_shape import LABELS, SIZE
 from lib.timing import measure
 
-CHANGES = ("train_chains", "native_lrn", "native_sgd", "reused_diffs")  # caffe.accel.REGISTRY's names
+CHANGES = ("train_chains", "native_lrn", "native_pool", "native_sgd", "reused_diffs")  # caffe.accel.REGISTRY's names
 
 
 def variant(solver_path, off, x, y):

@@ -48,9 +48,8 @@ def test_lrn_kernels_match_the_pytorch_lrn(size, beta, channels_last):
 @needs_native
 @pytest.mark.parametrize("shape,size,beta", [((3, 70, 9, 11), 5, 0.75), ((2, 5, 1, 1), 3, 0.6), ((2, 9, 13, 13), 7, 1.0)])
 def test_kernels_keep_the_layout_they_are_given_and_compute_the_same_values(shape, size, beta):
-    """No layout converted: the LRN reads NCHW or channels-last and writes its top channels-last
-    (for the pooling after it), its bottom diff in the bottom's layout from a top diff in either;
-    BatchNorm keeps the layout. The LRN and the BatchNorm top are the same bits either way (the
+    """No layout converted: the LRN and BatchNorm write their tops in their bottom's layout, the
+    LRN's bottom diff from a top diff in either layout. The LRN and the BatchNorm top are the same bits either way (the
     same operations per element); the statistics and the BatchNorm backward's channel sums agree
     to rounding and with float64."""
     g = torch.Generator().manual_seed(size)
@@ -58,7 +57,8 @@ def test_kernels_keep_the_layout_they_are_given_and_compute_the_same_values(shap
     rows = [t.contiguous(memory_format=torch.channels_last) for t in (x, d)]
     spatial = shape[2] * shape[3] > 1
     tops = [native.lrn_forward(a, size, 5e-3, beta, 2.0) for a in (x, rows[0])]
-    assert torch.equal(tops[0], tops[1]) and all(t.is_contiguous(memory_format=torch.channels_last) for t in tops)
+    assert torch.equal(tops[0], tops[1]) and tops[0].is_contiguous()
+    assert not spatial or tops[1].is_contiguous(memory_format=torch.channels_last) and not tops[1].is_contiguous()
     diffs = [native.lrn_backward(b, a, size, 5e-3, beta, 2.0) for a, b in ((x, d), (x, rows[1]), rows)]
     assert diffs[0].is_contiguous() and diffs[1].is_contiguous() and (not spatial or not diffs[2].is_contiguous())
     assert torch.equal(diffs[0], diffs[1]) and torch.equal(diffs[0], diffs[2])
@@ -76,6 +76,70 @@ def test_kernels_keep_the_layout_they_are_given_and_compute_the_same_values(shap
         assert back[0][0].is_contiguous()
         for planes, row in zip(*back):
             np.testing.assert_allclose(planes, row, rtol=1e-5, atol=1e-5)
+
+
+def _caffe_max_pool(x, kernel, stride, pad, out):
+    """pooling_layer.cpp's MAX loops in Python: (top, mask) of a float32 array."""
+    n, c, height, width = x.shape
+    top, mask = np.zeros((n, c) + out, np.float32), np.zeros((n, c) + out, np.int64)
+    for i, j, ph, pw in np.ndindex(n, c, *out):
+        hs, ws = ph * stride[0] - pad[0], pw * stride[1] - pad[1]
+        he, we = min(hs + kernel[0], height), min(ws + kernel[1], width)
+        best, at = -np.finfo(np.float32).max, -1
+        for h in range(max(hs, 0), he):
+            for w in range(max(ws, 0), we):
+                if x[i, j, h, w] > best:
+                    best, at = x[i, j, h, w], h * width + w
+        top[i, j, ph, pw], mask[i, j, ph, pw] = best, at
+    return top, mask
+
+
+@needs_native
+@pytest.mark.parametrize("shape,kernel,stride,pad", [
+    ((2, 3, 11, 37), (3, 3), (2, 2), (0, 0)),  # the vectorised path: 16 windows a row, the last ones clipped
+    ((1, 2, 6, 21), (2, 4), (1, 1), (0, 0)),
+    ((2, 2, 9, 10), (3, 2), (2, 3), (1, 1)),  # the scalar path: padding, stride 3
+    ((1, 1, 4, 4), (4, 4), (1, 1), (0, 0)),
+])
+def test_max_pool_kernel_is_caffes_loop(shape, kernel, stride, pad):
+    """Top and mask as Caffe's loops compute them, ties (small integers) going to the first cell in
+    row-major order and NaN never taken (a window of NaN: -FLT_MAX, mask -1); the backward adds
+    each top diff at its mask's cell."""
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randint(-3, 4, shape, generator=g).float()
+    x[0, 0, :, :3] = float("nan")
+    out = tuple((-(-(size + 2 * p - k) // s) + 1) for size, k, s, p in zip(shape[2:], kernel, stride, pad))
+    out = tuple(o - 1 if pad != (0, 0) and (o - 1) * s >= size + p else o
+                for o, size, s, p in zip(out, shape[2:], stride, pad))
+    top, mask = native.max_pool(x, kernel, stride, pad, out)
+    ref_top, ref_mask = _caffe_max_pool(x.numpy(), kernel, stride, pad, out)
+    np.testing.assert_array_equal(top.numpy(), ref_top)
+    np.testing.assert_array_equal(mask.numpy(), ref_mask)
+    top_diff = torch.randn(top.shape, generator=g)
+    expected = np.zeros(shape, np.float32)
+    for index in np.ndindex(*top.shape):
+        if ref_mask[index] >= 0:
+            expected[index[:2]].flat[ref_mask[index]] += top_diff[index]
+    np.testing.assert_array_equal(native.max_pool_backward(top_diff, mask, shape).numpy(), expected)
+
+
+@needs_native
+def test_pooling_layer_keeps_an_int32_mask_and_matches_torch():
+    """The Pooling layer runs the kernel on an NCHW blob: the same top and gradient as torch's
+    pooling, with a 4-byte mask saved for the backward instead of torch's 8-byte index."""
+    from caffe.layer_modules.pooling import Pooling, _NativeMaxPool
+    from caffe.proto import caffe_pb2
+    param = caffe_pb2.LayerParameter(name="pool", type="Pooling", bottom=["x"], top=["y"])
+    param.pooling_param.kernel_size, param.pooling_param.stride = 3, 2
+    layer = Pooling(param, caffe_pb2.TRAIN)
+    x = torch.randn(2, 4, 13, 13, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    (top,) = layer(x)
+    assert type(top.grad_fn).__name__ == _NativeMaxPool.__name__ + "Backward"
+    assert [t.dtype for t in top.grad_fn.saved_tensors] == [torch.int32]
+    ref = torch.nn.functional.max_pool2d(x, 3, 2, ceil_mode=True)
+    top_diff = torch.randn(ref.shape)
+    assert torch.equal(top, ref)
+    assert torch.equal(torch.autograd.grad(top, x, top_diff)[0], torch.autograd.grad(ref, x, top_diff)[0])
 
 
 @needs_native

@@ -121,7 +121,7 @@ def test_the_switch_equals_every_acceleration_off_by_its_own_knob(tmp_path, refe
 
 def test_every_acceleration_has_its_own_knob(monkeypatch, reference):
     """CAFFE_<NAME>=0 (the compiled forward's: CAFFE_COMPILE=0) turns that acceleration off and no
-    other; CAFFE_NATIVE=0 turns off the three that run C kernels."""
+    other; CAFFE_NATIVE=0 turns off the four that run C kernels."""
     caffe.set_reference(False)
     knobs = [a.knob for a in accel.REGISTRY.values()]
     assert len(set(knobs)) == len(knobs) and "CAFFE_CONV_CHAINS" in knobs and "CAFFE_COMPILE" in knobs
@@ -130,8 +130,8 @@ def test_every_acceleration_has_its_own_knob(monkeypatch, reference):
             m.setenv(a.knob, "0")
             assert not accel.active(name) and a.why_off() == f"{a.knob}=0"
             assert all(b.why_off() != f"{a.knob}=0" for b in accel.REGISTRY.values() if b is not a)
-    assert {n for n, a in accel.REGISTRY.items() if "CAFFE_NATIVE" in a.knobs} == {"native_lrn", "native_sgd",
-                                                                                   "train_chains"}
+    assert {n for n, a in accel.REGISTRY.items() if "CAFFE_NATIVE" in a.knobs} == {"native_lrn", "native_pool",
+                                                                                   "native_sgd", "train_chains"}
 
 
 def test_switched_sets_the_knobs_for_a_block_and_restores_them(monkeypatch, reference):

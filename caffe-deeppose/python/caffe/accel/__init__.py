@@ -9,7 +9,7 @@ below replaces a part of it with something faster that computes the same values 
   ReLU, Sigmoid, TanH or Softmax parameters; `engine: CUDNN` and `DEFAULT` change nothing);
 - its own knob turns it off: an environment variable set to 0, `CAFFE_<NAME>` (CAFFE_CONV_CHAINS,
   CAFFE_NATIVE_LRN, ...; the compiled forward's is CAFFE_COMPILE), and `CAFFE_NATIVE=0` turns off
-  the three that run C kernels together; `switched(conv_chains=False, ...)` sets knobs for a
+  the four that run C kernels together; `switched(conv_chains=False, ...)` sets knobs for a
   block (the benches time each acceleration against the others so); or it is off by default and
   its knob set to 1 turns it on (`CAFFE_CHANNELS_LAST=1`: its entry says why it is off);
 - it cannot run here (no C compiler for the kernels, no oneDNN in torch).
@@ -104,6 +104,12 @@ REGISTRY = {a.name: a for a in (
                  "a C kernel pass each way (caffe/accel/native.py)",
                  "+23 % training step, +23 % compiled inference at batch 32 (bench/bench_train_ab.py, "
                  "bench/bench_fastpath.py)", "CAFFE_NATIVE_LRN", "CAFFE_NATIVE", _native),
+    Acceleration("native_pool", "torch's MAX pooling (int64 indices; NCHW several times slower than channels-last) "
+                 "of NCHW blobs: a C kernel pass each way with Caffe's int32 mask (caffe/accel/native.py)",
+                 "+8 % training step at batch 32 against torch's pooling of the same NCHW blobs (bench/bench_train_ab.py); "
+                 "against the LRN writing channels-last for torch's pooling, as before it: solver.step 0.699 against "
+                 "0.711 s, peak memory 1532-1576 against 1578-1641 MB (caffe train, bench/bench_memory.py)",
+                 "CAFFE_NATIVE_POOL", "CAFFE_NATIVE", _native),
     Acceleration("native_sgd", "SGD's decay, momentum and update as torch ops: one C kernel pass per param "
                  "(caffe/accel/native.py)", "+5 % training step at batch 32 (bench/bench_train_ab.py)",
                  "CAFFE_NATIVE_SGD", "CAFFE_NATIVE", _native),

@@ -1,5 +1,5 @@
 """The C source of the kernels on NCHW planes (each channel of each item a run of pixels); built
-with kernels_rows' as one C file (it uses its neg_pow) by caffe.accel.native, which declares both."""
+with kernels_rows' as one C file (it uses its neg_pow) by caffe.accel.native, which declares them."""
 
 SOURCE = r"""
 /* The same kernels on NCHW blobs (planes: each channel of each item a run of P pixels), computing
@@ -62,21 +62,13 @@ static void lrn_top_block(const float *restrict xb, long P, float *restrict tb, 
     }
 }
 
-/* x in planes; the top in rows (top_rows: computed as planes in the scratch tile u, then written
-   out as rows) or planes */
+/* x and the top in planes */
 void lrn_forward_planes(const float *x, float *top, long N, int C, long P, int size, float alpha, float beta,
-                        float k, int top_rows, int threads) {
+                        float k, int threads) {
     PLANE_BLOCKS(
         const float *xb = x + off;
         lrn_scale_block(xb, P, nb, s, sq, C, size, alpha / size, k);
-        if (top_rows) {
-            float *tr = top + (t / nblk) * C * P + (t % nblk) * PB * C;
-            lrn_top_block(xb, P, u, PB, nb, s, p, C, beta);
-            for (int j = 0; j < nb; j++)
-                for (int c = 0; c < C; c++) tr[j * C + c] = u[c * PB + j];
-        } else {
-            lrn_top_block(xb, P, top + off, P, nb, s, p, C, beta);
-        })
+        lrn_top_block(xb, P, top + off, P, nb, s, p, C, beta);)
 }
 
 /* the bottom diff of nb pixels from the top diff (channel c at db + c cs) */

@@ -7,9 +7,8 @@ implementation, nothing built).
 
 Kernels (C99) on 4-d blobs in either layout: rows (channels-last: each pixel a run of C channels)
 or planes (NCHW: each channel of each item a run of pixels), the functions at the end of this
-module taking a blob in the layout it has (`memory_format`), so that no layout is converted (the
-LRN writes its top channels-last, from NCHW in the same pass: the pooling after it reads that
-layout several times faster):
+module taking a blob in the layout it has (`memory_format`) and writing their results in it, so
+that no layout is converted:
 - lrn_forward / lrn_backward: Caffe's LRN across channels, scale = k + alpha/n * window sum of
   x^2 (zeros past the ends), top = x * scale^-beta; bottom_diff = top_diff * scale^-beta
   - 2 alpha beta / n * x * window sum(top_diff * top / scale), with scale and top recomputed from
@@ -20,6 +19,8 @@ layout several times faster):
   history = rate * diff' + momentum * history (scal, axpy), w = w - history.
 - bn_stats / bn_scale_forward / bn_scale_backward: BatchNorm with the batch's statistics, Scale
   and ReLU in place (caffe.accel.train_chains).
+- max_pool / max_pool_backward (planes only): Caffe's MAX pooling with its int32 mask (torch's
+  keeps int64 indices, and reads NCHW several times slower than channels-last).
 """
 import ctypes
 import hashlib
@@ -34,9 +35,9 @@ import threading
 import torch
 
 from .. import glog
-from . import kernels_planes, kernels_rows
+from . import kernels_planes, kernels_pooling, kernels_rows
 
-SOURCE = kernels_rows.SOURCE + kernels_planes.SOURCE
+SOURCE = kernels_rows.SOURCE + kernels_planes.SOURCE + kernels_pooling.SOURCE
 
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared"]
@@ -75,14 +76,17 @@ def _declare(lib):
     lib.bn_stats.argtypes = [p, l, i, p, p, i]
     lib.bn_scale_forward.argtypes = [p, p, l, i, p, p, p, p, i, i]
     lib.bn_scale_backward.argtypes = [p, p, l, i, p, p, p, p, i, p, p, p, i]
-    lib.lrn_forward_planes.argtypes = [p, p, l, i, l, i, f, f, f, i, i]
+    lib.lrn_forward_planes.argtypes = [p, p, l, i, l, i, f, f, f, i]
     lib.lrn_backward_planes.argtypes = [p, p, p, l, i, l, i, f, f, f, i, i]
     lib.bn_stats_planes.argtypes = [p, l, i, l, p, p, i]
     lib.bn_scale_forward_planes.argtypes = [p, p, l, i, l, p, p, p, p, i, i]
     lib.bn_scale_backward_planes.argtypes = [p, p, l, i, l, p, p, p, p, i, p, p, p, i]
+    lib.max_pool_planes.argtypes = [p, p, p, l] + [i] * 11
+    lib.max_pool_backward_planes.argtypes = [p, p, p, l, l, l, i]
     for fn in (lib.lrn_forward, lib.lrn_backward, lib.sgd_update, lib.bn_stats, lib.bn_scale_forward,
                lib.bn_scale_backward, lib.lrn_forward_planes, lib.lrn_backward_planes, lib.bn_stats_planes,
-               lib.bn_scale_forward_planes, lib.bn_scale_backward_planes):
+               lib.bn_scale_forward_planes, lib.bn_scale_backward_planes, lib.max_pool_planes,
+               lib.max_pool_backward_planes):
         fn.restype = None
     return lib
 
@@ -120,14 +124,12 @@ def dense(t, like=None):
 
 
 def lrn_forward(x, size, alpha, beta, k):
-    """The top of Caffe's across-channels LRN of `x` (4-d float32, either layout), channels-last:
-    the pooling that follows an LRN reads that layout several times faster than NCHW (a
-    convolution converts it)."""
+    """The top of Caffe's across-channels LRN of `x` (4-d float32, either layout), in x's layout."""
     x, planes = dense(x)
-    top, lib, threads = torch.empty_like(x, memory_format=torch.channels_last), library(), torch.get_num_threads()
+    top, lib, threads = torch.empty_like(x), library(), torch.get_num_threads()
     if planes:
         lib.lrn_forward_planes(x.data_ptr(), top.data_ptr(), x.shape[0], x.shape[1], planes, size, alpha, beta, k,
-                               1, threads)
+                               threads)
     else:
         lib.lrn_forward(x.data_ptr(), top.data_ptr(), x.numel() // x.shape[1], x.shape[1], size, alpha, beta, k,
                         threads)
@@ -187,3 +189,25 @@ def bn_scale_backward(top_diff, x, mean, std, gamma, beta, relu):
     else:
         library().bn_scale_backward(top_diff.data_ptr(), x.data_ptr(), x.numel() // x.shape[1], x.shape[1], *args)
     return bottom_diff, d_gamma, d_beta
+
+
+def max_pool(x, kernel, stride, pad, out):
+    """(top, int32 mask) of Caffe's MAX pooling of `x` (NCHW float32; made contiguous) into `out`
+    (h, w): the mask holds each window's argmax as h W + w in its plane, -1 for none."""
+    x = x.contiguous()
+    n, c, h, w = x.shape
+    top = x.new_empty((n, c) + tuple(out))
+    mask = torch.empty(top.shape, dtype=torch.int32)
+    library().max_pool_planes(x.data_ptr(), top.data_ptr(), mask.data_ptr(), n * c, h, w, *out, *kernel, *stride,
+                              *pad, torch.get_num_threads())
+    return top, mask
+
+
+def max_pool_backward(top_diff, mask, shape):
+    """The bottom diff (NCHW, `shape`) of max_pool: each top cell's diff added at its mask's cell."""
+    top_diff = top_diff.contiguous()
+    bottom_diff = top_diff.new_empty(shape)
+    library().max_pool_backward_planes(top_diff.data_ptr(), mask.data_ptr(), bottom_diff.data_ptr(),
+                                       shape[0] * shape[1], shape[2] * shape[3], mask[0, 0].numel(),
+                                       torch.get_num_threads())
+    return bottom_diff

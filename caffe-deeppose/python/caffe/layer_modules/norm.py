@@ -106,13 +106,13 @@ def _native_lrn(x):
 
 @torch.library.custom_op("caffe::lrn_across_channels_top", mutates_args=())
 def lrn_across_channels_top(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """The top of Caffe's across-channels LRN by the C kernel, channels-last."""
+    """The top of Caffe's across-channels LRN by the C kernel, in x's layout."""
     return native.lrn_forward(x, size, alpha, beta, k)
 
 
 @lrn_across_channels_top.register_fake
 def _(x, size, alpha, beta, k):
-    return torch.empty_like(x, memory_format=torch.channels_last)
+    return torch.empty_like(x, memory_format=native.memory_format(x))
 
 
 @torch.library.custom_op("caffe::lrn_across_channels_backward", mutates_args=())

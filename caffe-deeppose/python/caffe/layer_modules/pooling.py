@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..accel import active, native
 from ..proto import caffe_pb2
 from ..registry import register_layer
 from .base import LayerModule
@@ -33,6 +34,22 @@ class _GradientInLayout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad.contiguous(memory_format=ctx.memory_format), None
+
+
+class _NativeMaxPool(torch.autograd.Function):
+    """MAX pooling of an NCHW blob through the C kernels (caffe.accel.native); keeps the int32 mask."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, pad, out):
+        top, mask = native.max_pool(x, kernel, stride, pad, out)
+        ctx.save_for_backward(mask)
+        ctx.shape = x.shape
+        return top
+
+    @staticmethod
+    def backward(ctx, top_diff):
+        (mask,) = ctx.saved_tensors
+        return native.max_pool_backward(top_diff, mask, ctx.shape), None, None, None, None
 
 
 def _channels_last(x):
@@ -143,15 +160,22 @@ class Pooling(LayerModule):
 
     def forward(self, x):
         self.top_shapes([x.shape])
-        k, out, native = self._plan(x.shape[2], x.shape[3])
+        k, out, torch_fits = self._plan(x.shape[2], x.shape[3])
         if self.method == _P.MAX:
-            return self._max(x, k, out, native)
+            return self._max(x, k, out, torch_fits)
         if self.method == _P.AVE:
-            return (self._ave(x, k, out, native),)
+            return (self._ave(x, k, out, torch_fits),)
         return (self._stochastic(x, k, out),)
 
-    def _max(self, x, k, out, native):
-        if native:
+    def _native(self, x):
+        """Whether MAX pooling of `x` runs in the C kernels (an NCHW CPU float32 blob, eager)."""
+        return (x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
+                and type(x) is torch.Tensor and not torch.compiler.is_compiling() and active("native_pool", self))
+
+    def _max(self, x, k, out, torch_fits):
+        if not self.with_mask and self._native(x):
+            return (_NativeMaxPool.apply(x, k, self.stride, self.pad, out),)
+        if torch_fits:
             if not self.with_mask:
                 top = F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil)
                 if top.requires_grad and _channels_last(x):  # a channels-last bottom (the LRN kernel's top)
@@ -170,8 +194,8 @@ class Pooling(LayerModule):
         inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
         return top, torch.where(inside, row * w + col, -1).to(x.dtype)
 
-    def _ave(self, x, k, out, native):
-        if native:
+    def _ave(self, x, k, out, torch_fits):
+        if torch_fits:
             return F.avg_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil, count_include_pad=True)
         sums = F.avg_pool2d(self._pad_to_windows(x, k, out, self.pad, 0.0), k, self.stride, divisor_override=1)
         return sums / self._divisor_map(x, k, out)
