@@ -5,6 +5,10 @@ loop of the same net, at each batch size.
 
     python bench/bench_vs_caffe.py [--batches 32 1] [--seconds 8] [--calls 10] [--seed-caffe /opt/seed-caffe]
 
+`--against CHECKOUT` puts another checkout of this project (an older commit in a git worktree) in
+the real Caffe's place: its engine, this Python, the same interleaving, so the ratio column reads
+as after / before on the same drift of the machine ("No speed lost" in one run).
+
 The real Caffe runs in its own process (its python, its pycaffe: bench/lib/seed_caffe_worker.py),
 driven slice by slice, so both sides share the machine's drift. Both load the same weights and
 inputs; the forward outputs are checked to agree. Prints images/s and the ratio to the real
@@ -36,12 +40,19 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 
 
 class SeedCaffe:
-    """The real Caffe in a worker process; `run(key, what)` is a callable for `measure`."""
+    """The real Caffe (or `checkout`'s engine) in a worker process; `run(key, what)` is a callable
+    for `measure`."""
 
-    def __init__(self, home):
-        env = dict(os.environ, PYTHONPATH=os.path.join(home, "python"), GLOG_minloglevel="2")
+    def __init__(self, home, checkout=None):
+        if checkout:
+            python, path = sys.executable, os.pathsep.join([os.path.join(checkout, "caffe-deeppose", "python"), checkout])
+            self.name = "commit " + subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"],
+                                                   capture_output=True, text=True, check=True).stdout.strip()
+        else:
+            python, path, self.name = os.path.join(home, "venv", "bin", "python"), os.path.join(home, "python"), "real Caffe"
+        env = dict(os.environ, PYTHONPATH=path, GLOG_minloglevel="2")
         env["PATH"] = os.path.join(home, "bin") + os.pathsep + env.get("PATH", "")
-        self.proc = subprocess.Popen([os.path.join(home, "venv", "bin", "python"), "-m", "lib.seed_caffe_worker"],
+        self.proc = subprocess.Popen([python, "-m", "lib.seed_caffe_worker"],
                                      cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def ask(self, **request):
@@ -49,10 +60,10 @@ class SeedCaffe:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            sys.exit(f"the real Caffe's worker died on {request['op']} (its stderr is above)")
+            sys.exit(f"the {self.name} worker died on {request['op']} (its stderr is above)")
         reply = json.loads(line)
         if "error" in reply:
-            sys.exit(f"the real Caffe's worker: {reply['error']}")
+            sys.exit(f"the {self.name} worker: {reply['error']}")
         return reply
 
     def run(self, key, what):
@@ -146,20 +157,20 @@ def engines(folder, batch, seed):
         seed.ask(op="net", key=f"train{batch}", prototxt=paths["train"], phase="TRAIN", weights=weights,
                  inputs=files)
         seed.ask(op="solver", key=f"solver{batch}", solver=paths["solver"], weights=weights, inputs=files)
-        infer["real Caffe: forward"] = seed.run(f"deploy{batch}", "forward")
-        training["real Caffe: forward + backward"] = seed.run(f"train{batch}", "forward_backward")
-        training["real Caffe: solver.step"] = seed.run(f"solver{batch}", "step")
+        infer[f"{seed.name}: forward"] = seed.run(f"deploy{batch}", "forward")
+        training[f"{seed.name}: forward + backward"] = seed.run(f"train{batch}", "forward_backward")
+        training[f"{seed.name}: solver.step"] = seed.run(f"solver{batch}", "step")
         saved = os.path.join(folder, f"predict_{batch}.npy")
         seed.ask(op="run", key=f"deploy{batch}", what="forward", save={"predict": saved})
         ours, theirs = deploy.forward()["predict"], np.load(saved)
         err = np.abs(ours - theirs).max() / np.abs(theirs).max()
-        assert err < 1e-4, f"batch {batch}: our forward differs from the real Caffe's by {err:.2g} of its scale"
+        assert err < 1e-4, f"batch {batch}: our forward differs from the {seed.name}'s by {err:.2g} of its scale"
         errs = check_training(folder, batch, seed, weights, files)
         worst = max(errs, key=errs.get)
-        print(f"# batch {batch}: the train net's forward + backward (without Dropout) against the real Caffe's: "
+        print(f"# batch {batch}: the train net's forward + backward (without Dropout) against the {seed.name}'s: "
               f"{', '.join(CHECKED)} within {errs[worst]:.2g} relative L2 (worst: {worst}; "
               + ", ".join(f"{k} {v:.1g}" for k, v in errs.items()) + ")")
-        assert errs[worst] < 1e-2, f"batch {batch}: our training pass differs from the real Caffe's: {errs}"
+        assert errs[worst] < 1e-2, f"batch {batch}: our training pass differs from the {seed.name}'s: {errs}"
     for fn in list(infer.values()) + list(training.values()):
         fn()
     return infer, training, flops_per_image(deploy) / 1e9
@@ -185,13 +196,18 @@ def main():
     ap.add_argument("--calls", type=int, default=0,
                     help="also this many interleaved rounds of single calls: each engine's fastest call")
     ap.add_argument("--seed-caffe", default="/opt/seed-caffe", help="the real Caffe's install (bin, python, venv)")
+    ap.add_argument("--against", metavar="CHECKOUT",
+                    help="another checkout of this project (a git worktree) measured in the real Caffe's place")
     args = ap.parse_args()
     import threadpoolctl  # pip install .[bench]
     caffe.init_log(2)
     # our inference fast path compiles a shape once it has spent this many seconds eagerly (20 by
     # default); the bench compiles at once, in its warm-up, to time the steady state
     os.environ.setdefault("CAFFE_COMPILE_AFTER", "0")
-    seed = SeedCaffe(args.seed_caffe) if os.path.isdir(os.path.join(args.seed_caffe, "python")) else None
+    if args.against and not os.path.isdir(os.path.join(args.against, "caffe-deeppose", "python")):
+        sys.exit(f"--against {args.against}: not a checkout of this project (no caffe-deeppose/python)")
+    seed = (SeedCaffe(args.seed_caffe, args.against)
+            if args.against or os.path.isdir(os.path.join(args.seed_caffe, "python")) else None)
     print(f"# stage-1 DeepPose net, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, CAFFE_COMPILE="
           f"{os.environ.get('CAFFE_COMPILE', '1')} CAFFE_COMPILE_AFTER={os.environ['CAFFE_COMPILE_AFTER']}")
@@ -202,18 +218,19 @@ def main():
     if seed is None:
         print(f"# the real Caffe is not installed at {args.seed_caffe}: only our engine is measured")
     else:
-        print("# real Caffe: " + "; ".join(blas_lines(seed.ask(op="blas", threadpoolctl=threadpoolctl.__file__)["blas"])))
+        print(f"# {seed.name}: " + "; ".join(blas_lines(seed.ask(op="blas", threadpoolctl=threadpoolctl.__file__)["blas"])))
+    them = seed.name if seed is not None else "real Caffe"
     with tempfile.TemporaryDirectory() as folder:
         for batch in args.batches:
             infer, training, flops = engines(folder, batch, seed)
             results = measure({**infer, **training}, batch, args.seconds, args.rounds)
             best = fastest_call({**infer, **training}, batch, args.calls) if args.calls else None
-            table("Inference", {k: results[k] for k in infer}, batch, "real Caffe: forward", flops, best)
+            table("Inference", {k: results[k] for k in infer}, batch, f"{them}: forward", flops, best)
             table("Training (GFLOP/s as 3x forward)", {k: results[k] for k in training}, batch,
-                  "real Caffe: solver.step", 3 * flops, best)
-            if "real Caffe: forward + backward" in results:
-                print(f"{'ours fwd+bwd vs real Caffe fwd+bwd':36s} "
-                      f"{results['ours: Net.forward + backward'] / results['real Caffe: forward + backward']:.2f}x")
+                  f"{them}: solver.step", 3 * flops, best)
+            if f"{them}: forward + backward" in results:
+                print(f"{'ours fwd+bwd vs ' + them + ' fwd+bwd':36s} "
+                      f"{results['ours: Net.forward + backward'] / results[them + ': forward + backward']:.2f}x")
             print(f"{'caffe train step vs hand-written':36s} "
                   f"{results['ours: solver.step (caffe train)'] / results['PyTorch hand-written loop step']:.2f}x")
     if seed is not None:
