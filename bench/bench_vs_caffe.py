@@ -45,11 +45,13 @@ class SeedCaffe:
 
     def __init__(self, home, checkout=None):
         if checkout:
-            python, path = sys.executable, os.pathsep.join([os.path.join(checkout, "caffe-deeppose", "python"), checkout])
+            python = sys.executable
+            path = os.pathsep.join([os.path.join(checkout, "caffe-deeppose", "python"), checkout])
             self.name = "commit " + subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"],
                                                    capture_output=True, text=True, check=True).stdout.strip()
         else:
-            python, path, self.name = os.path.join(home, "venv", "bin", "python"), os.path.join(home, "python"), "real Caffe"
+            python, path = os.path.join(home, "venv", "bin", "python"), os.path.join(home, "python")
+            self.name = "real Caffe"
         env = dict(os.environ, PYTHONPATH=path, GLOG_minloglevel="2")
         env["PATH"] = os.path.join(home, "bin") + os.pathsep + env.get("PATH", "")
         self.proc = subprocess.Popen([python, "-m", "lib.seed_caffe_worker"],
@@ -218,7 +220,8 @@ def main():
     if seed is None:
         print(f"# the real Caffe is not installed at {args.seed_caffe}: only our engine is measured")
     else:
-        print(f"# {seed.name}: " + "; ".join(blas_lines(seed.ask(op="blas", threadpoolctl=threadpoolctl.__file__)["blas"])))
+        blas_of_seed = seed.ask(op="blas", threadpoolctl=threadpoolctl.__file__)["blas"]
+        print(f"# {seed.name}: " + "; ".join(blas_lines(blas_of_seed)))
     them = seed.name if seed is not None else "real Caffe"
     with tempfile.TemporaryDirectory() as folder:
         for batch in args.batches:

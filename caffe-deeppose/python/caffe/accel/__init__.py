@@ -106,7 +106,8 @@ REGISTRY = {a.name: a for a in (
                  "bench/bench_fastpath.py)", "CAFFE_NATIVE_LRN", "CAFFE_NATIVE", _native),
     Acceleration("native_pool", "torch's MAX pooling (int64 indices; NCHW several times slower than channels-last) "
                  "of NCHW blobs: a C kernel pass each way with Caffe's int32 mask (caffe/accel/native.py)",
-                 "+8 % training step at batch 32 against torch's pooling of the same NCHW blobs (bench/bench_train_ab.py); "
+                 "+8 % training step at batch 32 against torch's pooling of the same NCHW blobs "
+                 "(bench/bench_train_ab.py); "
                  "against the LRN writing channels-last for torch's pooling, as before it: solver.step 0.699 against "
                  "0.711 s, peak memory 1532-1576 against 1578-1641 MB (caffe train, bench/bench_memory.py)",
                  "CAFFE_NATIVE_POOL", "CAFFE_NATIVE", _native),

@@ -178,7 +178,7 @@ class Pooling(LayerModule):
         if torch_fits:
             if not self.with_mask:
                 top = F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil)
-                if top.requires_grad and _channels_last(x):  # a channels-last bottom (the LRN kernel's top)
+                if top.requires_grad and _channels_last(x):  # a channels-last bottom (CAFFE_CHANNELS_LAST=1)
                     top = _GradientInLayout.apply(top, torch.channels_last)
                 return (top,)
             top, index = F.max_pool2d(x, k, self.stride, self.pad, ceil_mode=self.ceil, return_indices=True)
